@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's second command and .ci/run call it.
+# Installs what the tests need (the project's test extras; Debian's chromium and chromium-driver for
+# the browser tests) when it is missing, runs ruff, then pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing Debian's chromium and chromium-driver for the browser tests"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+echo "== installing wsbench with its test extras"
+python3 -m pip install -q -e '.[test]'
+
+echo "== ruff"
+python3 -m ruff check .
+
+echo "== pytest"
+python3 -m pytest -q -p no:cacheprovider "$@"
