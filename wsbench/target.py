@@ -110,7 +110,8 @@ class ServerProcess:
         else:
             how = f"was killed by signal {-code}"
         tail = self.output_tail()
-        return f"server {self.label or self.argv[0]} (pid {self.pid}) {how}" + (f"; its last output:\n{tail}" if tail else "")
+        said = f"; its last output:\n{tail}" if tail else ""
+        return f"server {self.label or self.argv[0]} (pid {self.pid}) {how}{said}"
 
     def signal(self, sig: int) -> None:
         if self.alive():
