@@ -1,0 +1,167 @@
+"""HdrHistograms for latencies in microseconds (1 us to 60 s, 3 significant digits).
+
+The histograms themselves are the ``hdrhistogram`` package's (HdrHistogram V2 wire format, so files
+can be read by any HdrHistogram implementation). What is written here by hand is the bulk recording:
+``HdrHistogram.record_value`` costs a few microseconds of Python per value, which is the whole
+per-delivery budget of the load generator, so :class:`BatchRecorder` appends raw values to a plain list
+on the hot path and, once per interval, computes the counts-array indexes for the whole batch with
+numpy (the same arithmetic as ``HdrHistogram._counts_index_for``) and adds them to the histogram's
+counts array in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 60_000_000
+SIGNIFICANT_DIGITS = 3
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p99", 99.0),
+    ("p99_9", 99.9),
+    ("p99_99", 99.99),
+)
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def encode(histogram: HdrHistogram) -> str:
+    """HdrHistogram V2 compressed, base64 (as ASCII text)."""
+    data = histogram.encode()
+    return data.decode("ascii") if isinstance(data, bytes) else data
+
+
+def decode(text: str) -> HdrHistogram:
+    return HdrHistogram.decode(text.encode("ascii") if isinstance(text, str) else text)
+
+
+def merge(items: Iterable[HdrHistogram | str | None]) -> HdrHistogram:
+    """Exact merge of histograms (objects or encoded strings); ``None`` entries are skipped."""
+    total = new_histogram()
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, str | bytes):
+            item = decode(item if isinstance(item, str) else item.decode("ascii"))
+        if item.get_total_count():
+            total.add(item)
+    return total
+
+
+def value_ms(histogram: HdrHistogram, percentile: float) -> float:
+    return histogram.get_value_at_percentile(percentile) / 1000.0
+
+
+def summary_ms(histogram: HdrHistogram) -> dict[str, float | int | None]:
+    """Percentiles, min, max and mean in milliseconds, and the count. ``None`` values when empty."""
+    count = histogram.get_total_count()
+    out: dict[str, float | int | None] = {"count": count}
+    if not count:
+        for key, _ in PERCENTILES:
+            out[key] = None
+        out.update(min=None, max=None, mean=None)
+        return out
+    values = histogram.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+    for key, p in PERCENTILES:
+        out[key] = values[p] / 1000.0
+    out["min"] = histogram.get_min_value() / 1000.0
+    out["max"] = histogram.get_max_value() / 1000.0
+    out["mean"] = histogram.get_mean_value() / 1000.0
+    return out
+
+
+def percentile_distribution(histogram: HdrHistogram, ticks_per_half_distance: int = 5) -> list[tuple[float, float]]:
+    """``(percentile, value_ms)`` pairs, HdrHistogram style (dense towards 100%), for plots."""
+    if not histogram.get_total_count():
+        return []
+    points = [
+        (item.percentile_level_iterated_to, item.value_iterated_to / 1000.0)
+        for item in histogram.get_percentile_iterator(ticks_per_half_distance)
+    ]
+    return points
+
+
+class _IndexMath:
+    """Vectorized ``HdrHistogram._counts_index_for`` for one histogram geometry."""
+
+    def __init__(self, h: HdrHistogram) -> None:
+        self.unit_magnitude = h.unit_magnitude
+        self.sub_bucket_half_count_magnitude = h.sub_bucket_half_count_magnitude
+        self.sub_bucket_half_count = h.sub_bucket_half_count
+        self.sub_bucket_mask = h.sub_bucket_mask
+        self.counts_len = h.counts_len
+
+    def indexes(self, values: np.ndarray) -> np.ndarray:
+        # bit length of (v | mask) == 64 - clz(v | mask); frexp's exponent is exact for ints < 2**53
+        _, bit_length = np.frexp((values | self.sub_bucket_mask).astype(np.float64))
+        bucket = bit_length.astype(np.int64) - self.unit_magnitude - (self.sub_bucket_half_count_magnitude + 1)
+        sub_bucket = values >> (bucket + self.unit_magnitude)
+        return ((bucket + 1) << self.sub_bucket_half_count_magnitude) + sub_bucket - self.sub_bucket_half_count
+
+
+_MATH = _IndexMath(new_histogram())
+
+
+def record_many(histogram: HdrHistogram, values: Sequence[int] | np.ndarray) -> int:
+    """Record integer microsecond values in bulk. Values are clamped to [0, HIGHEST_US].
+
+    Returns how many values were clamped (out of range), so callers can report them.
+    """
+    if len(values) == 0:
+        return 0
+    arr = np.asarray(values, dtype=np.int64)
+    clamped = int(np.count_nonzero((arr < 0) | (arr > HIGHEST_US)))
+    if clamped:
+        arr = np.clip(arr, 0, HIGHEST_US)
+    idx = _MATH.indexes(arr)
+    counts = np.ctypeslib.as_array(histogram.counts)
+    np.add.at(counts, idx, 1)
+    histogram.total_count += len(arr)
+    lo, hi = int(arr.min()), int(arr.max())
+    histogram.min_value = min(histogram.min_value, lo)
+    histogram.max_value = max(histogram.max_value, hi)
+    return clamped
+
+
+class BatchRecorder:
+    """A histogram fed in bulk: ``add(value_us)`` on the hot path is one list append.
+
+    ``take()`` folds the pending values in and returns the histogram of the interval, starting a
+    new one; ``clamped`` counts values outside [0, 60 s].
+    """
+
+    __slots__ = ("_histogram", "_pending", "add", "clamped")
+
+    def __init__(self) -> None:
+        self._histogram = new_histogram()
+        self._pending: list[int] = []
+        self.add = self._pending.append
+        self.clamped = 0
+
+    def flush(self) -> HdrHistogram:
+        if self._pending:
+            self.clamped += record_many(self._histogram, self._pending)
+            self._pending.clear()
+        return self._histogram
+
+    def take(self) -> HdrHistogram:
+        histogram = self.flush()
+        self._histogram = new_histogram()
+        return histogram
+
+    def __len__(self) -> int:
+        return self._histogram.get_total_count() + len(self._pending)
+
+
+def same_counts(a: HdrHistogram, b: HdrHistogram) -> bool:
+    """Whether two histograms hold the same counts (for tests and self-checks)."""
+    return a.get_total_count() == b.get_total_count() and bool(
+        np.array_equal(np.ctypeslib.as_array(a.counts), np.ctypeslib.as_array(b.counts))
+    )
