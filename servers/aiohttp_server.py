@@ -1,0 +1,640 @@
+"""The aiohttp reference chat server (SPEC.md), the tutorial's chat room written for aiohttp.
+
+Run: ``python -m wsbench_servers.aiohttp_server --port 0`` (or ``wsbench serve aiohttp``).
+
+Structure. All policy lives in one class, :class:`ChatServer`, with the same method names as the
+Tornado server (but no shared code: one bug cannot hide in both). Each behaviour is one small method,
+so a test fixture can subclass ``ChatServer``, change one method (inject one fault) and run it with
+``main(argv, server_class=Faulty)``:
+
+==========================  =====================================================================
+method                      behaviour (SPEC clause)
+==========================  =====================================================================
+``validate_nickname``       login nickname rules and hints (3.2)
+``nickname_in_use``         "is this nickname online" for login 409 (3.3) and 4409 (6.6)
+``sign_nickname``           the signed cookie value (3.4); ``authenticate`` checks it (4.1, 6.2)
+``refuse_handshake``        the handshake checks in SPEC 6.5 order: ``check_version`` (6.1),
+                            ``authenticate`` (6.2), ``check_origin`` (6.3), ``check_capacity`` (6.4)
+``on_open``                 ``apply_nodelay`` (13.1), 4409 (6.6), ``on_join`` (7.1),
+                            ``schedule_pings`` (10.1)
+``receive_loop``            1003 for binary (8.1), close-code answers (8.4, 8.5), pongs (8.6)
+``on_message``              relays text via ``broadcast`` (7.2)
+``broadcast``               fan-out to ``relay_targets`` (7.2: everyone but the sender) through
+                            ``deliver``; never awaits a connection (7.4, 11.3)
+``enforce_send_buffer``     "may this connection queue N more bytes" (11.1)
+``close_slow_consumer``     1008 ``slow consumer`` (11.1, 11.2)
+``on_leave``                the leave line, exactly once (7.5)
+``send_ping``/``check_pong``  the ping policy (10.1, 10.2); ``close_ping_timeout`` sends 1011
+``message_size_limit``      the inclusive size limit (9.1)
+``shutdown``                1001 to everyone, wait up to 2 s, exit 0 (12.1)
+==========================  =====================================================================
+
+aiohttp 3.14 defaults overridden here:
+
+- ``max_msg_size`` is exclusive (a message of exactly the limit is refused): the server passes
+  ``message_size_limit() + 1``;
+- no ``Sec-WebSocket-Version`` check (8 and 7 are accepted) and no ``Origin`` check: done in
+  ``refuse_handshake`` before ``prepare``;
+- a client close code is always answered with 1000 and 1006/1012-1014/5000+ are accepted: with
+  ``autoclose=False`` the server answers per SPEC 8.4/8.5 itself;
+- unmasked client frames are accepted: :class:`StrictReader` (a subclass of aiohttp's pure-Python
+  frame reader, installed by :class:`ChatWebSocketResponse`) fails them with 1002;
+- ``heartbeat`` drops the connection without a close frame and counts any inbound data as a pong:
+  not used; pings follow SPEC 10 via ``send_ping``/``check_pong``;
+- ``send_str`` awaits the transport's drain, which would stall a broadcast on one slow client: the
+  broadcast writes one pre-built frame to each transport instead (``deliver``);
+- ``run_app``'s shutdown drops inbound frames and ends with a bare FIN: the server runs its own
+  ``AppRunner`` and sends 1001 first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import html
+import json
+import logging
+import signal
+import socket
+import struct
+import sys
+import time
+import unicodedata
+import urllib.parse
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp._websocket import reader_py
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
+from aiohttp.http_websocket import WebSocketError
+
+from .options import CLOSE_GRACE, PING_TIMEOUT_CLOSE_GRACE, Options, listening_line, parse_options
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+NICKNAME_COOKIE = "nickname"
+MAX_NICKNAME_LENGTH = 32
+HINT_EMPTY = "请输入昵称"
+HINT_TOO_LONG = f"昵称最多{MAX_NICKNAME_LENGTH}个字符"
+HINT_CONTROL = "昵称不能包含控制字符"
+HINT_ENCODING = "昵称不是有效的UTF-8文本"
+HINT_IN_USE = "昵称已被使用，请更换昵称"
+
+# RFC 6455 §7.4: close codes a client may send (SPEC 8.4); everything else is answered 1002 (8.5).
+VALID_CLOSE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1012), *range(3000, 5000)])
+PING_FRAME = b"\x89\x00"
+
+log = logging.getLogger("wsbench_servers.aiohttp")
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unmasked, unfragmented server text frame.
+
+    Written by hand because aiohttp has no synchronous frame API: ``send_str`` is a coroutine that
+    awaits the transport's drain. Building the frame once per broadcast and writing the same bytes to
+    every transport is also what keeps the fan-out cheap.
+    """
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x81, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+class StrictReader(reader_py.WebSocketReader):
+    """aiohttp's frame reader plus the mask check it lacks (RFC 6455 §5.1, SPEC 8.3).
+
+    Subclasses the pure-Python reader (``_has_mask`` holds the current frame's mask bit when
+    ``_handle_frame`` runs); the compiled reader's attributes are not reachable from Python.
+    """
+
+    def _handle_frame(self, fin: bool, opcode: int, payload: bytes | bytearray, compressed: int) -> None:
+        if not self._has_mask:
+            raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "unmasked client frame")
+        super()._handle_frame(fin, opcode, payload, compressed)
+
+
+class ChatWebSocketResponse(web.WebSocketResponse):
+    """WebSocketResponse that parses client frames with :class:`StrictReader`.
+
+    ``_post_start`` is aiohttp 3.14's own, with the reader classes swapped for the pure-Python ones.
+    """
+
+    def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
+        self._ws_protocol = protocol
+        self._writer = writer
+        self._reset_heartbeat()
+        loop = self._loop
+        assert loop is not None
+        self._reader = reader_py.WebSocketDataQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
+        self._parser = StrictReader(
+            self._reader, self._max_msg_size, compress=bool(self._compress), decode_text=self._decode_text
+        )
+        request.protocol.set_parser(self._parser, data_received_cb=None)
+        request.protocol.keep_alive(False)
+
+
+class Connection:
+    """One accepted ``/chat`` connection."""
+
+    __slots__ = (
+        "close_task",
+        "closing",
+        "joined",
+        "last_pong",
+        "nickname",
+        "pending",
+        "ping_handle",
+        "pong_checks",
+        "transport",
+        "ws",
+    )
+
+    def __init__(self, ws: ChatWebSocketResponse, transport: asyncio.Transport, nickname: str) -> None:
+        self.ws = ws
+        self.transport = transport
+        self.nickname = nickname
+        self.joined = False
+        self.closing = False  # a close frame was sent or the transport is going away: send nothing more
+        self.last_pong = 0.0
+        self.pending = 0  # bytes handed to send_str tasks (compressed connections) but not yet written
+        self.ping_handle: asyncio.TimerHandle | None = None
+        self.pong_checks: set[asyncio.TimerHandle] = set()
+        self.close_task: asyncio.Task[bool] | None = None
+
+    @property
+    def compressed(self) -> bool:
+        return bool(self.ws.compress)
+
+
+Refusal = tuple[int, str, dict[str, str]]
+
+
+class ChatServer:
+    """State and policy of one chat room; see the module docstring for the method map."""
+
+    name = "aiohttp"
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.room: dict[str, Connection] = {}  # online nicknames (SPEC 1.3)
+        self.sockets: set[Connection] = set()  # every accepted /chat connection (12.1)
+        self.handshakes = 0  # /chat upgrades reserved or open (6.4)
+        self.messages_in = 0
+        self.deliveries_out = 0
+        self.slow_consumer_closes = 0
+        self.started = time.monotonic()
+        self.process = psutil.Process()
+        self.shutting_down = False
+        self._all_closed: asyncio.Event | None = None
+        self._cookie_key = hashlib.sha256(b"wsbench nickname cookie\0" + options.cookie_secret.encode()).digest()
+        self._templates = {name: (TEMPLATES / name).read_text("utf-8") for name in ("login.html", "chat.html")}
+
+    # ---- application ----------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/", self.chat_page)
+        app.router.add_get("/login", self.login_page)
+        app.router.add_post("/login", self.login)
+        app.router.add_get("/stats", self.stats_page)
+        app.router.add_get("/chat", self.chat)
+        app.router.add_static("/static/", STATIC)
+        return app
+
+    def render(self, name: str, status: int = 200, **values: str) -> web.Response:
+        """Fill ``{{ key }}`` placeholders of a shared template, HTML-escaped (SPEC 3.6)."""
+        page = self._templates[name]
+        for key, value in values.items():
+            page = page.replace("{{ " + key + " }}", html.escape(value))
+        return web.Response(status=status, text=page, content_type="text/html", charset="utf-8")
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "server": self.name,
+            "framework_version": aiohttp.__version__,
+            "connections": len(self.sockets),
+            "online": len(self.room),
+            "messages_in": self.messages_in,
+            "deliveries_out": self.deliveries_out,
+            "slow_consumer_closes": self.slow_consumer_closes,
+            "rss_bytes": self.process.memory_info().rss,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        }
+
+    async def stats_page(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text=json.dumps(self.stats()), content_type="application/json", headers={"Cache-Control": "no-store"}
+        )
+
+    # ---- login (SPEC 3, 4) -----------------------------------------------------------------
+
+    async def login_page(self, request: web.Request) -> web.Response:
+        return self.render("login.html", hint="")
+
+    async def login(self, request: web.Request) -> web.Response:
+        try:
+            raw = await self.form_nickname(request)
+        except (ValueError, UnicodeDecodeError):
+            return self.render("login.html", status=400, hint=HINT_ENCODING)
+        nickname, hint = self.validate_nickname(raw)
+        if nickname is None:
+            return self.render("login.html", status=400, hint=hint)
+        if self.nickname_in_use(nickname):
+            return self.render("login.html", status=409, hint=HINT_IN_USE)
+        response = web.Response(status=303, headers={"Location": "/"})
+        response.set_cookie(NICKNAME_COOKIE, self.sign_nickname(nickname), httponly=True, samesite="Lax", path="/")
+        return response
+
+    async def form_nickname(self, request: web.Request) -> str | None:
+        """The first ``nickname`` form field; raises on bytes that are not UTF-8.
+
+        URL-encoded forms are parsed strictly here because ``request.post()`` decodes with
+        errors="replace", which would turn bad bytes into U+FFFD instead of a 400.
+        """
+        if request.content_type == "application/x-www-form-urlencoded":
+            body = (await request.read()).decode("utf-8")
+            fields = urllib.parse.parse_qsl(body, keep_blank_values=True, encoding="utf-8", errors="strict")
+            return next((value for key, value in fields if key == "nickname"), None)
+        form = await request.post()
+        value = form.get("nickname")
+        return value if isinstance(value, str) else None
+
+    async def chat_page(self, request: web.Request) -> web.Response:
+        nickname = self.authenticate(request)
+        if nickname is None:
+            return web.Response(status=303, headers={"Location": "/login"})
+        return self.render("chat.html", nickname=nickname)
+
+    def validate_nickname(self, raw: str | None) -> tuple[str | None, str]:
+        """(nickname, "") when valid, else (None, hint). SPEC 3.2."""
+        nickname = (raw or "").strip()
+        if not nickname:
+            return None, HINT_EMPTY
+        if len(nickname) > MAX_NICKNAME_LENGTH:
+            return None, HINT_TOO_LONG
+        if any(unicodedata.category(ch) == "Cc" for ch in nickname):
+            return None, HINT_CONTROL
+        return nickname, ""
+
+    def nickname_in_use(self, nickname: str) -> bool:
+        return nickname in self.room
+
+    def _mac(self, payload: str) -> str:
+        digest = hmac.new(self._cookie_key, payload.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+    def sign_nickname(self, nickname: str) -> str:
+        """``base64url(nickname).base64url(HMAC-SHA256)``: aiohttp has no signed cookies of its own.
+
+        (aiohttp_session would add a session store; a stdlib HMAC is all SPEC 3.4 needs.)
+        """
+        payload = base64.urlsafe_b64encode(nickname.encode("utf-8")).rstrip(b"=").decode("ascii")
+        return f"{payload}.{self._mac(payload)}"
+
+    def authenticate(self, request: web.Request) -> str | None:
+        """The nickname from a valid signed cookie, else None (SPEC 4.1, 6.2)."""
+        value = request.cookies.get(NICKNAME_COOKIE, "")
+        payload, dot, mac = value.partition(".")
+        if not dot or not payload or not hmac.compare_digest(self._mac(payload), mac):
+            return None
+        try:
+            return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+    # ---- handshake (SPEC 6) ----------------------------------------------------------------
+
+    def refuse_handshake(self, request: web.Request) -> tuple[Refusal | None, str]:
+        """(refusal, nickname) for this upgrade request, checks in SPEC 6.5 order."""
+        headers = request.headers
+        if headers.get("Upgrade", "").strip().lower() != "websocket":
+            return (400, 'Can "Upgrade" only to "WebSocket".', {}), ""
+        if not self.check_version(headers.get("Sec-WebSocket-Version")):
+            return (426, "Upgrade Required: Sec-WebSocket-Version 13 only", {"Sec-WebSocket-Version": "13"}), ""
+        nickname = self.authenticate(request)
+        if nickname is None:
+            return (401, "Unauthorized: log in at /login first", {}), ""
+        origin = headers.get("Origin")
+        if origin is not None and not self.check_origin(origin, headers.get("Host", "")):
+            return (403, "Forbidden: cross-origin WebSocket", {}), ""
+        if not self.check_capacity():
+            return (503, "Service Unavailable: too many connections", {}), ""
+        return None, nickname
+
+    def check_version(self, version: str | None) -> bool:
+        return version is not None and version.strip() == "13"
+
+    def check_origin(self, origin: str, host: str) -> bool:
+        """SPEC 6.3: the Origin's host:port is our Host, or the origin is in the allow-list."""
+        normalized = origin.strip().rstrip("/").lower()
+        parts = urllib.parse.urlsplit(normalized)
+        if parts.scheme in ("http", "https") and parts.netloc and parts.netloc == host.strip().lower():
+            return True
+        return normalized in self.options.allowed_origin
+
+    def check_capacity(self) -> bool:
+        return self.handshakes < self.options.max_connections
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        refusal, nickname = self.refuse_handshake(request)
+        if refusal is not None:
+            status, text, headers = refusal
+            return web.Response(status=status, text=text + "\n", headers=headers)
+        if self.shutting_down:
+            return web.Response(status=503, text="Service Unavailable: shutting down\n")
+        self.handshakes += 1  # reserved before prepare() yields, so 6.4 holds under concurrency
+        conn: Connection | None = None
+        try:
+            ws = ChatWebSocketResponse(
+                autoclose=False,
+                autoping=False,
+                heartbeat=None,
+                compress=self.options.compression,
+                max_msg_size=self.message_size_limit() + 1,  # aiohttp's limit is exclusive
+                timeout=CLOSE_GRACE,
+            )
+            await ws.prepare(request)
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return ws
+            conn = Connection(ws, transport, nickname)
+            self.sockets.add(conn)
+            if self.on_open(conn):
+                await self.receive_loop(conn)
+            if conn.close_task is not None:
+                await asyncio.shield(conn.close_task)
+            return ws
+        finally:
+            self.handshakes -= 1
+            if conn is not None:
+                self.on_close(conn)
+
+    # ---- connection life cycle (SPEC 6.6, 7, 8) --------------------------------------------
+
+    def on_open(self, conn: Connection) -> bool:
+        """Admit the connection to the room; False when it was refused (and a close started)."""
+        self.apply_nodelay(conn)
+        if self.nickname_in_use(conn.nickname):
+            self.refuse_duplicate(conn)
+            return False
+        self.room[conn.nickname] = conn
+        conn.joined = True
+        self.on_join(conn)
+        self.schedule_pings(conn)
+        return True
+
+    def apply_nodelay(self, conn: Connection) -> None:
+        """SPEC 13.1: TCP_NODELAY set, or explicitly cleared with --no-nodelay (asyncio sets it)."""
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if self.options.nodelay else 0)
+
+    def refuse_duplicate(self, conn: Connection) -> None:
+        self.start_close(conn, 4409, "nickname in use", CLOSE_GRACE)
+
+    def on_join(self, conn: Connection) -> None:
+        self.broadcast(f"~~~{conn.nickname}进入了聊天室~~~", exclude=conn)
+
+    async def receive_loop(self, conn: Connection) -> None:
+        ws = conn.ws
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.TEXT:
+                result = self.on_message(conn, msg.data)
+                if result is not None:
+                    await result
+            elif kind is WSMsgType.PING:
+                if not conn.closing:
+                    await ws.pong(msg.data)  # SPEC 8.6
+            elif kind is WSMsgType.PONG:
+                self.on_pong(conn, msg.data)
+            elif kind is WSMsgType.BINARY:
+                self.start_close(conn, 1003, "binary messages are not accepted", CLOSE_GRACE)  # SPEC 8.1
+                return
+            elif kind is WSMsgType.CLOSE:
+                conn.closing = True
+                code, reason = self.close_answer(msg.data)
+                with contextlib.suppress(ConnectionError):
+                    await ws.close(code=code, message=reason.encode("utf-8"), drain=False)
+                return
+            else:  # CLOSING (we started a close), CLOSED, ERROR (aiohttp closed with 1002/1007/1009)
+                return
+
+    def close_answer(self, code: int) -> tuple[int, str]:
+        """The close frame answering a client's close frame (SPEC 8.4, 8.5).
+
+        aiohttp already answered 1-byte payloads and codes below 3000 it does not know with 1002,
+        and bad UTF-8 reasons with 1007; an empty close frame arrives as code 0.
+        """
+        if code == 0:
+            return 1000, ""
+        if code not in VALID_CLOSE_CODES:
+            return 1002, "invalid close code"
+        return code, ""
+
+    def on_message(self, conn: Connection, text: str) -> Awaitable[None] | None:
+        if not conn.joined:
+            return None
+        self.messages_in += 1
+        return self.broadcast(f"{conn.nickname}说：{text}", exclude=conn)
+
+    def on_leave(self, conn: Connection) -> None:
+        """SPEC 7.5: the leave line exactly once, whatever closed the connection."""
+        if not conn.joined:
+            return
+        conn.joined = False
+        if self.room.get(conn.nickname) is conn:
+            del self.room[conn.nickname]
+        self.cancel_pings(conn)
+        self.broadcast(f"~~~{conn.nickname}离开了聊天室~~~", exclude=conn)
+
+    def on_close(self, conn: Connection) -> None:
+        conn.closing = True
+        self.sockets.discard(conn)
+        self.on_leave(conn)
+        self.cancel_pings(conn)
+        if self._all_closed is not None and not self.sockets:
+            self._all_closed.set()
+
+    def start_close(self, conn: Connection, code: int, reason: str, grace: float) -> None:
+        """Send a close frame without waiting, and drop TCP if the handshake is not over after ``grace`` s."""
+        if conn.closing:
+            return
+        conn.closing = True
+        task = asyncio.ensure_future(conn.ws.close(code=code, message=reason.encode("utf-8"), drain=False))
+        task.add_done_callback(_retrieve)
+        conn.close_task = task
+        asyncio.get_running_loop().call_later(grace, conn.transport.abort)
+
+    # ---- relaying (SPEC 7.2-7.4, 11) -------------------------------------------------------
+
+    def relay_targets(self, exclude: Connection | None) -> list[Connection]:
+        return [conn for conn in self.room.values() if conn is not exclude]
+
+    def broadcast(self, text: str, exclude: Connection | None = None) -> Awaitable[None] | None:
+        """Queue ``text`` to every relay target without waiting on any of them (SPEC 7.4)."""
+        frame = text_frame(text.encode("utf-8"))
+        slow = [conn for conn in self.relay_targets(exclude) if not self.deliver(conn, text, frame)]
+        for conn in slow:
+            self.close_slow_consumer(conn)
+        return None
+
+    def deliver(self, conn: Connection, text: str, frame: bytes) -> bool:
+        """Queue one frame; False when the connection is over its send buffer limit."""
+        if conn.closing or conn.transport.is_closing():
+            return True
+        if not self.enforce_send_buffer(conn, len(frame)):
+            return False
+        if conn.compressed:
+            # permessage-deflate state is per connection: aiohttp's writer compresses, in order.
+            size = len(frame)
+            conn.pending += size
+            task = asyncio.ensure_future(conn.ws.send_str(text))
+            task.add_done_callback(lambda t, c=conn, n=size: _sent(t, c, n))
+        else:
+            conn.transport.write(frame)
+        self.deliveries_out += 1
+        return True
+
+    def queued_bytes(self, conn: Connection) -> int:
+        """Bytes queued for ``conn`` but not yet written to its socket."""
+        return conn.transport.get_write_buffer_size() + conn.pending
+
+    def enforce_send_buffer(self, conn: Connection, size: int) -> bool:
+        """SPEC 11.1: may ``size`` more bytes be queued for ``conn``?"""
+        return self.queued_bytes(conn) + size <= self.options.send_buffer_limit
+
+    def close_slow_consumer(self, conn: Connection) -> None:
+        if not conn.joined:
+            return
+        self.slow_consumer_closes += 1
+        self.start_close(conn, 1008, "slow consumer", CLOSE_GRACE)
+        self.on_leave(conn)
+
+    # ---- pings (SPEC 10) -------------------------------------------------------------------
+
+    def schedule_pings(self, conn: Connection) -> None:
+        if self.options.ping_interval > 0:
+            loop = asyncio.get_running_loop()
+            conn.ping_handle = loop.call_later(self.options.ping_interval, self.send_ping, conn)
+
+    def send_ping(self, conn: Connection) -> None:
+        conn.ping_handle = None
+        if not conn.joined or conn.closing or conn.transport.is_closing():
+            return
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        conn.transport.write(PING_FRAME)  # written directly like the broadcast frames (no drain wait)
+        if self.options.ping_timeout > 0:
+            check: asyncio.TimerHandle | None = None
+
+            def fire() -> None:
+                conn.pong_checks.discard(check)  # type: ignore[arg-type]
+                self.check_pong(conn, sent_at)
+
+            check = loop.call_later(self.options.ping_timeout, fire)
+            conn.pong_checks.add(check)
+        conn.ping_handle = loop.call_later(self.options.ping_interval, self.send_ping, conn)
+
+    def on_pong(self, conn: Connection, data: bytes) -> None:
+        conn.last_pong = asyncio.get_running_loop().time()
+
+    def check_pong(self, conn: Connection, sent_at: float) -> None:
+        if conn.joined and conn.last_pong < sent_at:
+            self.close_ping_timeout(conn)
+
+    def close_ping_timeout(self, conn: Connection) -> None:
+        """SPEC 10.2: close 1011 ``ping timeout``, TCP closed within ping_timeout + 1 s of the ping."""
+        self.start_close(conn, 1011, "ping timeout", PING_TIMEOUT_CLOSE_GRACE)
+        self.on_leave(conn)
+
+    def cancel_pings(self, conn: Connection) -> None:
+        if conn.ping_handle is not None:
+            conn.ping_handle.cancel()
+            conn.ping_handle = None
+        for check in conn.pong_checks:
+            check.cancel()
+        conn.pong_checks.clear()
+
+    # ---- limits (SPEC 9) -------------------------------------------------------------------
+
+    def message_size_limit(self) -> int:
+        """Largest accepted message, inclusive (``chat`` adds 1 for aiohttp's exclusive check)."""
+        return self.options.max_message_size
+
+    # ---- running and shutdown (SPEC 12, 15) ------------------------------------------------
+
+    async def run(self) -> int:
+        runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, self.options.host, self.options.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            print(f"error: cannot listen on {self.options.host}:{self.options.port}: {exc}", file=sys.stderr)
+            await runner.cleanup()
+            return 2
+        port = runner.addresses[0][1]
+        print(listening_line(self.options.host, port), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.shutdown(runner)
+        return 0
+
+    async def shutdown(self, runner: web.AppRunner) -> None:
+        """SPEC 12.1: stop accepting, close every client with 1001, wait up to 2 s for them."""
+        self.shutting_down = True
+        for site in list(runner.sites):
+            await site.stop()
+        self._all_closed = asyncio.Event()
+        conns = list(self.sockets)
+        for conn in conns:
+            conn.joined = False  # no leave lines after the close frames
+            self.cancel_pings(conn)
+        self.room.clear()
+        for conn in conns:
+            self.start_close(conn, 1001, "server shutdown", CLOSE_GRACE)
+        if self.sockets:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), CLOSE_GRACE)
+        for conn in list(self.sockets):
+            conn.transport.abort()
+        await runner.cleanup()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark a task's outcome as seen: a write to a connection that closed meanwhile is not an error."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _sent(task: asyncio.Future[None], conn: Connection, size: int) -> None:
+    conn.pending -= size
+    _retrieve(task)
+
+
+def main(
+    argv: Sequence[str] | None = None, prog: str | None = None, *, server_class: type[ChatServer] = ChatServer
+) -> int:
+    options = parse_options(argv, prog, "aiohttp")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(server_class(options).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

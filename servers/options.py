@@ -1,0 +1,178 @@
+"""Command-line options shared by both reference servers (SPEC 15.1): names, defaults, help.
+
+This is configuration only. Protocol logic (validation, signing, relaying) lives in each server module
+separately, so that one bug cannot hide in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+COOKIE_SECRET_ENV = "WSBENCH_COOKIE_SECRET"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8888
+DEFAULT_MAX_MESSAGE_SIZE = 65536
+DEFAULT_PING_INTERVAL = 20.0
+DEFAULT_PING_TIMEOUT = 20.0
+DEFAULT_MAX_CONNECTIONS = 10000
+DEFAULT_SEND_BUFFER_LIMIT = 1048576
+
+# Seconds a server waits for a client's answer to a close frame it sent (shutdown, slow consumer)
+# before it drops the TCP connection (SPEC 11.1, 12.1).
+CLOSE_GRACE = 2.0
+# Seconds between the ping-timeout close frame and dropping the TCP connection (SPEC 10.2: all
+# within ping_timeout + 1 s of the ping).
+PING_TIMEOUT_CLOSE_GRACE = 0.5
+
+
+@dataclass(frozen=True)
+class Options:
+    """Parsed server options. ``cookie_secret`` is always set (option, env, or random per start)."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
+    nodelay: bool = True
+    allowed_origin: tuple[str, ...] = ()
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
+    compression: bool = False
+    cookie_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, 0 or more")
+    return value
+
+
+def _origin(text: str) -> str:
+    origin = text.strip().rstrip("/").lower()
+    scheme, sep, host = origin.partition("://")
+    if not sep or scheme not in ("http", "https") or not host or "/" in host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an origin such as https://chat.example or http://host:8080")
+    return origin
+
+
+def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=f"The wsbench reference chat server ({server_name}), as specified by SPEC.md. "
+        "The first line on standard output is 'listening on http://HOST:PORT'.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
+    parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port; 0 picks a free one")
+    parser.add_argument(
+        "--max-message-size",
+        type=_positive_int,
+        default=DEFAULT_MAX_MESSAGE_SIZE,
+        help="largest accepted message in bytes (exactly this size passes, one more closes with 1009)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=_seconds,
+        default=DEFAULT_PING_INTERVAL,
+        help="seconds between server pings to each client; 0 disables pings",
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=_seconds,
+        default=DEFAULT_PING_TIMEOUT,
+        help="seconds to wait for a pong before closing with 1011",
+    )
+    parser.add_argument(
+        "--nodelay",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="set TCP_NODELAY on every /chat connection (--no-nodelay clears it explicitly)",
+    )
+    parser.add_argument(
+        "--allowed-origin",
+        type=_origin,
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an extra allowed WebSocket Origin such as https://chat.example (repeatable); "
+        "the server's own host is always allowed",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help="open /chat connections at most; further handshakes get 503",
+    )
+    parser.add_argument(
+        "--send-buffer-limit",
+        type=_positive_int,
+        default=DEFAULT_SEND_BUFFER_LIMIT,
+        help="bytes queued but unwritten per connection before it is closed with 1008 (slow consumer)",
+    )
+    parser.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="offer permessage-deflate",
+    )
+    parser.add_argument(
+        "--cookie-secret",
+        default=None,
+        help=f"cookie signing secret (default: env {COOKIE_SECRET_ENV}, else a random secret per start)",
+    )
+    return parser
+
+
+def parse_options(argv: Sequence[str] | None, prog: str | None, server_name: str) -> Options:
+    """Parse ``argv`` (``sys.argv[1:]`` when None). Exits with status 2 and a message on bad options."""
+    args = build_parser(prog, server_name).parse_args(argv)
+    secret = args.cookie_secret or os.environ.get(COOKIE_SECRET_ENV) or secrets.token_urlsafe(32)
+    return Options(
+        host=args.host,
+        port=args.port,
+        max_message_size=args.max_message_size,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        nodelay=args.nodelay,
+        allowed_origin=tuple(dict.fromkeys(args.allowed_origin)),
+        max_connections=args.max_connections,
+        send_buffer_limit=args.send_buffer_limit,
+        compression=args.compression,
+        cookie_secret=secret,
+    )
+
+
+def listening_line(host: str, port: int) -> str:
+    """SPEC 15.2: ``listening on http://HOST:PORT`` (IPv6 literals in brackets)."""
+    shown = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"listening on http://{shown}:{port}"

@@ -1,0 +1,695 @@
+"""The Tornado reference chat server (SPEC.md), the tutorial's chat room done right.
+
+Run: ``python -m wsbench_servers.tornado_server --port 0`` (or ``wsbench serve tornado``).
+
+Structure. All policy lives in one class, :class:`ChatServer`; the request handlers are thin and
+delegate to it. Each behaviour is one small method, so a test fixture can subclass ``ChatServer``,
+change one method (inject one fault) and run it with ``main(argv, server_class=Faulty)``:
+
+==========================  =====================================================================
+method                      behaviour (SPEC clause)
+==========================  =====================================================================
+``validate_nickname``       login nickname rules and hints (3.2)
+``nickname_in_use``         "is this nickname online" for login 409 (3.3) and 4409 (6.6)
+``authenticate``            signed-cookie check for ``/`` (4.1) and ``/chat`` (6.2)
+``refuse_handshake``        the handshake checks in SPEC 6.5 order: ``check_version`` (6.1),
+                            ``authenticate`` (6.2), ``check_origin`` (6.3), ``check_capacity`` (6.4)
+``on_open``                 ``apply_nodelay`` (13.1), 4409 via ``refuse_duplicate`` (6.6),
+                            ``on_join`` (7.1), ``schedule_pings`` (10.1)
+``on_message``              1003 for binary (8.1), relays text via ``broadcast`` (7.2)
+``broadcast``               fan-out to ``relay_targets`` (7.2: everyone but the sender) through
+                            ``deliver``; never awaits a connection (7.4, 11.3)
+``enforce_send_buffer``     "may this connection queue N more bytes" (11.1)
+``close_slow_consumer``     1008 ``slow consumer`` (11.1, 11.2)
+``on_leave``                the leave line, exactly once (7.5)
+``send_ping``/``check_pong``  the ping policy (10.1, 10.2); ``close_ping_timeout`` sends 1011
+``message_size_limit``      the inclusive size limit handed to the frame reader (9.1)
+``shutdown``                1001 to everyone, wait up to 2 s, exit 0 (12.1)
+==========================  =====================================================================
+
+Frame-level fixes (Tornado 6.6.1 defaults that break SPEC 8) live in :class:`ChatProtocol`, a
+subclass of ``tornado.websocket.WebSocketProtocol13`` that overrides the private ``_receive_frame``
+and ``_handle_message``:
+
+- unmasked client frames, RSV bits, reserved opcodes, fragmented or oversize control frames, stray
+  continuations: close 1002 then drop (Tornado: accepted, or dropped without a close frame);
+- invalid UTF-8 text: close 1007 (Tornado: dropped without a close frame);
+- client close codes: valid ones echoed, invalid ones and 1-byte payloads answered 1002, a close
+  reason that is not UTF-8 answered 1007 (Tornado echoes any code verbatim);
+- an oversize message is answered 1009 and its payload read and discarded, so the close handshake
+  completes cleanly (Tornado: 1009 then an immediate RST);
+- RSV1 on a control or continuation frame with compression on is a protocol error (Tornado let a
+  control frame reset the compression flag of a fragmented message).
+
+Tornado's own ping (``websocket_ping_interval``) closes with 1000 and is not used; pings follow
+SPEC 10 via ``send_ping``/``check_pong``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import struct
+import sys
+import time
+import unicodedata
+import urllib.parse
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import tornado
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+import tornado.websocket
+from tornado.iostream import IOStream, StreamClosedError
+from tornado.util import _websocket_mask
+from tornado.websocket import WebSocketClosedError, _DecompressTooLargeError, _WebSocketParams
+
+from .options import CLOSE_GRACE, PING_TIMEOUT_CLOSE_GRACE, Options, listening_line, parse_options
+
+HERE = Path(__file__).resolve().parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+
+NICKNAME_COOKIE = "nickname"
+MAX_NICKNAME_LENGTH = 32
+HINT_EMPTY = "请输入昵称"
+HINT_TOO_LONG = f"昵称最多{MAX_NICKNAME_LENGTH}个字符"
+HINT_CONTROL = "昵称不能包含控制字符"
+HINT_ENCODING = "昵称不是有效的UTF-8文本"
+HINT_IN_USE = "昵称已被使用，请更换昵称"
+
+# RFC 6455 §7.4: close codes a client may send (SPEC 8.4); everything else is answered 1002 (8.5).
+VALID_CLOSE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1012), *range(3000, 5000)])
+DATA_OPCODES = (0x1, 0x2)
+KNOWN_OPCODES = frozenset([0x0, 0x1, 0x2, 0x8, 0x9, 0xA])
+DISCARD_CHUNK = 65536
+
+log = logging.getLogger("wsbench_servers.tornado")
+
+
+def frame_size(payload_len: int) -> int:
+    """Bytes on the wire of an unmasked server frame carrying ``payload_len`` bytes."""
+    if payload_len < 126:
+        return payload_len + 2
+    if payload_len < 65536:
+        return payload_len + 4
+    return payload_len + 10
+
+
+class ChatProtocol(tornado.websocket.WebSocketProtocol13):
+    """WebSocketProtocol13 with the frame-level behaviour of SPEC 8 and 9.1 (see module docstring).
+
+    ``_receive_frame`` and ``_handle_message`` are private Tornado methods (checked against 6.6.1);
+    the spec test suite exercises every branch, so a Tornado upgrade that changes them shows up there.
+    """
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): close frame, then drop TCP."""
+        self.close(code, reason)
+        self._abort()
+
+    async def _discard(self, count: int) -> None:
+        while count > 0:
+            chunk = min(count, DISCARD_CHUNK)
+            await self._read_bytes(chunk)
+            count -= chunk
+
+    async def _receive_frame(self) -> None:
+        data = await self._read_bytes(2)
+        header, mask_payloadlen = data[0], data[1]
+        is_final_frame = bool(header & self.FIN)
+        reserved_bits = header & self.RSV_MASK
+        opcode = header & self.OPCODE_MASK
+        opcode_is_control = bool(opcode & 0x8)
+        if self._decompressor is not None and reserved_bits & self.RSV1:
+            # RFC 7692 §6.1: RSV1 marks the first frame of a compressed data message, nothing else.
+            if opcode not in DATA_OPCODES:
+                return self._fail(1002, "RSV1 on a control or continuation frame")
+            reserved_bits &= ~self.RSV1
+        if reserved_bits:
+            return self._fail(1002, "reserved bits set")
+        if opcode not in KNOWN_OPCODES:
+            return self._fail(1002, "reserved opcode")
+        if not mask_payloadlen & 0x80:
+            return self._fail(1002, "unmasked client frame")
+        payloadlen = mask_payloadlen & 0x7F
+        if opcode_is_control and payloadlen >= 126:
+            return self._fail(1002, "control frame payload over 125 bytes")
+        if opcode_is_control and not is_final_frame:
+            return self._fail(1002, "fragmented control frame")
+        if payloadlen == 126:
+            payloadlen = struct.unpack("!H", await self._read_bytes(2))[0]
+        elif payloadlen == 127:
+            payloadlen = struct.unpack("!Q", await self._read_bytes(8))[0]
+
+        if not opcode_is_control:
+            if self.server_terminated:
+                # We sent a close frame (1009, 1007, 1003, shutdown...): read and ignore data frames
+                # until the client's close frame arrives.
+                await self._discard(4 + payloadlen)
+                return None
+            if opcode == 0 and self._fragmented_message_buffer is None:
+                return self._fail(1002, "continuation frame without a message in progress")
+            if opcode != 0 and self._fragmented_message_buffer is not None:
+                return self._fail(1002, "new data frame while a fragmented message is in progress")
+            if opcode in DATA_OPCODES:
+                self._frame_compressed = bool(self._decompressor is not None and header & self.RSV1)
+            so_far = len(self._fragmented_message_buffer) if self._fragmented_message_buffer is not None else 0
+            if so_far + payloadlen > self.params.max_message_size:
+                # SPEC 9.1: over the limit (inclusive limit: exactly max passes). Close 1009, drop
+                # what was buffered, and discard the payload so the close handshake stays clean.
+                self._fragmented_message_buffer = None
+                self.close(1009, "message too big")
+                await self._discard(4 + payloadlen)
+                return None
+
+        self._frame_mask = await self._read_bytes(4)
+        data = _websocket_mask(self._frame_mask, await self._read_bytes(payloadlen))
+
+        if opcode_is_control:
+            pass
+        elif opcode == 0:
+            assert self._fragmented_message_buffer is not None
+            self._fragmented_message_buffer.extend(data)
+            if is_final_frame:
+                opcode = self._fragmented_message_opcode
+                data = bytes(self._fragmented_message_buffer)
+                self._fragmented_message_buffer = None
+        elif not is_final_frame:
+            self._fragmented_message_opcode = opcode
+            self._fragmented_message_buffer = bytearray(data)
+
+        if is_final_frame:
+            handled = self._handle_message(opcode, data)
+            if handled is not None:
+                await handled
+        return None
+
+    def _handle_message(self, opcode: int, data: bytes) -> asyncio.Future[None] | None:
+        if self.client_terminated:
+            return None
+        if opcode in DATA_OPCODES:
+            if self.server_terminated:
+                return None
+            if self._frame_compressed:
+                assert self._decompressor is not None
+                try:
+                    data = self._decompressor.decompress(data)
+                except _DecompressTooLargeError:
+                    self.close(1009, "message too big")
+                    return None
+            self._message_bytes_in += len(data)
+            if opcode == 0x2:
+                return self._run_callback(self.handler.on_message, data)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.close(1007, "invalid UTF-8 text")  # SPEC 8.2
+                return None
+            return self._run_callback(self.handler.on_message, text)
+        if opcode == 0x8:
+            self.client_terminated = True
+            code, reason = self.close_answer(data)
+            self.close(code, reason)
+            return None
+        if opcode == 0x9:
+            self._send_pong(data)  # SPEC 8.6
+            self._run_callback(self.handler.on_ping, data)
+            return None
+        if opcode == 0xA:
+            self._received_pong = True
+            return self._run_callback(self.handler.on_pong, data)
+        self._fail(1002, "reserved opcode")
+        return None
+
+    def close_answer(self, payload: bytes) -> tuple[int, str | None]:
+        """The close frame answering a client's close frame (SPEC 8.4, 8.5); records code and reason."""
+        if not payload:
+            return 1000, None
+        if len(payload) == 1:
+            return 1002, "invalid close frame"
+        code = struct.unpack("!H", payload[:2])[0]
+        self.close_code = code
+        if code not in VALID_CLOSE_CODES:
+            return 1002, "invalid close code"
+        try:
+            self.close_reason = payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            return 1007, "invalid UTF-8 in close reason"
+        return code, None
+
+
+class ServerHandler(tornado.web.RequestHandler):
+    server: ChatServer
+
+    def initialize(self, server: ChatServer) -> None:
+        self.server = server
+
+
+class LoginHandler(ServerHandler):
+    def get(self) -> None:
+        self.render("login.html", hint="")
+
+    def post(self) -> None:
+        # Not get_body_argument(): it turns control characters into spaces, hiding them from 3.2.
+        values = self.request.body_arguments.get("nickname") or [b""]
+        try:
+            raw = values[0].decode("utf-8")
+        except UnicodeDecodeError:
+            self.set_status(400)
+            self.render("login.html", hint=HINT_ENCODING)
+            return
+        nickname, hint = self.server.validate_nickname(raw)
+        if nickname is None:
+            self.set_status(400)
+            self.render("login.html", hint=hint)
+        elif self.server.nickname_in_use(nickname):
+            self.set_status(409)
+            self.render("login.html", hint=HINT_IN_USE)
+        else:
+            self.set_signed_cookie(
+                NICKNAME_COOKIE, nickname, expires_days=None, httponly=True, samesite="Lax", path="/"
+            )
+            self.redirect("/", status=303)
+
+
+class ChatPageHandler(ServerHandler):
+    def get(self) -> None:
+        nickname = self.server.authenticate(self)
+        if nickname is None:
+            self.redirect("/login", status=303)
+        else:
+            self.render("chat.html", nickname=nickname)
+
+
+class StatsHandler(ServerHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(self.server.stats()))
+
+
+class ChatSocketHandler(tornado.websocket.WebSocketHandler):
+    """One ``/chat`` connection. Protocol decisions are the server's; this only plumbs."""
+
+    server: ChatServer
+
+    def initialize(self, server: ChatServer) -> None:
+        self.server = server
+        self.nickname = ""
+        self.joined = False
+        self.last_pong = 0.0
+        self.ping_handle: asyncio.TimerHandle | None = None
+        self.pong_checks: set[asyncio.TimerHandle] = set()
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        refusal = self.server.refuse_handshake(self)
+        if refusal is not None:
+            status, text, headers = refusal
+            self.set_status(status)
+            for name, value in headers.items():
+                self.set_header(name, value)
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(text + "\n")
+            return
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        return self.server.check_origin(origin, self.request.headers.get("Host", ""))
+
+    @property
+    def max_message_size(self) -> int:
+        return self.server.message_size_limit()
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        return {} if self.server.options.compression else None
+
+    def get_websocket_protocol(self) -> ChatProtocol | None:
+        if self.request.headers.get("Sec-WebSocket-Version") != "13":
+            return None
+        params = _WebSocketParams(
+            ping_interval=None,  # Tornado's own pings are off: SPEC 10 pings are the server's
+            ping_timeout=None,
+            max_message_size=self.max_message_size,
+            compression_options=self.get_compression_options(),
+        )
+        return ChatProtocol(self, False, params)
+
+    def open(self, *args: str, **kwargs: str) -> None:
+        self.server.on_open(self)
+
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        return self.server.on_message(self, message)
+
+    def on_pong(self, data: bytes) -> None:
+        self.server.on_pong(self, data)
+
+    def on_close(self) -> None:
+        self.server.on_close(self)
+
+    @property
+    def ws_stream(self) -> IOStream | None:
+        conn = self.ws_connection
+        return getattr(conn, "stream", None)
+
+
+Refusal = tuple[int, str, dict[str, str]]
+
+
+class ChatServer:
+    """State and policy of one chat room; see the module docstring for the method map."""
+
+    name = "tornado"
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.room: dict[str, ChatSocketHandler] = {}  # online nicknames (SPEC 1.3)
+        self.sockets: set[ChatSocketHandler] = set()  # every open /chat connection (6.4, 12.1)
+        self.messages_in = 0
+        self.deliveries_out = 0
+        self.slow_consumer_closes = 0
+        self.started = time.monotonic()
+        self.process = psutil.Process()
+        self.shutting_down = False
+        self._all_closed: asyncio.Event | None = None
+
+    # ---- application ----------------------------------------------------------------------
+
+    def make_app(self) -> tornado.web.Application:
+        kwargs = {"server": self}
+        return tornado.web.Application(
+            [
+                (r"/", ChatPageHandler, kwargs),
+                (r"/login", LoginHandler, kwargs),
+                (r"/stats", StatsHandler, kwargs),
+                (r"/chat", ChatSocketHandler, kwargs),
+            ],
+            template_path=str(TEMPLATES),
+            static_path=str(STATIC),
+            cookie_secret=self.options.cookie_secret,
+            log_function=self.log_request,
+        )
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        if handler.get_status() >= 500:
+            log.error("%d %s %s", handler.get_status(), handler.request.method, handler.request.uri)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "server": self.name,
+            "framework_version": tornado.version,
+            "connections": len(self.sockets),
+            "online": len(self.room),
+            "messages_in": self.messages_in,
+            "deliveries_out": self.deliveries_out,
+            "slow_consumer_closes": self.slow_consumer_closes,
+            "rss_bytes": self.process.memory_info().rss,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        }
+
+    # ---- login (SPEC 3, 4) -----------------------------------------------------------------
+
+    def validate_nickname(self, raw: str | None) -> tuple[str | None, str]:
+        """(nickname, "") when valid, else (None, hint). SPEC 3.2."""
+        nickname = (raw or "").strip()
+        if not nickname:
+            return None, HINT_EMPTY
+        if len(nickname) > MAX_NICKNAME_LENGTH:
+            return None, HINT_TOO_LONG
+        if any(unicodedata.category(ch) == "Cc" for ch in nickname):
+            return None, HINT_CONTROL
+        return nickname, ""
+
+    def nickname_in_use(self, nickname: str) -> bool:
+        return nickname in self.room
+
+    def authenticate(self, handler: tornado.web.RequestHandler) -> str | None:
+        """The nickname from a valid signed cookie, else None (SPEC 4.1, 6.2)."""
+        value = handler.get_signed_cookie(NICKNAME_COOKIE)
+        if value is None:
+            return None
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    # ---- handshake (SPEC 6) ----------------------------------------------------------------
+
+    def refuse_handshake(self, handler: ChatSocketHandler) -> Refusal | None:
+        """The refusal for this upgrade request, checks in SPEC 6.5 order; None accepts it."""
+        headers = handler.request.headers
+        if headers.get("Upgrade", "").strip().lower() != "websocket":
+            return 400, 'Can "Upgrade" only to "WebSocket".', {}
+        if not self.check_version(headers.get("Sec-WebSocket-Version")):
+            return 426, "Upgrade Required: Sec-WebSocket-Version 13 only", {"Sec-WebSocket-Version": "13"}
+        nickname = self.authenticate(handler)
+        if nickname is None:
+            return 401, "Unauthorized: log in at /login first", {}
+        origin = headers.get("Origin")
+        if origin is not None and not self.check_origin(origin, headers.get("Host", "")):
+            return 403, "Forbidden: cross-origin WebSocket", {}
+        if not self.check_capacity():
+            return 503, "Service Unavailable: too many connections", {}
+        handler.nickname = nickname
+        return None
+
+    def check_version(self, version: str | None) -> bool:
+        return version is not None and version.strip() == "13"
+
+    def check_origin(self, origin: str, host: str) -> bool:
+        """SPEC 6.3: the Origin's host:port is our Host, or the origin is in the allow-list."""
+        normalized = origin.strip().rstrip("/").lower()
+        parts = urllib.parse.urlsplit(normalized)
+        if parts.scheme in ("http", "https") and parts.netloc and parts.netloc == host.strip().lower():
+            return True
+        return normalized in self.options.allowed_origin
+
+    def check_capacity(self) -> bool:
+        return len(self.sockets) < self.options.max_connections
+
+    # ---- connection life cycle (SPEC 6.6, 7) -----------------------------------------------
+
+    def on_open(self, conn: ChatSocketHandler) -> None:
+        self.sockets.add(conn)
+        self.apply_nodelay(conn)
+        if self.shutting_down:
+            conn.close(1001, "server shutdown")
+            return
+        if self.nickname_in_use(conn.nickname):
+            self.refuse_duplicate(conn)
+            return
+        self.room[conn.nickname] = conn
+        conn.joined = True
+        self.on_join(conn)
+        self.schedule_pings(conn)
+
+    def apply_nodelay(self, conn: ChatSocketHandler) -> None:
+        """SPEC 13.1: TCP_NODELAY set, or explicitly cleared with --no-nodelay."""
+        conn.set_nodelay(self.options.nodelay)
+
+    def refuse_duplicate(self, conn: ChatSocketHandler) -> None:
+        conn.close(4409, "nickname in use")
+
+    def on_join(self, conn: ChatSocketHandler) -> None:
+        self.broadcast(f"~~~{conn.nickname}进入了聊天室~~~", exclude=conn)
+
+    def on_message(self, conn: ChatSocketHandler, message: str | bytes) -> Awaitable[None] | None:
+        if isinstance(message, bytes):
+            conn.close(1003, "binary messages are not accepted")  # SPEC 8.1
+            return None
+        if not conn.joined:
+            return None
+        self.messages_in += 1
+        return self.broadcast(f"{conn.nickname}说：{message}", exclude=conn)
+
+    def on_leave(self, conn: ChatSocketHandler) -> None:
+        """SPEC 7.5: the leave line exactly once, whatever closed the connection."""
+        if not conn.joined:
+            return
+        conn.joined = False
+        if self.room.get(conn.nickname) is conn:
+            del self.room[conn.nickname]
+        self.cancel_pings(conn)
+        self.broadcast(f"~~~{conn.nickname}离开了聊天室~~~", exclude=conn)
+
+    def on_close(self, conn: ChatSocketHandler) -> None:
+        self.sockets.discard(conn)
+        self.on_leave(conn)
+        self.cancel_pings(conn)
+        if self._all_closed is not None and not self.sockets:
+            self._all_closed.set()
+
+    # ---- relaying (SPEC 7.2-7.4, 11) -------------------------------------------------------
+
+    def relay_targets(self, exclude: ChatSocketHandler | None) -> list[ChatSocketHandler]:
+        return [conn for conn in self.room.values() if conn is not exclude]
+
+    def broadcast(self, text: str, exclude: ChatSocketHandler | None = None) -> Awaitable[None] | None:
+        """Queue ``text`` to every relay target without waiting on any of them (SPEC 7.4)."""
+        size = frame_size(len(text.encode("utf-8")))
+        slow = [conn for conn in self.relay_targets(exclude) if not self.deliver(conn, text, size)]
+        for conn in slow:
+            self.close_slow_consumer(conn)
+        return None
+
+    def deliver(self, conn: ChatSocketHandler, text: str, size: int) -> bool:
+        """Queue one frame; False when the connection is over its send buffer limit."""
+        if conn.ws_connection is None or conn.ws_connection.is_closing():
+            return True
+        if not self.enforce_send_buffer(conn, size):
+            return False
+        try:
+            conn.write_message(text).add_done_callback(_retrieve)
+        except WebSocketClosedError:
+            return True
+        self.deliveries_out += 1
+        return True
+
+    def queued_bytes(self, conn: ChatSocketHandler) -> int:
+        """Bytes queued for ``conn`` but not yet written to its socket.
+
+        IOStream has no public accessor; ``len(_write_buffer)`` is what its own
+        ``max_write_buffer_size`` check uses. (Setting ``max_write_buffer_size`` instead would make
+        every write, close frames included, raise StreamBufferFullError.)
+        """
+        stream = conn.ws_stream
+        return len(stream._write_buffer) if stream is not None else 0
+
+    def enforce_send_buffer(self, conn: ChatSocketHandler, size: int) -> bool:
+        """SPEC 11.1: may ``size`` more bytes be queued for ``conn``?"""
+        return self.queued_bytes(conn) + size <= self.options.send_buffer_limit
+
+    def close_slow_consumer(self, conn: ChatSocketHandler) -> None:
+        if not conn.joined:
+            return
+        self.slow_consumer_closes += 1
+        self.close_and_drop(conn, 1008, "slow consumer", CLOSE_GRACE)
+        self.on_leave(conn)
+
+    def close_and_drop(self, conn: ChatSocketHandler, code: int, reason: str, grace: float) -> None:
+        """Send a close frame, and drop TCP if the close handshake is not over after ``grace`` s."""
+        stream = conn.ws_stream
+        conn.close(code, reason)
+        if stream is not None and not stream.closed():
+            asyncio.get_running_loop().call_later(grace, stream.close)
+
+    # ---- pings (SPEC 10) -------------------------------------------------------------------
+
+    def schedule_pings(self, conn: ChatSocketHandler) -> None:
+        if self.options.ping_interval > 0:
+            loop = asyncio.get_running_loop()
+            conn.ping_handle = loop.call_later(self.options.ping_interval, self.send_ping, conn)
+
+    def send_ping(self, conn: ChatSocketHandler) -> None:
+        conn.ping_handle = None
+        if not conn.joined:
+            return
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        try:
+            conn.ping(b"")
+        except (WebSocketClosedError, StreamClosedError):
+            return
+        if self.options.ping_timeout > 0:
+            check: asyncio.TimerHandle | None = None
+
+            def fire() -> None:
+                conn.pong_checks.discard(check)  # type: ignore[arg-type]
+                self.check_pong(conn, sent_at)
+
+            check = loop.call_later(self.options.ping_timeout, fire)
+            conn.pong_checks.add(check)
+        conn.ping_handle = loop.call_later(self.options.ping_interval, self.send_ping, conn)
+
+    def on_pong(self, conn: ChatSocketHandler, data: bytes) -> None:
+        conn.last_pong = asyncio.get_running_loop().time()
+
+    def check_pong(self, conn: ChatSocketHandler, sent_at: float) -> None:
+        if conn.joined and conn.last_pong < sent_at:
+            self.close_ping_timeout(conn)
+
+    def close_ping_timeout(self, conn: ChatSocketHandler) -> None:
+        """SPEC 10.2: close 1011 ``ping timeout``, TCP closed within ping_timeout + 1 s of the ping."""
+        self.close_and_drop(conn, 1011, "ping timeout", PING_TIMEOUT_CLOSE_GRACE)
+        self.on_leave(conn)
+
+    def cancel_pings(self, conn: ChatSocketHandler) -> None:
+        if conn.ping_handle is not None:
+            conn.ping_handle.cancel()
+            conn.ping_handle = None
+        for check in conn.pong_checks:
+            check.cancel()
+        conn.pong_checks.clear()
+
+    # ---- limits (SPEC 9) -------------------------------------------------------------------
+
+    def message_size_limit(self) -> int:
+        """Largest accepted message; Tornado's check is inclusive (exactly the limit passes)."""
+        return self.options.max_message_size
+
+    # ---- running and shutdown (SPEC 12, 15) ------------------------------------------------
+
+    async def run(self) -> int:
+        app = self.make_app()
+        http_server = tornado.httpserver.HTTPServer(app)
+        try:
+            sockets = tornado.netutil.bind_sockets(self.options.port, self.options.host)
+        except OSError as exc:
+            print(f"error: cannot listen on {self.options.host}:{self.options.port}: {exc}", file=sys.stderr)
+            return 2
+        http_server.add_sockets(sockets)
+        port = sockets[0].getsockname()[1]
+        print(listening_line(self.options.host, port), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.shutdown(http_server)
+        return 0
+
+    async def shutdown(self, http_server: tornado.httpserver.HTTPServer) -> None:
+        """SPEC 12.1: stop accepting, close every client with 1001, wait up to 2 s for them."""
+        http_server.stop()
+        self.shutting_down = True
+        self._all_closed = asyncio.Event()
+        conns = list(self.sockets)
+        for conn in conns:
+            conn.joined = False  # no leave lines after the close frames
+            self.cancel_pings(conn)
+        self.room.clear()
+        for conn in conns:
+            conn.close(1001, "server shutdown")
+        if self.sockets:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), CLOSE_GRACE)
+        for conn in list(self.sockets):
+            stream = conn.ws_stream
+            if stream is not None:
+                stream.close()
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a write's outcome as seen: a write to a connection that closed meanwhile is not an error."""
+    if not future.cancelled():
+        future.exception()
+
+
+def main(
+    argv: Sequence[str] | None = None, prog: str | None = None, *, server_class: type[ChatServer] = ChatServer
+) -> int:
+    options = parse_options(argv, prog, "Tornado")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tornado.access").setLevel(logging.ERROR)
+    return asyncio.run(server_class(options).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
