@@ -1,0 +1,438 @@
+"""Side-by-side comparison of runs: ratios against the first run (the baseline), and whether each
+difference is larger than the run-to-run noise measured from the runs themselves.
+
+Metrics (ratio = run / baseline):
+
+* ``throughput`` - deliveries received per second while the send schedule runs (higher is better);
+* ``p50``, ``p99``, ``p99_9`` - corrected broadcast latency (from intended send time) over the
+  measured intervals, exactly as the summary computes it (lower is better);
+* ``loss`` - lost / expected deliveries (final accounting of the footer; lower is better);
+* ``cpu_per_delivery`` - CPU seconds per delivery in microseconds: the server's when its ``/stats``
+  samples carry ``cpu_s`` in every run, else the generator's (lower is better);
+* ``rss`` - server resident memory, mean of the ``/stats`` samples of the measured intervals (lower is
+  better).
+
+How noise is measured (also printed under every comparison): a run is a sequence of 1-second
+intervals, and each interval is a small repetition of the same experiment. For every metric and
+every run we draw ``resamples`` bootstrap resamples of its intervals (with replacement, in contiguous
+blocks of intervals when there are more than :data:`MAX_BLOCKS`, to keep slow drifts together) and
+recompute the metric on each resample - for percentiles by merging the resampled intervals' HdrHistogram
+counts exactly, not by averaging per-interval percentiles. Resampling each run independently gives
+the distribution of the ratio run/baseline; its central 95 % interval is the ratio's confidence
+interval. A difference is **within noise** (``≈``) when that interval contains 1.0, or when the
+ratio is within :data:`SAME_WITHIN` of 1 (too small to matter). Loss counts are few and not spread
+evenly over intervals, so their uncertainty is drawn instead from the Jeffreys posterior of a Poisson
+rate, ``Gamma(lost + 1/2) / expected``. Resampling is seeded, so a comparison is reproducible.
+
+The bootstrap is written here with numpy rather than taken from a library (``scipy.stats.bootstrap``)
+because the statistic is a percentile of *merged histograms*: each resample is one weight vector
+times the per-interval counts matrix (:class:`~wsbench.report.rundata.HistogramMatrix`), which a
+generic bootstrap over 1-D samples cannot express cheaply, and scipy would be a large dependency for
+twenty lines.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from wsbench.core.results import Results
+from wsbench.errors import UsageError
+from wsbench.report.rundata import RunData, percentiles_ms, unique_labels
+
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+MAX_BLOCKS = 60
+SAME_WITHIN = 0.005
+SEED = 20260401
+
+NOISE_METHOD = (
+    f"Noise: each run's 1-second intervals are bootstrap-resampled ({RESAMPLES} resamples, in at most "
+    f"{MAX_BLOCKS} contiguous blocks; percentiles from the exactly merged histograms of each resample), "
+    f"independently per run; ≈ marks a ratio whose {CONFIDENCE:.0%} interval contains 1.0 or that is within "
+    f"{SAME_WITHIN:.1%} of 1. Loss uses a Poisson (Jeffreys) interval on the lost count instead."
+)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str
+    title: str
+    unit: str
+    better: Literal["higher", "lower"]
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("throughput", "throughput (deliveries/s)", "/s", "higher"),
+    MetricSpec("p50", "latency p50", "ms", "lower"),
+    MetricSpec("p99", "latency p99", "ms", "lower"),
+    MetricSpec("p99_9", "latency p99.9", "ms", "lower"),
+    MetricSpec("loss", "loss (lost/expected)", "%", "lower"),
+    MetricSpec("cpu_per_delivery", "CPU per delivery", "us", "lower"),
+    MetricSpec("rss", "server RSS (mean)", "MiB", "lower"),
+)
+METRIC_ALIASES = {
+    "throughput": "throughput",
+    "deliveries": "throughput",
+    "p50": "p50",
+    "p99": "p99",
+    "p99_9": "p99_9",
+    "p99.9": "p99_9",
+    "p999": "p99_9",
+    "loss": "loss",
+    "cpu": "cpu_per_delivery",
+    "cpu_per_delivery": "cpu_per_delivery",
+    "rss": "rss",
+}
+
+
+@dataclass
+class Cell:
+    """One run's value of one metric, with its bootstrap distribution and its ratio to the baseline."""
+
+    value: float | None
+    samples: np.ndarray | None = field(default=None, repr=False)
+    ratio: float | None = None
+    low: float | None = None
+    high: float | None = None
+    within_noise: bool | None = None
+    #: ``baseline``, ``n/a``, ``same`` (equal values), ``noise``, ``better`` or ``worse``
+    verdict: str = "n/a"
+
+
+@dataclass
+class MetricRow:
+    spec: MetricSpec
+    cells: list[Cell]
+    winner: int | None = None  # index of the best run when its lead is outside the noise
+    winner_within_noise: bool = False
+    note: str = ""
+
+
+@dataclass
+class Comparison:
+    runs: list[RunData]
+    rows: list[MetricRow]
+    warnings: list[str] = field(default_factory=list)
+    method: str = NOISE_METHOD
+
+    @property
+    def labels(self) -> list[str]:
+        return [run.label for run in self.runs]
+
+    def row(self, key: str) -> MetricRow:
+        for row in self.rows:
+            if row.spec.key == key:
+                return row
+        raise KeyError(key)
+
+    def _lead(self, key: str) -> tuple[str, str, float, bool] | None:
+        """``(winner, runner-up, winner/runner-up, within noise)`` of a metric, or None."""
+        row = self.row(key)
+        if row.winner is None:
+            return None
+        best = row.cells[row.winner].value
+        rivals = [(i, c.value) for i, c in enumerate(row.cells) if i != row.winner and c.value is not None]
+        reverse = row.spec.better == "lower"  # the runner-up is the next best value
+        second_i, second = sorted(rivals, key=lambda iv: iv[1], reverse=not reverse)[0]
+        r = ratio(best, second)
+        if r is None:
+            return None
+        return self.labels[row.winner], self.labels[second_i], r, row.winner_within_noise
+
+    def headline(self) -> str:
+        """One sentence naming the faster run (by corrected latency p99, then p50) with its ratio."""
+        p99, p50 = self._lead("p99"), self._lead("p50")
+        decided = next((lead for lead in (p99, p50) if lead is not None and not lead[3]), None)
+        if decided is None:
+            shown = p99 or p50
+            if shown is None:
+                return "No latency difference to report (no latency was measured in some run)."
+            return (
+                f"No run is faster beyond the noise: latency p99 {shown[0]} vs {shown[1]} {shown[2]:.2f}x, "
+                f"within the run-to-run noise."
+            )
+        winner, rival, _, _ = decided
+        parts = []
+        for key, lead in (("p50", p50), ("p99", p99)):
+            row = self.row(key)
+            a = row.cells[self.labels.index(winner)].value
+            b = row.cells[self.labels.index(rival)].value
+            r = ratio(a, b)
+            if r is not None:
+                noise = " (within noise)" if lead is None or lead[3] or lead[0] != winner else ""
+                parts.append(f"{key} {r:.2f}x{noise}")
+        return f"Faster: {winner}. Its latency is {', '.join(parts)} of {rival}'s."
+
+
+# -- the statistics ------------------------------------------------------------------------------
+Statistic = Callable[[RunData, np.ndarray, np.ndarray], np.ndarray]
+"""``(run, rows, weights)`` -> the metric for each weight vector; ``weights`` is ``(B, len(rows))``."""
+
+
+def _ratio_of_sums(num: np.ndarray, den: np.ndarray, weights: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    top, bottom = weights @ num, weights @ den
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(bottom > 0, scale * top / bottom, np.nan)
+
+
+def _throughput(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _ratio_of_sums(run.counters["delivered"][rows], run.duration_s[rows], weights)
+
+
+def _percentile(p: float) -> Statistic:
+    def statistic(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        matrix = run.histogram("latency")
+        merged = weights @ matrix.counts[rows]
+        return percentiles_ms(merged, matrix.values_us, [p])[:, 0]
+
+    return statistic
+
+
+def _cpu_source(runs: Sequence[RunData]) -> str:
+    return "server" if all(run.has_samples("server", "cpu_s") for run in runs) else "generator"
+
+
+def _cpu_per_delivery(source: str) -> Statistic:
+    def statistic(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        cpu = (run.server if source == "server" else run.generator).get("cpu_s")
+        assert cpu is not None
+        return _ratio_of_sums(np.nan_to_num(cpu[rows]), run.counters["delivered"][rows], weights, scale=1e6)
+
+    return statistic
+
+
+def _rss(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return _ratio_of_sums(run.server["rss_bytes"][rows], np.ones(rows.size), weights, scale=1.0 / 2**20)
+
+
+def _rows_for(key: str, run: RunData, cpu_source: str) -> np.ndarray:
+    """The intervals a metric is computed over (indexes)."""
+    if key == "throughput":
+        mask = run.sending
+    elif key == "rss":
+        column = run.server.get("rss_bytes")
+        mask = run.measured & np.isfinite(column) if column is not None else np.zeros(run.n, dtype=bool)
+    elif key == "cpu_per_delivery":
+        column = (run.server if cpu_source == "server" else run.generator).get("cpu_s")
+        mask = run.measured & np.isfinite(column) if column is not None else np.zeros(run.n, dtype=bool)
+    else:
+        mask = run.measured
+    return np.flatnonzero(mask)
+
+
+def _block_weights(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``(resamples, n)`` interval weights: multinomial resampling of contiguous blocks of intervals."""
+    blocks = min(n, MAX_BLOCKS)
+    edges = np.linspace(0, n, blocks + 1).round().astype(int)
+    picks = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=resamples)  # (B, blocks)
+    sizes = np.diff(edges)
+    return np.repeat(picks, sizes, axis=1).astype(np.float64)
+
+
+def _seed(key: str, index: int) -> int:
+    return SEED + zlib.crc32(f"{key}:{index}".encode())
+
+
+def _loss(run: RunData) -> tuple[float, float]:
+    """``(lost, expected)``: the footer's final accounting, else what the intervals show (truncated run)."""
+    footer = run.results.footer or {}
+    accounting = footer.get("accounting") or {}
+    if "lost" in accounting and accounting.get("expected"):
+        return float(accounting["lost"]), float(accounting["expected"])
+    rows = run.measured
+    expected = float(run.counters["expected"][rows].sum())
+    delivered = float(run.counters["delivered"][rows].sum())
+    return max(expected - delivered, 0.0), expected
+
+
+def _cell_bootstrap(key: str, run: RunData, index: int, statistic: Statistic, rows: np.ndarray, resamples: int) -> Cell:
+    if rows.size == 0:
+        return Cell(value=None)
+    point = statistic(run, rows, np.ones((1, rows.size)))[0]
+    if not np.isfinite(point):
+        return Cell(value=None)
+    weights = _block_weights(rows.size, resamples, np.random.default_rng(_seed(key, index)))
+    return Cell(value=float(point), samples=statistic(run, rows, weights))
+
+
+def _cell_loss(run: RunData, index: int, resamples: int) -> Cell:
+    lost, expected = _loss(run)
+    if expected <= 0:
+        return Cell(value=None)
+    rng = np.random.default_rng(_seed("loss", index))
+    samples = rng.gamma(lost + 0.5, 1.0, size=resamples) / expected * 100.0
+    return Cell(value=100.0 * lost / expected, samples=samples)
+
+
+def _ratio_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = b / a
+    ratios = ratios[np.isfinite(ratios)]
+    if ratios.size < 10:
+        return None
+    tail = (1.0 - CONFIDENCE) / 2.0 * 100.0
+    low, high = np.percentile(ratios, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    """``value / base``; 1.0 when both are zero; ``inf`` when only the base is zero; None when unknown."""
+    if value is None or base is None:
+        return None
+    if base == 0:
+        return 1.0 if value == 0 else math.inf
+    return value / base
+
+
+def _judge(spec: MetricSpec, cell: Cell, base: Cell) -> None:
+    cell.ratio = ratio(cell.value, base.value)
+    if cell.ratio is None:
+        cell.verdict = "n/a"
+        return
+    if cell.value == base.value:
+        cell.within_noise = True
+        cell.verdict = "same"
+        return
+    interval = (
+        _ratio_interval(base.samples, cell.samples) if cell.samples is not None and base.samples is not None else None
+    )
+    if interval is not None:
+        cell.low, cell.high = interval
+    in_interval = interval is not None and interval[0] <= 1.0 <= interval[1]
+    negligible = math.isfinite(cell.ratio) and abs(cell.ratio - 1.0) < SAME_WITHIN
+    cell.within_noise = in_interval or negligible
+    if cell.within_noise:
+        cell.verdict = "noise"
+    else:
+        higher = cell.ratio > 1.0
+        cell.verdict = "better" if higher == (spec.better == "higher") else "worse"
+
+
+def _winner(spec: MetricSpec, row: MetricRow) -> None:
+    known = [(i, c) for i, c in enumerate(row.cells) if c.value is not None]
+    if len(known) < 2:
+        return
+    ordered = sorted(known, key=lambda ic: ic[1].value, reverse=spec.better == "higher")
+    (best_i, best), (_, second) = ordered[0], ordered[1]
+    if best.value == second.value:
+        return
+    row.winner = best_i
+    r = ratio(second.value, best.value)
+    interval = (
+        _ratio_interval(best.samples, second.samples)
+        if best.samples is not None and second.samples is not None
+        else None
+    )
+    in_interval = interval is not None and interval[0] <= 1.0 <= interval[1]
+    row.winner_within_noise = in_interval or (r is not None and math.isfinite(r) and abs(r - 1.0) < SAME_WITHIN)
+
+
+def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Comparison:
+    """Compare runs against ``runs[0]``. Needs at least two runs."""
+    if len(runs) < 2:
+        raise UsageError("a comparison needs at least two results files")
+    runs = list(runs)
+    warnings: list[str] = []
+    for run in runs:
+        if run.results.kind != "run":
+            raise UsageError(f"{run.results.path}: a {run.results.kind} file holds no load run to compare")
+        warnings += [f"{run.label}: {w}" for w in run.results.warnings]
+    scenarios = {str((run.results.header.get("scenario") or {}).get("name", "")) for run in runs}
+    if len(scenarios) > 1:
+        warnings.append(f"the runs come from different scenarios ({', '.join(sorted(scenarios))}): ratios may mislead")
+    cpu_source = _cpu_source(runs)
+    statistics: dict[str, Statistic] = {
+        "throughput": _throughput,
+        "p50": _percentile(50.0),
+        "p99": _percentile(99.0),
+        "p99_9": _percentile(99.9),
+        "cpu_per_delivery": _cpu_per_delivery(cpu_source),
+        "rss": _rss,
+    }
+    rows: list[MetricRow] = []
+    for spec in METRICS:
+        if spec.key == "loss":
+            cells = [_cell_loss(run, i, resamples) for i, run in enumerate(runs)]
+        else:
+            cells = [
+                _cell_bootstrap(spec.key, run, i, statistics[spec.key], _rows_for(spec.key, run, cpu_source), resamples)
+                for i, run in enumerate(runs)
+            ]
+        title = f"{cpu_source} {spec.title}" if spec.key == "cpu_per_delivery" else spec.title
+        row = MetricRow(spec=MetricSpec(spec.key, title, spec.unit, spec.better), cells=cells)
+        cells[0].verdict = "baseline"
+        for cell in cells[1:]:
+            _judge(spec, cell, cells[0])
+        _winner(spec, row)
+        if spec.key == "rss" and all(c.value is None for c in cells):
+            row.note = "no /stats samples"
+        rows.append(row)
+    return Comparison(runs=runs, rows=rows, warnings=warnings)
+
+
+def load_runs(results: Sequence[Results], labels: Sequence[str] | None = None) -> list[RunData]:
+    runs = [RunData.from_results(r, label) for r, label in zip(results, labels or [None] * len(results), strict=True)]
+    for run, label in zip(runs, unique_labels([r.label for r in runs], [r.results.path for r in runs]), strict=True):
+        run.label = label
+    return runs
+
+
+# -- thresholds on ratios ------------------------------------------------------------------------
+_THRESHOLD_RE = re.compile(r"^\s*(?:compare\.)?([A-Za-z0-9_.]+?)\s*(<=|>=|<|>)\s*([0-9]*\.?[0-9]+)\s*x?\s*$")
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+@dataclass(frozen=True)
+class RatioThreshold:
+    """``compare.p99 < 1.1x``: the ratio run/baseline of a metric against a limit."""
+
+    expr: str
+    metric: str
+    op: str
+    limit: float
+
+    @classmethod
+    def parse(cls, expr: str) -> RatioThreshold:
+        m = _THRESHOLD_RE.match(expr)
+        if not m:
+            raise UsageError(
+                f"threshold {expr!r}: expected 'compare.METRIC OP NUMBERx' such as 'compare.p99 < 1.1x' "
+                f"(OP one of <, <=, >, >=)"
+            )
+        name, op, number = m.groups()
+        metric = METRIC_ALIASES.get(name)
+        if metric is None:
+            raise UsageError(f"threshold {expr!r}: unknown metric {name!r}; choose one of {', '.join(METRIC_ALIASES)}")
+        return cls(expr=expr.strip(), metric=metric, op=op, limit=float(number))
+
+
+@dataclass
+class ThresholdVerdict:
+    threshold: RatioThreshold
+    run: str
+    observed: float | None
+    within_noise: bool | None
+    passed: bool
+
+
+def evaluate_thresholds(comparison: Comparison, thresholds: Sequence[RatioThreshold]) -> list[ThresholdVerdict]:
+    """Each threshold against every run but the baseline. An unknown ratio fails (nothing to vouch for)."""
+    verdicts: list[ThresholdVerdict] = []
+    for threshold in thresholds:
+        row = comparison.row(threshold.metric)
+        for run, cell in zip(comparison.runs[1:], row.cells[1:], strict=True):
+            passed = cell.ratio is not None and _OPS[threshold.op](cell.ratio, threshold.limit)
+            verdicts.append(ThresholdVerdict(threshold, run.label, cell.ratio, cell.within_noise, passed))
+    return verdicts

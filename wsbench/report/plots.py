@@ -1,0 +1,274 @@
+"""The report's plots, drawn with matplotlib as inline SVG (no JavaScript, no network, no fonts to fetch).
+
+Every function takes one run (a report) or several (a comparison: the same plot overlaid, one colour per
+run) and returns a :class:`Plot`: its SVG text, or ``svg=None`` and a note saying why there is nothing to
+draw (a target without ``/stats``, a conformance file), so that no blank plot is ever shown.
+
+matplotlib is used through its object API (``Figure``, no pyplot), so nothing global changes and no GUI
+backend is touched. SVG settings: text is kept as text (``svg.fonttype = none``: smaller files, the
+browser's sans-serif font), and ids are salted with the plot's name so that several SVGs can share one
+HTML document without clashing ids, and the same data gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from wsbench.report.rundata import RunData
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+PHASE_SHADES = {"connect": "#eeeeee", "warmup": "#f4f0e0", "drain": "#e8eef4"}
+WIDTH_IN, HEIGHT_IN = 9.0, 3.3
+PERCENTILE_TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
+
+RC = {
+    "svg.fonttype": "none",
+    "font.family": "sans-serif",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.grid": True,
+    "grid.color": "#dddddd",
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "lines.linewidth": 1.4,
+}
+
+
+@dataclass
+class Plot:
+    id: str
+    title: str
+    svg: str | None
+    note: str = ""
+
+
+def color(index: int) -> str:
+    return COLORS[index % len(COLORS)]
+
+
+def _render(plot_id: str, title: str, draw: Callable[[Figure], None], height: float = HEIGHT_IN) -> Plot:
+    with matplotlib.rc_context({**RC, "svg.hashsalt": plot_id}):
+        fig = Figure(figsize=(WIDTH_IN, height), layout="constrained")
+        draw(fig)
+        buffer = io.StringIO()
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg") :]  # drop the XML declaration and DOCTYPE: the SVG is inlined in HTML
+    svg = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="plot" role="img"', svg, count=1)
+    svg = svg.replace('class="plot" role="img"', f'class="plot" role="img" aria-label="{title}"', 1)
+    return Plot(plot_id, title, svg)
+
+
+def _empty(plot_id: str, title: str, note: str) -> Plot:
+    return Plot(plot_id, title, None, note)
+
+
+def _shade_phases(ax: Axes, run: RunData) -> None:
+    """Background bands for the set-up and drain phases of the first run, labelled once."""
+    for start, end, phase in zip(run.start_s, run.end_s, run.phase, strict=True):
+        shade = PHASE_SHADES.get(phase)
+        if shade:
+            ax.axvspan(start, end, color=shade, zorder=0, linewidth=0)
+
+
+def _time_axis(ax: Axes, runs: Sequence[RunData]) -> None:
+    _shade_phases(ax, runs[0])
+    ax.set_xlabel("time since start (s)  -  shaded: connect, warm-up, drain")
+    ax.set_xlim(0, max(float(run.end_s.max()) if run.n else 1.0 for run in runs))
+
+
+def _label(runs: Sequence[RunData], run: RunData, what: str) -> str:
+    return f"{run.label} {what}" if len(runs) > 1 else what
+
+
+# -- latency percentile distribution ----------------------------------------------------------------
+def _percentile_axis(ax: Axes) -> None:
+    ax.set_xscale("log")
+    ticks = [1.0 / (1.0 - p / 100.0) for p in PERCENTILE_TICKS]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    labels = {t: f"{p:g}%" for t, p in zip(ticks, PERCENTILE_TICKS, strict=True)}
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: labels.get(x, "")))
+    ax.set_xlim(1.0, ticks[-1])
+    ax.set_xlabel("percentile")
+
+
+def _minor_label(y: float, _: object) -> str:
+    """Label the 2s and 5s between decades: a log axis spanning less than a decade still reads."""
+    mantissa = y / 10 ** np.floor(np.log10(y)) if y > 0 else 0.0
+    return f"{y:g}" if round(mantissa) in (2, 5) else ""
+
+
+def _ms_log_axis(ax: Axes, label: str = "latency (ms)") -> None:
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(_minor_label))
+    ax.set_ylabel(label)
+
+
+def latency_distribution(runs: Sequence[RunData]) -> Plot:
+    plot_id, title = "latency-distribution", "Latency percentile distribution (corrected and uncorrected)"
+    if not any(run.has_histogram("latency") for run in runs):
+        return _empty(plot_id, title, "no latency was recorded")
+
+    def draw(fig: Figure) -> None:
+        ax = fig.subplots()
+        for i, run in enumerate(runs):
+            for name, style, what in (("latency", "-", "corrected"), ("latency_uncorrected", "--", "uncorrected")):
+                pcts, values = run.distribution_ms(name)
+                if pcts.size:
+                    x = 1.0 / (1.0 - pcts / 100.0)
+                    ax.step(x, values, where="post", color=color(i), linestyle=style, label=_label(runs, run, what))
+        _percentile_axis(ax)
+        _ms_log_axis(ax)
+        ax.legend(loc="upper left")
+        ax.set_title("corrected: from intended send time (no coordinated omission); uncorrected: from actual send")
+
+    return _render(plot_id, title, draw)
+
+
+def connect_distribution(runs: Sequence[RunData]) -> Plot:
+    plot_id, title = "connect-distribution", "Connect time distribution (login + WebSocket handshake)"
+    if not any(run.has_histogram("connect") for run in runs):
+        return _empty(plot_id, title, "no connect times were recorded")
+
+    def draw(fig: Figure) -> None:
+        ax = fig.subplots()
+        for i, run in enumerate(runs):
+            pcts, values = run.distribution_ms("connect", rows=np.ones(run.n, dtype=bool))
+            if pcts.size:
+                x = 1.0 / (1.0 - pcts / 100.0)
+                ax.step(x, values, where="post", color=color(i), label=_label(runs, run, "connect"))
+        _percentile_axis(ax)
+        _ms_log_axis(ax, "connect time (ms)")
+        ax.legend(loc="upper left")
+
+    return _render(plot_id, title, draw, height=2.8)
+
+
+# -- over time -------------------------------------------------------------------------------------
+def latency_over_time(runs: Sequence[RunData]) -> Plot:
+    plot_id, title = "latency-over-time", "Latency p50, p99 and max per interval (corrected)"
+    if not any(run.has_histogram("latency") for run in runs):
+        return _empty(plot_id, title, "no latency was recorded")
+
+    def draw(fig: Figure) -> None:
+        ax = fig.subplots()
+        for i, run in enumerate(runs):
+            series = run.latency_series_ms("latency", (50.0, 99.0))
+            x = run.mid_s
+            ax.plot(x, series[:, 0], color=color(i), linestyle="-", marker=".", label=_label(runs, run, "p50"))
+            ax.plot(x, series[:, 1], color=color(i), linestyle="--", marker=".", label=_label(runs, run, "p99"))
+            ax.plot(x, run.max_series_ms("latency"), color=color(i), linestyle=":", label=_label(runs, run, "max"))
+        _time_axis(ax, runs)
+        _ms_log_axis(ax)
+        ax.legend(loc="upper left", ncols=min(3 * len(runs), 6))
+
+    return _render(plot_id, title, draw)
+
+
+def rates_over_time(runs: Sequence[RunData]) -> Plot:
+    plot_id, title = "rates-over-time", "Send rate, deliveries per second and undelivered messages"
+
+    def draw(fig: Figure) -> None:
+        sent_ax, delivered_ax, lost_ax = fig.subplots(3, 1, sharex=True)
+        for i, run in enumerate(runs):
+            x = run.mid_s
+            sent_ax.plot(x, run.rate("sent"), color=color(i), marker=".", label=_label(runs, run, "sent/s"))
+            delivered_ax.plot(
+                x, run.rate("delivered"), color=color(i), marker=".", label=_label(runs, run, "deliveries/s")
+            )
+            outstanding = np.cumsum(run.counters["expected"] - run.counters["delivered"])
+            lost_ax.plot(x, np.maximum(outstanding, 0), color=color(i), label=_label(runs, run, "undelivered"))
+            final = (run.results.footer or {}).get("accounting", {}).get("lost")
+            if final:
+                lost_ax.annotate(f"lost: {final:,}", (x[-1], max(float(outstanding[-1]), 0)), color=color(i))
+        sent_ax.set_ylabel("messages sent/s")
+        delivered_ax.set_ylabel("deliveries/s")
+        lost_ax.set_ylabel("undelivered")
+        for ax in (sent_ax, delivered_ax, lost_ax):
+            _shade_phases(ax, runs[0])
+            ax.set_ylim(bottom=0)
+        _time_axis(lost_ax, runs)
+        if len(runs) > 1:
+            sent_ax.legend(loc="lower right", ncols=len(runs))
+        lost_ax.set_title("expected − delivered so far (late deliveries arrive in the drain; what is left is lost)")
+
+    return _render(plot_id, title, draw, height=6.0)
+
+
+def server_over_time(runs: Sequence[RunData]) -> Plot:
+    plot_id, title = "server-over-time", "Server RSS and open connections (from /stats)"
+    if not any(run.has_samples("server", "rss_bytes") or run.has_samples("server", "connections") for run in runs):
+        return _empty(plot_id, title, "the target offered no /stats samples")
+
+    def draw(fig: Figure) -> None:
+        rss_ax, conn_ax = fig.subplots(2, 1, sharex=True)
+        for i, run in enumerate(runs):
+            x = run.mid_s
+            if "rss_bytes" in run.server:
+                rss_ax.plot(x, run.server["rss_bytes"] / 2**20, color=color(i), marker=".", label=run.label)
+            if "connections" in run.server:
+                conn_ax.plot(x, run.server["connections"], color=color(i), marker=".", label=run.label)
+        rss_ax.set_ylabel("RSS (MiB)")
+        conn_ax.set_ylabel("connections")
+        for ax in (rss_ax, conn_ax):
+            _shade_phases(ax, runs[0])
+            ax.set_ylim(bottom=0)
+        _time_axis(conn_ax, runs)
+        if len(runs) > 1:
+            rss_ax.legend(loc="lower right", ncols=len(runs))
+
+    return _render(plot_id, title, draw, height=4.4)
+
+
+def generator_over_time(runs: Sequence[RunData]) -> Plot:
+    plot_id, title = "generator-over-time", "Load generator CPU and event-loop lag"
+    if not any(run.has_samples("generator", "cpu_pct") for run in runs):
+        return _empty(plot_id, title, "no generator samples were recorded")
+
+    def draw(fig: Figure) -> None:
+        cpu_ax, lag_ax = fig.subplots(2, 1, sharex=True)
+        for i, run in enumerate(runs):
+            x = run.mid_s
+            if "cpu_pct" in run.generator:
+                cpu_ax.plot(x, run.generator["cpu_pct"], color=color(i), marker=".", label=run.label)
+            if "loop_lag_ms_max" in run.generator:
+                lag_ax.plot(x, run.generator["loop_lag_ms_max"], color=color(i), marker=".", label=run.label)
+        cpu_ax.set_ylabel("CPU %")
+        cpu_ax.axhline(100.0, color="#999999", linewidth=0.8, linestyle=":")
+        lag_ax.set_ylabel("loop lag max (ms)")
+        for ax in (cpu_ax, lag_ax):
+            _shade_phases(ax, runs[0])
+            ax.set_ylim(bottom=0)
+        _time_axis(lag_ax, runs)
+        if len(runs) > 1:
+            cpu_ax.legend(loc="lower right", ncols=len(runs))
+
+    return _render(plot_id, title, draw, height=4.4)
+
+
+ALL_PLOTS: tuple[Callable[[Sequence[RunData]], Plot], ...] = (
+    latency_distribution,
+    latency_over_time,
+    rates_over_time,
+    connect_distribution,
+    server_over_time,
+    generator_over_time,
+)
+
+
+def all_plots(runs: Sequence[RunData]) -> list[Plot]:
+    return [make(runs) for make in ALL_PLOTS]
