@@ -69,14 +69,15 @@ class MetricSpec:
 
 
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("throughput", "throughput (deliveries/s)", "/s", "higher"),
+    MetricSpec("throughput", "deliveries/s", "", "higher"),
     MetricSpec("p50", "latency p50", "ms", "lower"),
     MetricSpec("p99", "latency p99", "ms", "lower"),
     MetricSpec("p99_9", "latency p99.9", "ms", "lower"),
-    MetricSpec("loss", "loss (lost/expected)", "%", "lower"),
-    MetricSpec("cpu_per_delivery", "CPU per delivery", "us", "lower"),
-    MetricSpec("rss", "server RSS (mean)", "MiB", "lower"),
+    MetricSpec("loss", "loss", "%", "lower"),
+    MetricSpec("cpu_per_delivery", "CPU/delivery", "us", "lower"),
+    MetricSpec("rss", "server RSS mean", "MiB", "lower"),
 )
+
 METRIC_ALIASES = {
     "throughput": "throughput",
     "deliveries": "throughput",
@@ -131,6 +132,48 @@ class Comparison:
             if row.spec.key == key:
                 return row
         raise KeyError(key)
+
+    def to_dict(self, verdicts: Sequence[ThresholdVerdict] = ()) -> dict[str, object]:
+        """The comparison as plain JSON-able data (``wsbench compare --json``); infinite ratios are null."""
+
+        def num(x: float | None) -> float | None:
+            return None if x is None or not math.isfinite(x) else round(x, 6)
+
+        return {
+            "baseline": self.labels[0],
+            "runs": [{"label": run.label, "path": run.results.path, "status": run.results.status} for run in self.runs],
+            "metrics": {
+                row.spec.key: {
+                    "title": row.spec.title,
+                    "unit": row.spec.unit,
+                    "better": row.spec.better,
+                    "values": [num(c.value) for c in row.cells],
+                    "ratios": [num(c.ratio) for c in row.cells[1:]],
+                    "ratio_infinite": [c.ratio is not None and math.isinf(c.ratio) for c in row.cells[1:]],
+                    "intervals": [[num(c.low), num(c.high)] for c in row.cells[1:]],
+                    "verdicts": [c.verdict for c in row.cells[1:]],
+                    "winner": None if row.winner is None else self.labels[row.winner],
+                    "winner_within_noise": row.winner_within_noise,
+                }
+                for row in self.rows
+            },
+            "headline": self.headline(),
+            "noise_method": self.method,
+            "thresholds": [
+                {
+                    "expr": v.threshold.expr,
+                    "metric": v.threshold.metric,
+                    "op": v.threshold.op,
+                    "limit": v.threshold.limit,
+                    "run": v.run,
+                    "observed": num(v.observed),
+                    "within_noise": v.within_noise,
+                    "passed": v.passed,
+                }
+                for v in verdicts
+            ],
+            "warnings": self.warnings,
+        }
 
     def _lead(self, key: str) -> tuple[str, str, float, bool] | None:
         """``(winner, runner-up, winner/runner-up, within noise)`` of a metric, or None."""
@@ -365,7 +408,11 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
                 _cell_bootstrap(spec.key, run, i, statistics[spec.key], _rows_for(spec.key, run, cpu_source), resamples)
                 for i, run in enumerate(runs)
             ]
-        title = f"{cpu_source} {spec.title}" if spec.key == "cpu_per_delivery" else spec.title
+        title = (
+            f"{'server' if cpu_source == 'server' else 'gen.'} {spec.title}"
+            if spec.key == "cpu_per_delivery"
+            else spec.title
+        )
         row = MetricRow(spec=MetricSpec(spec.key, title, spec.unit, spec.better), cells=cells)
         cells[0].verdict = "baseline"
         for cell in cells[1:]:

@@ -24,9 +24,9 @@ def format_value(key: str, value: float | None) -> str:
         return f"{value:,.0f}"
     if key == "loss":
         return f"{value:.3f}%" if value else "0"
-    if key == "rss":
-        return f"{value:,.1f}"
-    return f"{value:.3g}" if value < 100 else f"{value:,.0f}"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
 def format_ratio(value: float | None) -> str:
@@ -46,8 +46,13 @@ def _ratio_text(cell: Cell) -> Text:
     if cell.verdict in ("noise", "same"):
         text.append(f" {NOISE_MARK}", style="dim")
     if cell.low is not None and cell.high is not None:
-        text.append(f" [{format_ratio(cell.low)[:-1]}-{format_ratio(cell.high)}]", style="dim")
+        text.append(f" [{format_ratio(cell.low)[:-1]}-{format_ratio(cell.high)[:-1]}]", style="dim")
     return text
+
+
+def metric_title(row: MetricRow) -> str:
+    unit = f" ({row.spec.unit})" if row.spec.unit else ""
+    return f"{row.spec.title}{unit} {'↑' if row.spec.better == 'higher' else '↓'}"
 
 
 def winner_text(row: MetricRow, labels: Sequence[str]) -> Text:
@@ -55,7 +60,7 @@ def winner_text(row: MetricRow, labels: Sequence[str]) -> Text:
         return Text(f"{NOISE_MARK} equal" if any(c.value is not None for c in row.cells) else "-", style="dim")
     name = labels[row.winner]
     if row.winner_within_noise:
-        return Text(f"{NOISE_MARK} {name} (within noise)", style="dim")
+        return Text(f"{NOISE_MARK} {name}", style="dim")
     return Text(name, style="bold green")
 
 
@@ -69,14 +74,13 @@ def comparison_table(comparison: Comparison) -> Table:
         show_lines=False,
     )
     table.add_column("metric")
-    table.add_column("unit", style="dim")
     for i, label in enumerate(labels):
         table.add_column(escape(label) + (" (base)" if i == 0 else ""), justify="right")
     for label in labels[1:]:
         table.add_column(f"{escape(label)}/{escape(base)}", justify="left")
     table.add_column("winner")
     for row in comparison.rows:
-        cells: list[Text | str] = [row.spec.title + (" ↑" if row.spec.better == "higher" else " ↓"), row.spec.unit]
+        cells: list[Text | str] = [metric_title(row)]
         for i, cell in enumerate(row.cells):
             text = Text(format_value(row.spec.key, cell.value))
             if row.winner == i and not row.winner_within_noise:
@@ -85,7 +89,9 @@ def comparison_table(comparison: Comparison) -> Table:
         cells += [_ratio_text(cell) for cell in row.cells[1:]]
         cells.append(winner_text(row, labels) if not row.note else Text(row.note, style="dim"))
         table.add_row(*cells)
-    table.caption = "↑ higher is better, ↓ lower is better; [low-high] is the 95% interval of the ratio"
+    table.caption = Text(
+        f"↑ higher is better, ↓ lower; [low-high] 95% interval of the ratio; {NOISE_MARK} within noise"
+    )
     return table
 
 

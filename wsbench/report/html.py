@@ -27,7 +27,7 @@ from wsbench.core.results import Results
 from wsbench.errors import ResultsFileError
 from wsbench.report import plots
 from wsbench.report.compare import Comparison, ThresholdVerdict
-from wsbench.report.compare_terminal import NOISE_MARK, format_ratio, format_value
+from wsbench.report.compare_terminal import NOISE_MARK, format_ratio, format_value, metric_title
 from wsbench.report.rundata import RunData
 
 HISTOGRAM_ROWS = (
@@ -299,20 +299,19 @@ def render_comparison(comparison: Comparison, verdicts: Sequence[ThresholdVerdic
             if cell.verdict in ("noise", "same"):
                 text += f" {NOISE_MARK}"
             if cell.low is not None and cell.high is not None:
-                text += f" [{format_ratio(cell.low)[:-1]}–{format_ratio(cell.high)}]"
+                text += f" [{format_ratio(cell.low)[:-1]}–{format_ratio(cell.high)[:-1]}]"
             ratios.append({"text": text, "cls": cell.verdict})
         if row.note:
             winner, winner_cls = row.note, "muted"
         elif row.winner is None:
             winner, winner_cls = f"{NOISE_MARK} equal", "noise"
         elif row.winner_within_noise:
-            winner, winner_cls = f"{NOISE_MARK} {labels[row.winner]} (within noise)", "noise"
+            winner, winner_cls = f"{NOISE_MARK} {labels[row.winner]}", "noise"
         else:
             winner, winner_cls = labels[row.winner], "better"
         rows.append(
             {
-                "title": row.spec.title + (" ↑" if row.spec.better == "higher" else " ↓"),
-                "unit": row.spec.unit,
+                "title": metric_title(row),
                 "run_values": [format_value(row.spec.key, c.value) for c in row.cells],
                 "ratios": ratios,
                 "winner": winner,

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.report.synthetic import write_run
+from wsbench.core.results import read_results
+from wsbench.errors import UsageError
+from wsbench.report.compare import (
+    Comparison,
+    RatioThreshold,
+    compare_runs,
+    evaluate_thresholds,
+    load_runs,
+)
+
+
+def _compare(*paths: Path, labels: list[str | None] | None = None) -> Comparison:
+    return compare_runs(load_runs([read_results(p) for p in paths], labels))
+
+
+def test_ratios_values_and_winner(tornado_file: Path, aiohttp_file: Path) -> None:
+    c = _compare(tornado_file, aiohttp_file)
+    assert c.labels == ["tornado", "aiohttp"]
+    p50 = c.row("p50")
+    base, other = p50.cells
+    assert base.verdict == "baseline"
+    assert other.ratio == pytest.approx(other.value / base.value)
+    assert 0.75 < other.ratio < 0.85  # 1.6 ms against 2.0 ms lognormal medians
+    assert other.verdict == "better" and p50.winner == 1 and not p50.winner_within_noise
+    assert other.low <= other.ratio <= other.high and other.high < 1.0
+    # loss: 0 against 30 lost is infinitely worse, and beyond noise
+    loss = c.row("loss").cells[1]
+    assert math.isinf(loss.ratio) and loss.verdict == "worse"
+    assert c.row("loss").winner == 0
+    # RSS: 30 MiB against 40 MiB
+    rss = c.row("rss").cells[1]
+    assert 0.7 < rss.ratio < 0.8 and rss.verdict == "better"
+    assert c.headline().startswith("Faster: aiohttp. Its latency is p50 0.80x")
+
+
+def test_identical_runs_are_the_same(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a.jsonl", seed=7)
+    b = write_run(tmp_path / "b.jsonl", seed=7)
+    c = _compare(a, b)
+    for row in c.rows:
+        cell = row.cells[1]
+        assert cell.ratio == 1.0, row.spec.key
+        assert cell.verdict == "same"
+        assert row.winner is None
+    assert c.headline().startswith("No latency difference") or "within the run-to-run noise" in c.headline()
+
+
+def test_noise_mark_is_calibrated_on_runs_from_one_distribution(tmp_path: Path) -> None:
+    """Runs drawn from the same distribution are judged 'within noise' (95% intervals: ~1 in 20 is not);
+    a 10 % shift of the median is always detected."""
+    noise_p50 = noise_p99 = 0
+    pairs = 8
+    for k in range(pairs):
+        a = write_run(tmp_path / f"a{k}.jsonl", seed=100 + k, stall_every=0)
+        b = write_run(tmp_path / f"b{k}.jsonl", seed=200 + k, stall_every=0)
+        c = _compare(a, b)
+        noise_p50 += c.row("p50").cells[1].within_noise
+        noise_p99 += c.row("p99").cells[1].within_noise
+        shifted = write_run(tmp_path / f"s{k}.jsonl", seed=300 + k, stall_every=0, base_ms=2.2)
+        s = _compare(a, shifted)
+        assert s.row("p50").cells[1].verdict == "worse"
+        assert s.row("p50").winner == 0
+    assert noise_p50 >= pairs - 2
+    assert noise_p99 >= pairs - 2
+
+
+def test_stalls_make_the_tail_noisy(tornado_file: Path, tmp_path: Path) -> None:
+    """With 500 ms-class stalls in some intervals, p99.9 depends on which intervals a run had: a p99.9
+    ratio is within noise even when its value differs by a lot."""
+    other = write_run(tmp_path / "o.jsonl", seed=11, stall_every=5)
+    cell = _compare(tornado_file, other).row("p99_9").cells[1]
+    assert cell.within_noise
+    assert cell.high / cell.low > 2
+
+
+def test_comparison_is_reproducible(tornado_file: Path, aiohttp_file: Path) -> None:
+    first = _compare(tornado_file, aiohttp_file).to_dict()
+    second = _compare(tornado_file, aiohttp_file).to_dict()
+    assert first == second
+    assert first["metrics"]["loss"]["ratios"] == [None] and first["metrics"]["loss"]["ratio_infinite"] == [True]
+
+
+def test_three_runs_and_duplicate_labels(tmp_path: Path, tornado_file: Path, aiohttp_file: Path) -> None:
+    again = write_run(tmp_path / "again.jsonl", server="tornado", seed=5)
+    c = _compare(tornado_file, aiohttp_file, again)
+    assert c.labels == ["tornado (tornado)", "aiohttp", "tornado (again)"]
+    assert len(c.row("p50").cells) == 3
+    assert c.row("p50").winner == 1
+    c = _compare(tornado_file, again, labels=["old", "new"])
+    assert c.labels == ["old", "new"]
+
+
+def test_truncated_run_still_compares_with_a_warning(tornado_file: Path, truncated_file: Path) -> None:
+    c = _compare(tornado_file, truncated_file)
+    assert any("no footer" in w for w in c.warnings)
+    assert any("cut short" in w for w in c.warnings)
+    assert c.row("p50").cells[1].value is not None
+    assert c.row("loss").cells[1].value is not None  # from the intervals, as far as they go
+
+
+def test_missing_server_samples(tornado_file: Path, tmp_path: Path) -> None:
+    bare = write_run(tmp_path / "bare.jsonl", seed=4, with_server_samples=False)
+    c = _compare(tornado_file, bare)
+    assert c.row("rss").cells[1].value is None and c.row("rss").cells[1].verdict == "n/a"
+    assert c.row("rss").winner is None
+    c = _compare(bare, bare)
+    assert c.row("rss").note == "no /stats samples"
+
+
+def test_needs_two_load_runs(tornado_file: Path, conformance_file: Path) -> None:
+    with pytest.raises(UsageError, match="at least two"):
+        compare_runs(load_runs([read_results(tornado_file)]))
+    with pytest.raises(UsageError, match="conformance file holds no load run"):
+        _compare(tornado_file, conformance_file)
+
+
+@pytest.mark.parametrize(
+    ("expr", "metric", "op", "limit"),
+    [
+        ("compare.p99 < 1.1x", "p99", "<", 1.1),
+        ("p99.9 <= 2x", "p99_9", "<=", 2.0),
+        ("compare.throughput >= 0.95x", "throughput", ">=", 0.95),
+        ("cpu < 1.2", "cpu_per_delivery", "<", 1.2),
+    ],
+)
+def test_threshold_parse(expr: str, metric: str, op: str, limit: float) -> None:
+    t = RatioThreshold.parse(expr)
+    assert (t.metric, t.op, t.limit) == (metric, op, limit)
+
+
+@pytest.mark.parametrize("expr", ["compare.p98 < 1.1x", "p99 1.1x", "p99 == 1x", "p99 < fast"])
+def test_threshold_errors_say_what_is_expected(expr: str) -> None:
+    with pytest.raises(UsageError, match="threshold"):
+        RatioThreshold.parse(expr)
+
+
+def test_thresholds_against_baseline(tornado_file: Path, aiohttp_file: Path) -> None:
+    c = _compare(tornado_file, aiohttp_file)
+    verdicts = evaluate_thresholds(
+        c, [RatioThreshold.parse(e) for e in ("compare.p50 < 1.1x", "compare.p50 < 0.5x", "loss <= 1x")]
+    )
+    assert [v.passed for v in verdicts] == [True, False, False]
+    assert verdicts[0].run == "aiohttp" and verdicts[0].observed == c.row("p50").cells[1].ratio

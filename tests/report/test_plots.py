@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.report.synthetic import write_run
+from wsbench.core.results import read_results
+from wsbench.report import plots
+from wsbench.report.rundata import RunData
+
+
+def _run(path: Path) -> RunData:
+    return RunData.from_results(read_results(path))
+
+
+def _lines(svg: str, colour: str = plots.color(0)) -> int:
+    """Data lines drawn in a run's colour with at least three points (grid lines and ticks are grey)."""
+    paths = re.findall(r'<path d="([^"]*)"[^>]*?style="[^"]*?stroke: ' + colour, svg)
+    return sum(1 for d in paths if d.count("L") >= 2)
+
+
+def test_every_plot_of_a_run_is_drawn(tornado_file: Path) -> None:
+    figures = plots.all_plots([_run(tornado_file)])
+    assert [p.id for p in figures] == [
+        "latency-distribution",
+        "latency-over-time",
+        "rates-over-time",
+        "connect-distribution",
+        "server-over-time",
+        "generator-over-time",
+    ]
+    for plot in figures:
+        assert plot.svg is not None, plot.id
+        assert plot.svg.startswith("<svg") and plot.svg.rstrip().endswith("</svg>")
+        assert "<?xml" not in plot.svg and "DOCTYPE" not in plot.svg
+        assert _lines(plot.svg) >= 1, plot.id
+
+
+def test_distribution_axis_reaches_five_nines(tornado_file: Path) -> None:
+    svg = plots.latency_distribution([_run(tornado_file)]).svg
+    assert svg is not None
+    for label in ("90%", "99%", "99.9%", "99.99%", "99.999%"):
+        assert f">{label}<" in svg
+    assert "corrected" in svg and "uncorrected" in svg
+
+
+def test_overlay_has_one_colour_per_run(tornado_file: Path, aiohttp_file: Path) -> None:
+    svg = plots.latency_over_time([_run(tornado_file), _run(aiohttp_file)]).svg
+    assert svg is not None
+    assert plots.color(0) in svg and plots.color(1) in svg
+    assert "tornado p50" in svg and "aiohttp p99" in svg
+
+
+def test_no_blank_plot_without_samples(tmp_path: Path) -> None:
+    run = _run(write_run(tmp_path / "r.jsonl", with_server_samples=False))
+    plot = plots.server_over_time([run])
+    assert plot.svg is None and "/stats" in plot.note
+
+
+def test_ids_do_not_clash_between_plots_and_output_is_stable(tornado_file: Path) -> None:
+    run = _run(tornado_file)
+    first = plots.all_plots([run])
+    ids: list[str] = []
+    for plot in first:
+        assert plot.svg is not None
+        ids += re.findall(r'\bid="([^"]+)"', plot.svg)
+    clip_ids = [i for i in ids if i.startswith("p") and len(i) > 8]
+    assert len(clip_ids) == len(set(clip_ids))
+    again = plots.all_plots([run])
+    assert [p.svg for p in again] == [p.svg for p in first]

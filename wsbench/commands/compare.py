@@ -1,0 +1,151 @@
+"""``wsbench compare``: compare runs side by side, from results files or by running a scenario per server.
+
+::
+
+    wsbench compare reports/tornado.jsonl reports/aiohttp.jsonl [--html reports/compare.html]
+    wsbench compare scenarios/broadcast.yaml --server tornado --server aiohttp
+    wsbench compare scenarios/conversation.yaml --server tornado --server tornado:--no-nodelay
+    wsbench compare reports/new.jsonl --baseline reports/baseline.jsonl --threshold 'compare.p99 < 1.1x'
+
+The first run is the baseline (``--baseline FILE`` makes a stored results file the first); ratios are
+run / baseline. Thresholds on ratios give the exit code: 0 all met, 1 one failed, 2 usage error, 3 a
+run broke and left nothing to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from wsbench.core.results import read_results
+from wsbench.errors import EXIT_OK, EXIT_THRESHOLD_FAILED, EXIT_USAGE, RunBroken, UsageError
+from wsbench.report.compare import RESAMPLES, RatioThreshold, compare_runs, evaluate_thresholds, load_runs
+from wsbench.report.compare_terminal import render_comparison
+
+SCENARIO_SUFFIXES = (".yaml", ".yml")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare runs side by side (results files, or a scenario run once per --server)",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="FILE",
+        help="results files (.jsonl) to compare, or one scenario (.yaml) to run once per --server",
+    )
+    p.add_argument(
+        "--server",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="with a scenario: a reference server to run it against, e.g. tornado, aiohttp, "
+        "'tornado:--no-nodelay' (repeat; at least two, or one with --baseline)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with a scenario: override a scenario key for every run",
+    )
+    p.add_argument("--baseline", metavar="FILE", help="a stored results file to compare against (the first column)")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a limit on a ratio run/baseline, e.g. 'compare.p99 < 1.1x' (repeat); a failed one exits 1",
+    )
+    p.add_argument("--label", action="append", default=[], metavar="NAME", help="names for the runs, in order")
+    p.add_argument("--html", metavar="OUT", help="also write the comparison as a self-contained HTML file")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
+    p.add_argument("-o", "--output-dir", default="reports", metavar="DIR", help="with a scenario: where results go")
+    p.add_argument("--resamples", type=int, default=RESAMPLES, help=argparse.SUPPRESS)
+    p.set_defaults(func=run)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "run"
+
+
+def spec_label(spec: str) -> str:
+    """``tornado:--no-nodelay`` -> ``tornado --no-nodelay`` (a column name)."""
+    kind, _, extra = spec.partition(":")
+    return f"{kind} {extra.strip()}".strip()
+
+
+def run_scenario(scenario: str, spec: str, sets: list[str], out: Path, console: Console) -> Path:
+    """Run ``wsbench run SCENARIO --server SPEC`` in a child process; the results file it wrote."""
+    argv = [sys.executable, "-m", "wsbench.cli", "run", scenario, "--server", spec, "-o", str(out)]
+    for item in sets:
+        argv += ["--set", item]
+    console.print(f"[bold]running[/] {scenario} against [bold]{spec_label(spec)}[/] -> {out}", highlight=False)
+    code = subprocess.run(argv, check=False).returncode
+    if code == EXIT_USAGE:
+        raise UsageError(f"wsbench run {scenario} --server {spec} refused its arguments (exit code 2, see above)")
+    if not out.exists():
+        raise RunBroken(f"wsbench run {scenario} --server {spec} wrote no results (exit code {code})")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=args.json)
+    scenarios = [i for i in args.inputs if i.lower().endswith(SCENARIO_SUFFIXES)]
+    thresholds = [RatioThreshold.parse(expr) for expr in args.threshold]
+    labels: list[str | None] = []
+    paths: list[str] = []
+    if args.baseline:
+        paths.append(args.baseline)
+        labels.append(None)
+    if scenarios:
+        if len(args.inputs) != 1:
+            raise UsageError("give either one scenario (.yaml) with --server options, or results files (.jsonl)")
+        needed = 1 if args.baseline else 2
+        if len(args.server) < needed:
+            raise UsageError(
+                f"comparing {args.inputs[0]} needs at least {needed} --server options "
+                "(e.g. --server tornado --server aiohttp)"
+            )
+        scenario = args.inputs[0]
+        if not Path(scenario).is_file():
+            raise UsageError(f"{scenario}: no such scenario file")
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out_dir = Path(args.output_dir)
+        for n, spec in enumerate(args.server, start=1):
+            out = out_dir / f"compare-{Path(scenario).stem}-{stamp}-{n}-{_slug(spec_label(spec))}.jsonl"
+            paths.append(str(run_scenario(scenario, spec, args.set, out, console)))
+            labels.append(spec_label(spec))
+    else:
+        if args.server or args.set:
+            raise UsageError("--server and --set apply to a scenario (.yaml), not to results files")
+        paths += args.inputs
+        labels += [None] * len(args.inputs)
+    if len(paths) < 2:
+        raise UsageError("a comparison needs at least two runs (two results files, or one and --baseline)")
+    for i, label in enumerate(args.label[: len(labels)]):
+        labels[i] = label
+    results = [read_results(p) for p in paths]
+    comparison = compare_runs(load_runs(results, labels), resamples=args.resamples)
+    verdicts = evaluate_thresholds(comparison, thresholds)
+    if args.json:
+        print(json.dumps(comparison.to_dict(verdicts), indent=2))
+    else:
+        render_comparison(comparison, verdicts, console)
+    if args.html:
+        from wsbench.report.html import render_comparison as render_html
+        from wsbench.report.html import write_html
+
+        out = write_html(render_html(comparison, verdicts), args.html)
+        console.print(f"HTML comparison: {out}", highlight=False)
+    return EXIT_THRESHOLD_FAILED if any(not v.passed for v in verdicts) else EXIT_OK
