@@ -89,6 +89,11 @@ def _time_axis(ax: Axes, runs: Sequence[RunData]) -> None:
     ax.set_xlim(0, max(float(run.end_s.max()) if run.n else 1.0 for run in runs))
 
 
+def _marker(run: RunData) -> str:
+    """Dots on each interval while they can be told apart; a plain line for long runs (smaller file)."""
+    return "." if run.n <= 120 else ""
+
+
 def _label(runs: Sequence[RunData], run: RunData, what: str) -> str:
     return f"{run.label} {what}" if len(runs) > 1 else what
 
@@ -168,9 +173,9 @@ def latency_over_time(runs: Sequence[RunData]) -> Plot:
         ax = fig.subplots()
         for i, run in enumerate(runs):
             series = run.latency_series_ms("latency", (50.0, 99.0))
-            x = run.mid_s
-            ax.plot(x, series[:, 0], color=color(i), linestyle="-", marker=".", label=_label(runs, run, "p50"))
-            ax.plot(x, series[:, 1], color=color(i), linestyle="--", marker=".", label=_label(runs, run, "p99"))
+            x, marker = run.mid_s, _marker(run)
+            ax.plot(x, series[:, 0], color=color(i), linestyle="-", marker=marker, label=_label(runs, run, "p50"))
+            ax.plot(x, series[:, 1], color=color(i), linestyle="--", marker=marker, label=_label(runs, run, "p99"))
             ax.plot(x, run.max_series_ms("latency"), color=color(i), linestyle=":", label=_label(runs, run, "max"))
         _time_axis(ax, runs)
         _ms_log_axis(ax)
@@ -186,9 +191,9 @@ def rates_over_time(runs: Sequence[RunData]) -> Plot:
         sent_ax, delivered_ax, lost_ax = fig.subplots(3, 1, sharex=True)
         for i, run in enumerate(runs):
             x = run.mid_s
-            sent_ax.plot(x, run.rate("sent"), color=color(i), marker=".", label=_label(runs, run, "sent/s"))
+            sent_ax.plot(x, run.rate("sent"), color=color(i), marker=_marker(run), label=_label(runs, run, "sent/s"))
             delivered_ax.plot(
-                x, run.rate("delivered"), color=color(i), marker=".", label=_label(runs, run, "deliveries/s")
+                x, run.rate("delivered"), color=color(i), marker=_marker(run), label=_label(runs, run, "deliveries/s")
             )
             outstanding = np.cumsum(run.counters["expected"] - run.counters["delivered"])
             lost_ax.plot(x, np.maximum(outstanding, 0), color=color(i), label=_label(runs, run, "undelivered"))
@@ -219,9 +224,9 @@ def server_over_time(runs: Sequence[RunData]) -> Plot:
         for i, run in enumerate(runs):
             x = run.mid_s
             if "rss_bytes" in run.server:
-                rss_ax.plot(x, run.server["rss_bytes"] / 2**20, color=color(i), marker=".", label=run.label)
+                rss_ax.plot(x, run.server["rss_bytes"] / 2**20, color=color(i), marker=_marker(run), label=run.label)
             if "connections" in run.server:
-                conn_ax.plot(x, run.server["connections"], color=color(i), marker=".", label=run.label)
+                conn_ax.plot(x, run.server["connections"], color=color(i), marker=_marker(run), label=run.label)
         rss_ax.set_ylabel("RSS (MiB)")
         conn_ax.set_ylabel("connections")
         for ax in (rss_ax, conn_ax):
@@ -244,9 +249,9 @@ def generator_over_time(runs: Sequence[RunData]) -> Plot:
         for i, run in enumerate(runs):
             x = run.mid_s
             if "cpu_pct" in run.generator:
-                cpu_ax.plot(x, run.generator["cpu_pct"], color=color(i), marker=".", label=run.label)
+                cpu_ax.plot(x, run.generator["cpu_pct"], color=color(i), marker=_marker(run), label=run.label)
             if "loop_lag_ms_max" in run.generator:
-                lag_ax.plot(x, run.generator["loop_lag_ms_max"], color=color(i), marker=".", label=run.label)
+                lag_ax.plot(x, run.generator["loop_lag_ms_max"], color=color(i), marker=_marker(run), label=run.label)
         cpu_ax.set_ylabel("CPU %")
         cpu_ax.axhline(100.0, color="#999999", linewidth=0.8, linestyle=":")
         lag_ax.set_ylabel("loop lag max (ms)")
