@@ -43,6 +43,10 @@ aiohttp 3.14 defaults overridden here:
   not used; pings follow SPEC 10 via ``send_ping``/``check_pong``;
 - ``send_str`` awaits the transport's drain, which would stall a broadcast on one slow client: the
   broadcast writes one pre-built frame to each transport instead (``deliver``);
+- ``ws.close()`` called while the handler is inside ``receive()`` closes TCP right after its close
+  frame, without waiting for the client's answer: server-initiated closes (1001, 1003, 1008, 1011,
+  4409) write the close frame themselves (``start_close``) and ``receive_loop`` completes the
+  handshake, with a grace timer that drops TCP if the client never answers;
 - ``run_app``'s shutdown drops inbound frames and ends with a bare FIN: the server runs its own
   ``AppRunner`` and sends 1001 first.
 """
@@ -111,6 +115,12 @@ def text_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
+def close_frame(code: int, reason: str) -> bytes:
+    """An unmasked server close frame (see ``text_frame`` for why frames are built here)."""
+    payload = struct.pack("!H", code) + reason.encode("utf-8")[:123]
+    return struct.pack("!BB", 0x88, len(payload)) + payload
+
+
 class StrictReader(reader_py.WebSocketReader):
     """aiohttp's frame reader plus the mask check it lacks (RFC 6455 §5.1, SPEC 8.3).
 
@@ -170,7 +180,7 @@ class Connection:
         self.pending = 0  # bytes handed to send_str tasks (compressed connections) but not yet written
         self.ping_handle: asyncio.TimerHandle | None = None
         self.pong_checks: set[asyncio.TimerHandle] = set()
-        self.close_task: asyncio.Task[bool] | None = None
+        self.close_task: asyncio.Task[None] | None = None
 
     @property
     def compressed(self) -> bool:
@@ -370,10 +380,8 @@ class ChatServer:
                 return ws
             conn = Connection(ws, transport, nickname)
             self.sockets.add(conn)
-            if self.on_open(conn):
-                await self.receive_loop(conn)
-            if conn.close_task is not None:
-                await asyncio.shield(conn.close_task)
+            self.on_open(conn)
+            await self.receive_loop(conn)
             return ws
         finally:
             self.handshakes -= 1
@@ -382,17 +390,18 @@ class ChatServer:
 
     # ---- connection life cycle (SPEC 6.6, 7, 8) --------------------------------------------
 
-    def on_open(self, conn: Connection) -> bool:
-        """Admit the connection to the room; False when it was refused (and a close started)."""
+    def on_open(self, conn: Connection) -> None:
         self.apply_nodelay(conn)
+        if self.shutting_down:
+            self.start_close(conn, 1001, "server shutdown", CLOSE_GRACE)
+            return
         if self.nickname_in_use(conn.nickname):
             self.refuse_duplicate(conn)
-            return False
+            return
         self.room[conn.nickname] = conn
         conn.joined = True
         self.on_join(conn)
         self.schedule_pings(conn)
-        return True
 
     def apply_nodelay(self, conn: Connection) -> None:
         """SPEC 13.1: TCP_NODELAY set, or explicitly cleared with --no-nodelay (asyncio sets it)."""
@@ -407,11 +416,14 @@ class ChatServer:
         self.broadcast(f"~~~{conn.nickname}进入了聊天室~~~", exclude=conn)
 
     async def receive_loop(self, conn: Connection) -> None:
+        """Read until the close handshake is over or the connection is gone."""
         ws = conn.ws
         while True:
             msg = await ws.receive()
             kind = msg.type
             if kind is WSMsgType.TEXT:
+                if conn.closing:
+                    continue  # we sent a close frame: ignore data until the client's close frame
                 result = self.on_message(conn, msg.data)
                 if result is not None:
                     await result
@@ -422,14 +434,16 @@ class ChatServer:
                 self.on_pong(conn, msg.data)
             elif kind is WSMsgType.BINARY:
                 self.start_close(conn, 1003, "binary messages are not accepted", CLOSE_GRACE)  # SPEC 8.1
-                return
             elif kind is WSMsgType.CLOSE:
-                conn.closing = True
-                code, reason = self.close_answer(msg.data)
-                with contextlib.suppress(ConnectionError):
-                    await ws.close(code=code, message=reason.encode("utf-8"), drain=False)
+                if conn.closing:
+                    conn.transport.close()  # the client answered our close frame: handshake over
+                else:
+                    conn.closing = True
+                    code, reason = self.close_answer(msg.data)
+                    with contextlib.suppress(ConnectionError):
+                        await ws.close(code=code, message=reason.encode("utf-8"), drain=False)
                 return
-            else:  # CLOSING (we started a close), CLOSED, ERROR (aiohttp closed with 1002/1007/1009)
+            else:  # CLOSED, or ERROR (aiohttp itself closed with 1002/1007/1009)
                 return
 
     def close_answer(self, code: int) -> tuple[int, str]:
@@ -469,14 +483,30 @@ class ChatServer:
             self._all_closed.set()
 
     def start_close(self, conn: Connection, code: int, reason: str, grace: float) -> None:
-        """Send a close frame without waiting, and drop TCP if the handshake is not over after ``grace`` s."""
+        """Send a close frame now, and drop TCP if the client has not answered it after ``grace`` s.
+
+        The frame is written to the transport directly rather than with ``ws.close()``: that
+        coroutine closes TCP right after the frame when the handler is inside ``receive()``,
+        without waiting for the client's close frame; ``receive_loop`` finishes the handshake.
+        """
         if conn.closing:
             return
         conn.closing = True
-        task = asyncio.ensure_future(conn.ws.close(code=code, message=reason.encode("utf-8"), drain=False))
-        task.add_done_callback(_retrieve)
-        conn.close_task = task
+        frame = close_frame(code, reason)
+        if conn.pending:
+            task = asyncio.ensure_future(self._close_after_pending(conn, frame))
+            task.add_done_callback(_retrieve)
+            conn.close_task = task
+        elif not conn.transport.is_closing():
+            conn.transport.write(frame)
         asyncio.get_running_loop().call_later(grace, conn.transport.abort)
+
+    async def _close_after_pending(self, conn: Connection, frame: bytes) -> None:
+        """Compressed connections: the close frame goes after the send_str tasks already queued."""
+        while conn.pending and not conn.transport.is_closing():
+            await asyncio.sleep(0.005)
+        if not conn.transport.is_closing():
+            conn.transport.write(frame)
 
     # ---- relaying (SPEC 7.2-7.4, 11) -------------------------------------------------------
 

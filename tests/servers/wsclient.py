@@ -16,6 +16,7 @@ import http.cookies
 import os
 import socket
 import struct
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -454,3 +455,40 @@ class Room:
         for client in self.clients:
             with contextlib.suppress(OSError):
                 client.close(timeout=1)
+
+
+class Pump:
+    """Reads ``client`` on a background thread (answering its pings) and collects its messages.
+
+    For tests that block on one client while another must keep answering pings. Do not touch the
+    pumped client from the test thread until ``stop()``.
+    """
+
+    def __init__(self, client: WsClient) -> None:
+        self.client = client
+        self.messages: list[str | bytes] = []
+        self.ended: Exception | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.messages.append(self.client.recv_message(0.05))
+            except TimeoutError:
+                continue
+            except (ServerClosed, Dropped, OSError) as exc:
+                self.ended = exc
+                return
+
+    def wait_for(self, message: str, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while message not in self.messages:
+            assert time.monotonic() < deadline, f"{message!r} not received; got {self.messages[-5:]!r}"
+            time.sleep(0.01)
+
+    def stop(self) -> list[str | bytes]:
+        self._stop.set()
+        self._thread.join(2)
+        return self.messages
