@@ -1,0 +1,649 @@
+"""The conformance cases, as data: id (its first part is the category), SPEC clause, RFC section, what
+is expected, and the check that performs the steps (:mod:`wsbench.conform.checks`,
+:mod:`wsbench.conform.measure`).
+
+``--only`` selects by category (``close``), by id (``limits.size.over``), by id prefix
+(``close.invalid``) or by glob (``framing.rsv*``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+
+from wsbench.conform import checks as c
+from wsbench.conform import measure as m
+from wsbench.conform.model import Case
+from wsbench.conform.options import ServerOptions
+from wsbench.conform.wire import OP_CONTINUATION, OP_PING, OP_TEXT, RSV1, RSV2, RSV3
+from wsbench.errors import UsageError
+
+CATEGORIES = (
+    "http",
+    "login",
+    "handshake",
+    "messaging",
+    "limits",
+    "framing",
+    "close",
+    "pings",
+    "slow_consumer",
+    "nodelay",
+    "shutdown",
+)
+
+VALID_CLOSE_CODES = (1000, 1001, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999)
+INVALID_CLOSE_CODES = (0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535)
+
+PROTOCOL_ERROR = "close 1002, or the connection dropped (reported as such)"
+
+
+def _max(o: ServerOptions) -> str:
+    return f"{o.max_message_size} bytes"
+
+
+def _cases() -> list[Case]:
+    cases = [
+        # --- HTTP resources
+        Case("http.not_found", "2.1", "unknown path", "404", c.http_not_found, conns=0),
+        Case(
+            "http.login_form",
+            "3.1",
+            "GET /login",
+            "200 with a POST form with a nickname field",
+            c.http_login_form,
+            conns=0,
+        ),
+        Case(
+            "http.page_requires_login",
+            "4.1",
+            "chat page without a valid cookie",
+            "303 to /login (no cookie, forged cookie)",
+            c.http_page_login_required,
+            conns=0,
+        ),
+        Case("http.page_ok", "4.1", "chat page with the login cookie", "200", c.http_page_ok, conns=0),
+        Case(
+            "http.stats",
+            "5.1",
+            "GET /stats",
+            "200, a JSON object with server, connections, messages_in, deliveries_out, slow_consumer_closes, "
+            "rss_bytes, uptime_s",
+            c.http_stats,
+            conns=0,
+        ),
+        # --- login
+        Case(
+            "login.ok",
+            "3.4",
+            "valid nickname",
+            "303 to / with a signed nickname cookie: HttpOnly, SameSite=Lax, Path=/",
+            c.login_ok,
+            conns=0,
+        ),
+        Case(
+            "login.online",
+            "3.3",
+            "nickname online",
+            "409 with the form and the hint 昵称已被使用，请更换昵称",
+            c.login_online,
+        ),
+        Case(
+            "login.empty", "3.2", "empty nickname", "400 with the form", c.login_refused(lambda ctx: "", 400), conns=0
+        ),
+        Case(
+            "login.blank",
+            "3.2",
+            "white space only",
+            "400 with the form",
+            c.login_refused(lambda ctx: " \t ", 400),
+            conns=0,
+        ),
+        Case(
+            "login.too_long",
+            "3.2",
+            "33 code points",
+            "400 with the form",
+            c.login_refused(lambda ctx: c.nick_of_length(ctx, 33), 400),
+            conns=0,
+        ),
+        Case(
+            "login.control_char",
+            "3.2",
+            "control character",
+            "400 with the form",
+            c.login_refused(lambda ctx: ctx.nick()[:8] + "\x1b[31m", 400),
+            conns=0,
+        ),
+        Case(
+            "login.max_length",
+            "3.2",
+            "32 code points, non-ASCII",
+            "accepted (303 and a cookie)",
+            c.login_accepted(lambda ctx: c.nick_of_length(ctx, 32)),
+            conns=0,
+        ),
+        Case(
+            "login.strip",
+            "3.2",
+            "surrounding white space",
+            "stripped: joins under the bare nickname",
+            c.login_strips,
+            conns=2,
+        ),
+        # --- handshake
+        Case(
+            "handshake.no_cookie",
+            "6.2",
+            "no cookie",
+            "401, no upgrade",
+            c.handshake(cookie="none", status=401),
+            conns=0,
+            rfc="RFC 6455 §4.2.2",
+        ),
+        Case(
+            "handshake.forged_cookie",
+            "6.2",
+            "unsigned cookie",
+            "401, no upgrade",
+            c.handshake(cookie="forged", status=401),
+            conns=0,
+        ),
+        Case(
+            "handshake.tampered_cookie",
+            "6.2",
+            "signed cookie with one character changed",
+            "401, no upgrade",
+            c.handshake(cookie="tampered", status=401),
+            conns=0,
+        ),
+        Case(
+            "handshake.origin_cross",
+            "6.3",
+            "cross-site Origin",
+            "403, no upgrade",
+            c.handshake(origin="cross", status=403),
+            conns=0,
+            rfc="RFC 6455 §10.2",
+        ),
+        Case(
+            "handshake.origin_other_port",
+            "6.3",
+            "Origin with the server's host but another port",
+            "403, no upgrade",
+            c.handshake(origin="cross_port", status=403),
+            conns=0,
+        ),
+        Case(
+            "handshake.origin_same",
+            "6.3",
+            "the server's own Origin",
+            "101",
+            c.handshake(origin="same"),
+            rfc="RFC 6455 §4.2.2",
+        ),
+        Case("handshake.origin_allowed", "6.3", "an --allowed-origin Origin", "101", c.handshake(origin="allowed")),
+        Case("handshake.origin_absent", "6.3", "no Origin (non-browser client)", "101", c.handshake(origin=None)),
+        Case(
+            "handshake.bad_version",
+            "6.1",
+            "Sec-WebSocket-Version: 8",
+            "426 with Sec-WebSocket-Version: 13",
+            c.handshake_bad_version,
+            conns=0,
+            rfc="RFC 6455 §4.4",
+        ),
+        Case(
+            "handshake.check_order",
+            "6.5",
+            "several faults at once",
+            "version before cookie before Origin: 401 for forged cookie + bad Origin, 426 for bad version + no cookie",
+            c.handshake_order,
+            conns=0,
+        ),
+        Case(
+            "handshake.nickname_online",
+            "6.6",
+            "second connection with an online nickname",
+            "101 then close 4409 'nickname in use'; first connection unaffected; no join/leave line for it",
+            c.handshake_nickname_online,
+            conns=3,
+            duration_hint=1.0,
+        ),
+        Case(
+            "handshake.no_compression",
+            "14.1",
+            "client offers permessage-deflate",
+            lambda o: "101 " + ("with" if o.compression else "without") + " permessage-deflate",
+            c.handshake_compression,
+            rfc="RFC 7692 §5",
+        ),
+        Case(
+            "handshake.max_connections",
+            "6.4",
+            "one connection over max_connections",
+            lambda o: f"503 with {o.max_connections} open; 101 again once one closes",
+            c.handshake_max_connections,
+            exclusive=True,
+            duration_hint=2.0,
+        ),
+        # --- messaging
+        Case(
+            "messaging.join",
+            "7.1",
+            "join line",
+            "the others get ~~~N进入了聊天室~~~ once; the joiner gets nothing for its own join",
+            c.messaging_join,
+            conns=2,
+            duration_hint=1.0,
+        ),
+        Case(
+            "messaging.relay_ascii",
+            "7.2",
+            "ASCII text",
+            "relayed as N说：M byte for byte",
+            c.relay("hello, world", "ASCII"),
+            conns=2,
+        ),
+        Case(
+            "messaging.relay_unicode",
+            "7.2",
+            "non-ASCII text",
+            "relayed byte for byte",
+            c.relay("你好，世界 — ünïcödé ½", "non-ASCII"),
+            conns=2,
+        ),
+        Case(
+            "messaging.relay_emoji",
+            "7.2",
+            "emoji",
+            "relayed byte for byte",
+            c.relay("😀👍🏽🇫🇷 family: 👨‍👩‍👧", "emoji"),
+            conns=2,
+        ),
+        Case(
+            "messaging.relay_empty", "7.2", "empty message", "relayed as N说：", c.relay("", "empty message"), conns=2
+        ),
+        Case(
+            "messaging.no_echo",
+            "7.2",
+            "nothing back to the sender",
+            "the sender receives none of its messages",
+            c.messaging_no_echo,
+            conns=2,
+            duration_hint=1.0,
+        ),
+        Case(
+            "messaging.order",
+            "7.3",
+            "per-sender order",
+            "2 x 100 messages all received, each sender's in order",
+            c.messaging_order,
+            conns=3,
+            duration_hint=1.0,
+        ),
+        Case(
+            "messaging.leave_close",
+            "7.5",
+            "leave after a close handshake",
+            "leave line exactly once; nickname free again",
+            c.leave("close"),
+            conns=2,
+            duration_hint=1.0,
+        ),
+        Case(
+            "messaging.leave_fin",
+            "7.5",
+            "leave after FIN without close frame",
+            "leave line exactly once; nickname free again",
+            c.leave("fin"),
+            conns=2,
+            duration_hint=1.0,
+        ),
+        Case(
+            "messaging.leave_reset",
+            "7.5",
+            "leave after a TCP reset",
+            "leave line exactly once; nickname free again",
+            c.leave("rst"),
+            conns=2,
+            duration_hint=1.0,
+        ),
+        # --- limits
+        Case(
+            "limits.size.exact",
+            "9.1",
+            "exactly max_message_size",
+            lambda o: f"{_max(o)} relayed byte for byte",
+            c.size_limit(0),
+            conns=2,
+            rfc="RFC 6455 §5.2",
+        ),
+        Case(
+            "limits.size.over",
+            "9.1",
+            "max_message_size + 1",
+            lambda o: f"{o.max_message_size + 1} bytes: close 1009, nothing relayed",
+            c.size_limit(1),
+            conns=2,
+            rfc="RFC 6455 §7.4.1",
+        ),
+        Case(
+            "limits.size.over_multibyte",
+            "9.1",
+            "max_message_size + 1 bytes of 2- and 3-byte characters",
+            "close 1009 (bytes count, not characters), nothing relayed",
+            c.size_limit(1, multibyte=True),
+            conns=2,
+            rfc="RFC 6455 §7.4.1",
+        ),
+        Case(
+            "limits.size.exact_fragmented",
+            "9.1",
+            "exactly max_message_size in 3 fragments",
+            lambda o: f"{_max(o)} relayed after reassembly",
+            c.size_limit(0, fragments=3),
+            conns=2,
+            rfc="RFC 6455 §5.4",
+        ),
+        Case(
+            "limits.size.over_fragmented",
+            "9.1",
+            "max_message_size + 1 in 3 fragments",
+            "close 1009, nothing relayed",
+            c.size_limit(1, fragments=3),
+            conns=2,
+            rfc="RFC 6455 §5.4",
+        ),
+        Case(
+            "limits.binary",
+            "8.1",
+            "binary message",
+            "close 1003, nothing relayed",
+            c.limits_binary,
+            conns=2,
+            rfc="RFC 6455 §7.4.1",
+        ),
+        # --- framing and UTF-8
+        Case(
+            "framing.utf8_invalid",
+            "8.2",
+            "invalid UTF-8 text",
+            "close 1007, nothing relayed",
+            c.invalid_utf8([b"ab\xff\xfecd"]),
+            conns=2,
+            rfc="RFC 6455 §8.1",
+        ),
+        Case(
+            "framing.utf8_invalid_split",
+            "8.2",
+            "invalid UTF-8 split across fragments",
+            "close 1007, nothing relayed",
+            c.invalid_utf8([b"ab\xf0\x9f", b"\x28cd"]),
+            conns=2,
+            rfc="RFC 6455 §8.1",
+        ),
+        Case(
+            "framing.utf8_valid_split",
+            "8.2",
+            "an emoji split across fragments",
+            "relayed intact",
+            c.utf8_valid_split,
+            conns=2,
+            rfc="RFC 6455 §5.6",
+        ),
+        Case(
+            "framing.reserved_opcode_data",
+            "8.3",
+            "reserved data opcode 0x3",
+            PROTOCOL_ERROR,
+            c.protocol_violation(c.frame(0x3), "opcode 0x3"),
+            rfc="RFC 6455 §5.2",
+        ),
+        Case(
+            "framing.reserved_opcode_control",
+            "8.3",
+            "reserved control opcode 0xB",
+            PROTOCOL_ERROR,
+            c.protocol_violation(c.frame(0xB), "opcode 0xB"),
+            rfc="RFC 6455 §5.2",
+        ),
+        Case(
+            "framing.rsv1",
+            "8.3",
+            "RSV1 without an extension",
+            PROTOCOL_ERROR,
+            c.protocol_violation(c.frame(OP_TEXT, rsv=RSV1), "text frame with RSV1"),
+            rfc="RFC 6455 §5.2",
+        ),
+        Case(
+            "framing.rsv2",
+            "8.3",
+            "RSV2 set",
+            PROTOCOL_ERROR,
+            c.protocol_violation(c.frame(OP_TEXT, rsv=RSV2), "text frame with RSV2"),
+            rfc="RFC 6455 §5.2",
+        ),
+        Case(
+            "framing.rsv3",
+            "8.3",
+            "RSV3 set",
+            PROTOCOL_ERROR,
+            c.protocol_violation(c.frame(OP_TEXT, rsv=RSV3), "text frame with RSV3"),
+            rfc="RFC 6455 §5.2",
+        ),
+        Case(
+            "framing.unmasked",
+            "8.3",
+            "unmasked client frame",
+            PROTOCOL_ERROR,
+            c.protocol_violation(c.frame(OP_TEXT, b"unmasked", mask=False), "unmasked text frame"),
+            rfc="RFC 6455 §5.1",
+        ),
+        Case(
+            "framing.ping_fragmented",
+            "8.3",
+            "fragmented ping",
+            PROTOCOL_ERROR,
+            c.protocol_violation(
+                c.frames_of(c.frame(OP_PING, b"ab", fin=False), c.frame(OP_CONTINUATION, b"cd")), "ping in 2 fragments"
+            ),
+            rfc="RFC 6455 §5.5",
+        ),
+        Case(
+            "framing.ping_oversize",
+            "8.3",
+            "126-byte ping",
+            PROTOCOL_ERROR,
+            c.protocol_violation(c.frame(OP_PING, b"p" * 126), "126-byte ping"),
+            rfc="RFC 6455 §5.5",
+        ),
+        Case(
+            "framing.stray_continuation",
+            "8.3",
+            "continuation with no message in progress",
+            PROTOCOL_ERROR,
+            c.protocol_violation(c.frame(OP_CONTINUATION, b"x"), "stray continuation frame"),
+            rfc="RFC 6455 §5.4",
+        ),
+        Case(
+            "framing.data_during_fragment",
+            "8.3",
+            "new data frame inside a fragmented message",
+            PROTOCOL_ERROR,
+            c.protocol_violation(
+                c.frames_of(c.frame(OP_TEXT, b"a", fin=False), c.frame(OP_TEXT, b"b")),
+                "text frame inside a fragmented message",
+            ),
+            rfc="RFC 6455 §5.4",
+        ),
+        # --- close handshake
+        *[
+            Case(
+                f"close.valid.{code}",
+                "8.4",
+                f"client closes with {code}",
+                "a close frame (the same code SHOULD be echoed), then the server closes TCP",
+                c.close_valid(code),
+                rfc="RFC 6455 §7.4",
+            )
+            for code in VALID_CLOSE_CODES
+        ],
+        Case(
+            "close.valid.empty",
+            "8.4",
+            "client close frame without payload",
+            "a close frame, then the server closes TCP",
+            c.close_valid(None),
+            rfc="RFC 6455 §5.5.1",
+        ),
+        *[
+            Case(
+                f"close.invalid.{code}",
+                "8.5",
+                f"client closes with invalid code {code}",
+                PROTOCOL_ERROR,
+                c.close_invalid(code),
+                rfc="RFC 6455 §7.4",
+            )
+            for code in INVALID_CLOSE_CODES
+        ],
+        Case(
+            "close.invalid.one_byte",
+            "8.5",
+            "1-byte close payload",
+            PROTOCOL_ERROR,
+            c.close_invalid(None, payload=b"\x03"),
+            rfc="RFC 6455 §5.5.1",
+        ),
+        # --- pings
+        Case(
+            "pings.interval",
+            "10.1",
+            "server pings",
+            lambda o: (
+                f"a ping every {o.ping_interval:g} s, the first {o.ping_interval:g} s after the handshake"
+                if o.ping_interval
+                else "no pings (ping_interval 0)"
+            ),
+            c.pings_interval,
+            duration_hint=3.0,
+        ),
+        Case(
+            "pings.timeout",
+            "10.2",
+            "client never pongs",
+            lambda o: (
+                f"close 1011 and TCP closed within {o.ping_timeout + 1:g} s of the ping; leave line to the others"
+            ),
+            c.pings_timeout,
+            conns=2,
+            duration_hint=4.0,
+            rfc="RFC 6455 §5.5.2",
+        ),
+        Case(
+            "pings.pong_keeps",
+            "10.3",
+            "client pongs",
+            "stays connected however long it is silent",
+            c.pings_pong_keeps,
+            duration_hint=3.0,
+        ),
+        Case(
+            "pings.client_ping",
+            "8.6",
+            "client pings",
+            "a pong with the same payload",
+            c.pings_client_ping,
+            rfc="RFC 6455 §5.5.2",
+        ),
+        # --- slow consumer (one shared measurement)
+        Case(
+            "slow_consumer.close",
+            "11.1",
+            "one client stops reading under a broadcast",
+            lambda o: (
+                f"it is closed with 1008 (or dropped) once {o.send_buffer_limit} bytes are queued; "
+                "leave line once; counted in /stats"
+            ),
+            m.slow_consumer_close,
+            exclusive=True,
+            timeout=25.0,
+            duration_hint=6.0,
+        ),
+        Case(
+            "slow_consumer.memory",
+            "11.3",
+            "server memory with a slow client",
+            lambda o: f"RSS grows at most {(m.RSS_ALLOWANCE + 4 * o.send_buffer_limit) / 2**20:.1f} MiB",
+            m.slow_consumer_memory,
+            exclusive=True,
+            timeout=25.0,
+        ),
+        Case(
+            "slow_consumer.others_latency",
+            "7.4",
+            "other clients with a slow client",
+            f"their p99 within {m.LATENCY_FACTOR:g}x (+{m.LATENCY_SLACK_MS:g} ms) of the run without it; nothing lost",
+            m.slow_consumer_others,
+            exclusive=True,
+            timeout=25.0,
+        ),
+        # --- TCP
+        Case(
+            "nodelay.conversation",
+            "13.1",
+            "two frames sent back to back to a client that just sent",
+            lambda o: (
+                "no delayed-ACK stall (TCP_NODELAY on)"
+                if o.nodelay
+                else "a ~40 ms stall (started with --no-nodelay: the check proves it)"
+            ),
+            m.nodelay_conversation,
+            exclusive=True,
+            duration_hint=2.0,
+        ),
+        # --- shutdown (last: it stops the server)
+        Case(
+            "shutdown.sigterm",
+            "12.1",
+            "SIGTERM",
+            "every client gets close 1001; exit status 0 within 3 s",
+            c.shutdown_sigterm,
+            conns=3,
+            last=True,
+            needs_started=True,
+        ),
+    ]
+    ids = [case.id for case in cases]
+    assert len(ids) == len(set(ids)), "duplicate case ids"
+    assert all(case.category in CATEGORIES for case in cases)
+    return cases
+
+
+CASES: tuple[Case, ...] = tuple(_cases())
+BY_ID = {case.id: case for case in CASES}
+
+
+def select(only: Iterable[str] | None, cases: Sequence[Case] = CASES) -> list[Case]:
+    """The cases named by ``--only`` tokens (categories, ids, id prefixes, globs); all when empty."""
+    tokens = [t.strip() for item in (only or ()) for t in item.split(",") if t.strip()]
+    if not tokens:
+        return list(cases)
+    chosen: set[str] = set()
+    for token in tokens:
+        hits = [
+            case.id
+            for case in cases
+            if case.category == token
+            or case.id == token
+            or case.id.startswith(token + ".")
+            or fnmatch.fnmatchcase(case.id, token)
+        ]
+        if not hits:
+            raise UsageError(
+                f"--only {token!r} matches no case; categories: {', '.join(CATEGORIES)} "
+                "(or give a case id such as limits.size.over, or a glob such as 'framing.rsv*')"
+            )
+        chosen.update(hits)
+    return [case for case in cases if case.id in chosen]

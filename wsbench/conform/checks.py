@@ -1,0 +1,834 @@
+"""The steps of the conformance cases: each function (or factory) returns a check coroutine that drives
+the server through :class:`~wsbench.conform.session.CaseContext` and says what it saw.
+
+The table that names these checks, with clauses and expectations, is :mod:`wsbench.conform.cases`.
+The load-based measurements (slow consumer, Nagle) are in :mod:`wsbench.conform.measure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import re
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from wsbench.conform.model import Check, Outcome
+from wsbench.conform.session import (
+    REPLY_TIMEOUT,
+    SILENCE,
+    CaseContext,
+    CaseFailed,
+    CaseSkipped,
+    Peer,
+    join_line,
+    leave_line,
+    message_line,
+)
+from wsbench.conform.wire import (
+    OP_BINARY,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_TEXT,
+    CloseObservation,
+    HttpResponse,
+    encode_frame,
+    fmt_duration,
+    http_request,
+    now,
+)
+
+#: Longest ping interval the gate waits for; a server started with longer pings is skipped, with the reason.
+MAX_PING_WAIT = 10.0
+#: Most connections the max-connections case opens to fill a server.
+MAX_FILL = 200
+#: A message expected as soon as possible takes at most this long, plus this much per MB.
+PER_MB = 1.0
+
+FORM_FIELD_RE = re.compile(r"""name\s*=\s*["']?nickname\b""", re.IGNORECASE)
+
+
+def passed(observed: str) -> Outcome:
+    return Outcome(True, observed)
+
+
+def failed(observed: str) -> Outcome:
+    return Outcome(False, observed)
+
+
+def short(data: bytes | str, limit: int = 60) -> str:
+    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
+    return repr(text if len(text) <= limit else text[:limit] + "...") + (
+        f" ({len(text)} chars)" if len(text) > limit else ""
+    )
+
+
+async def join_room(ctx: CaseContext, count: int, **kwargs: Any) -> list[Peer]:
+    """``count`` peers, joined one after the other; waits (best effort) until the first has seen the
+    others' join lines, so every one of them is in the room before the case goes on."""
+    peers = [await ctx.join(**kwargs)]
+    for _ in range(count - 1):
+        peers.append(await ctx.join())
+    if count > 1:
+        first = peers[0]
+        await first.ws.wait_until(lambda: all(first.count(join_line(p.nick)) for p in peers[1:]), 1.0)
+    return peers
+
+
+async def expect_nothing_from(peer: Peer, nick: str, window: float = SILENCE) -> list[bytes]:
+    """Listen ``window`` seconds; returns what ``peer`` got from ``nick`` (should be nothing)."""
+    await asyncio.sleep(window)
+    return [m.data for m in peer.messages_from(nick)]
+
+
+def form_present(response: HttpResponse) -> bool:
+    return bool(FORM_FIELD_RE.search(response.text))
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP resources (SPEC 2, 3.1, 4.1, 5.1)
+
+
+async def http_not_found(ctx: CaseContext) -> Outcome:
+    path = f"/no-such-page-{os.urandom(3).hex()}"
+    r = await http_request(ctx.endpoint, "GET", path)
+    return Outcome(r.status == 404, f"GET {path}: {r.describe()}")
+
+
+async def http_login_form(ctx: CaseContext) -> Outcome:
+    r = await http_request(ctx.endpoint, "GET", "/login")
+    problems = []
+    if r.status != 200:
+        problems.append("not 200")
+    if not form_present(r):
+        problems.append("no nickname field")
+    if not re.search(r"""method\s*=\s*["']?post""", r.text, re.IGNORECASE):
+        problems.append("no POST form")
+    return Outcome(not problems, r.describe() + (f" ({', '.join(problems)})" if problems else ", form with nickname"))
+
+
+async def http_page_login_required(ctx: CaseContext) -> Outcome:
+    seen = []
+    ok = True
+    for label, cookie in (("no cookie", None), ("forged cookie", f"nickname={ctx.nick()}")):
+        headers = [("Cookie", cookie)] if cookie else []
+        r = await http_request(ctx.endpoint, "GET", "/", headers=headers)
+        location = r.header("location") or ""
+        good = r.status == 303 and location.rstrip("/").endswith("/login")
+        ok = ok and good
+        seen.append(f"{label}: {r.describe()}" + (f" to {location}" if location else ""))
+    return Outcome(ok, "; ".join(seen))
+
+
+async def http_page_ok(ctx: CaseContext) -> Outcome:
+    cookie = await ctx.login_cookie(ctx.nick())
+    r = await http_request(ctx.endpoint, "GET", "/", headers=[("Cookie", cookie)])
+    return Outcome(r.status == 200, f"with the login cookie: {r.describe()}")
+
+
+STATS_FIELDS: dict[str, tuple[type, ...]] = {
+    "server": (str,),
+    "connections": (int,),
+    "messages_in": (int,),
+    "deliveries_out": (int,),
+    "slow_consumer_closes": (int,),
+    "rss_bytes": (int,),
+    "uptime_s": (int, float),
+}
+
+
+async def http_stats(ctx: CaseContext) -> Outcome:
+    r = await http_request(ctx.endpoint, "GET", "/stats")
+    if r.status != 200:
+        return failed(r.describe())
+    try:
+        data = json.loads(r.body)
+    except ValueError:
+        return failed(f"{r.describe()}, body is not JSON: {short(r.body)}")
+    if not isinstance(data, dict):
+        return failed(f"{r.describe()}, JSON but not an object")
+    problems = []
+    for key, types in STATS_FIELDS.items():
+        if key not in data:
+            problems.append(f"no {key}")
+        elif isinstance(data[key], bool) or not isinstance(data[key], types):
+            problems.append(f"{key} is {type(data[key]).__name__}")
+    if problems:
+        return failed(f"{r.describe()}: {', '.join(problems)}")
+    return passed(f"{r.describe()}: server {data['server']!r}, {data['connections']} connections, all 7 fields")
+
+
+# --------------------------------------------------------------------------------------------------
+# Login (SPEC 3)
+
+
+def cookie_attributes(set_cookie: str) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    for part in set_cookie.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        attrs[name.strip().lower()] = value.strip()
+    return attrs
+
+
+async def login_ok(ctx: CaseContext) -> Outcome:
+    nick = ctx.nick()
+    result = await ctx.login(nick)
+    r = result.response
+    problems = []
+    if r.status != 303:
+        problems.append(f"status {r.status}")
+    location = r.header("location")
+    if location is None or not (location == "/" or location.endswith(f"{ctx.endpoint.host_header}/")):
+        problems.append(f"Location {location!r}")
+    if result.set_cookie is None or result.cookie is None:
+        problems.append("no nickname cookie")
+    else:
+        attrs = cookie_attributes(result.set_cookie)
+        if "httponly" not in attrs:
+            problems.append("not HttpOnly")
+        if attrs.get("samesite", "").lower() != "lax":
+            problems.append(f"SameSite={attrs.get('samesite')!r}")
+        if attrs.get("path") != "/":
+            problems.append(f"Path={attrs.get('path')!r}")
+        value = result.cookie.split("=", 1)[1].strip('"')
+        if value == nick:
+            problems.append("the cookie is the bare nickname (not signed)")
+    seen = f"{r.describe()}, Location {location!r}"
+    if result.set_cookie:
+        attrs_seen = "; ".join(p.strip() for p in result.set_cookie.split(";")[1:])
+        seen += f", cookie attributes: {attrs_seen}"
+    return Outcome(not problems, seen + (f" — wrong: {', '.join(problems)}" if problems else ""))
+
+
+def login_refused(make_nick: Callable[[CaseContext], str], status: int) -> Check:
+    async def check(ctx: CaseContext) -> Outcome:
+        nick = make_nick(ctx)
+        result = await ctx.login(nick)
+        r = result.response
+        problems = []
+        if r.status != status:
+            problems.append(f"expected {status}")
+        if result.cookie is not None:
+            problems.append("set a nickname cookie")
+        if not form_present(r):
+            problems.append("no form in the page")
+        return Outcome(
+            not problems,
+            f"nickname {short(nick, 40)}: {r.describe()}" + (f" ({', '.join(problems)})" if problems else ""),
+        )
+
+    return check
+
+
+def login_accepted(make_nick: Callable[[CaseContext], str]) -> Check:
+    async def check(ctx: CaseContext) -> Outcome:
+        nick = make_nick(ctx)
+        result = await ctx.login(nick)
+        r = result.response
+        ok = r.status is not None and 200 <= r.status < 400 and result.cookie is not None
+        cookie = "with" if result.cookie else "without"
+        return Outcome(ok, f"nickname {short(nick, 40)} ({len(nick)} code points): {r.describe()} {cookie} cookie")
+
+    return check
+
+
+def nick_of_length(ctx: CaseContext, length: int) -> str:
+    """A fresh nickname of exactly ``length`` code points, non-ASCII padded."""
+    base = ctx.nick()
+    return (base + "名" * length)[:length] if len(base) < length else base[-length:]
+
+
+async def login_online(ctx: CaseContext) -> Outcome:
+    peer = await ctx.join()
+    result = await ctx.login(peer.nick)
+    r = result.response
+    hint = "昵称已被使用，请更换昵称"
+    problems = []
+    if r.status != 409:
+        problems.append("expected 409")
+    if hint not in r.text:
+        problems.append("no hint")
+    if not form_present(r):
+        problems.append("no form")
+    return Outcome(
+        not problems,
+        f"login as an online nickname: {r.describe()}"
+        + (", hint shown" if hint in r.text else "")
+        + (f" ({', '.join(problems)})" if problems else ""),
+    )
+
+
+async def login_strips(ctx: CaseContext) -> Outcome:
+    observer = await ctx.join()
+    nick = ctx.nick()
+    cookie = await ctx.login_cookie(f"  {nick}\t ")
+    hs = await ctx.connect(cookie=cookie)
+    if hs.ws is None:
+        return failed(f"/chat with the cookie of '  {nick}\\t ': {hs.response.describe()}")
+    got = await observer.wait_line(join_line(nick))
+    if got:
+        return passed(f"logged in as '  {nick}\\t ', joined as {nick!r}")
+    seen = [c.text or c.nick for c in ctx.mine(observer) if c.kind == "join"]
+    return failed(f"no join line for the stripped nickname {nick!r} within {REPLY_TIMEOUT:g} s; saw {seen!r}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Handshake (SPEC 6, 14)
+
+
+def tamper(cookie: str) -> str:
+    """``nickname=VALUE`` with the last letter or digit of VALUE changed."""
+    name, _, value = cookie.partition("=")
+    chars = list(value)
+    for i in range(len(chars) - 1, -1, -1):
+        if chars[i].isalnum():
+            chars[i] = "A" if chars[i] != "A" else "B"
+            break
+    return f"{name}={''.join(chars)}"
+
+
+async def make_cookie(ctx: CaseContext, kind: str) -> str | None:
+    if kind == "none":
+        return None
+    nick = ctx.nick()
+    if kind == "forged":
+        return f"nickname={nick}"
+    cookie = await ctx.login_cookie(nick)
+    return tamper(cookie) if kind == "tampered" else cookie
+
+
+def make_origin(ctx: CaseContext, kind: str | None) -> str | None:
+    ep = ctx.endpoint
+    if kind is None:
+        return None
+    if kind == "same":
+        return ep.origin
+    if kind == "cross":
+        return "http://evil.example"
+    if kind == "cross_port":
+        other = ep.port + 1 if ep.port < 65535 else ep.port - 1
+        return f"http://{ep.host}:{other}"
+    if kind == "allowed":
+        if not ctx.options.allowed_origin:
+            raise CaseSkipped("no --allowed-origin given, so no extra origin to check")
+        return ctx.options.allowed_origin[0]
+    raise ValueError(kind)
+
+
+def handshake(cookie: str = "valid", origin: str | None = None, status: int = 101, version: str = "13") -> Check:
+    async def check(ctx: CaseContext) -> Outcome:
+        origin_value = make_origin(ctx, origin)
+        hs = await ctx.connect(cookie=await make_cookie(ctx, cookie), origin=origin_value, version=version)
+        seen = hs.response.describe()
+        if origin_value:
+            seen = f"Origin {origin_value}: {seen}"
+        if hs.ws is not None:
+            await hs.ws.close()
+        return Outcome(hs.status == status, seen + (" (upgraded)" if hs.status == 101 and status != 101 else ""))
+
+    return check
+
+
+async def handshake_bad_version(ctx: CaseContext) -> Outcome:
+    cookie = await make_cookie(ctx, "valid")
+    hs = await ctx.connect(cookie=cookie, version="8")
+    if hs.ws is not None:
+        await hs.ws.close()
+    advertised = hs.response.header("sec-websocket-version")
+    ok = hs.status == 426 and advertised is not None and "13" in [v.strip() for v in advertised.split(",")]
+    return Outcome(ok, f"Sec-WebSocket-Version 8: {hs.response.describe()}, Sec-WebSocket-Version: {advertised!r}")
+
+
+async def handshake_order(ctx: CaseContext) -> Outcome:
+    a = await ctx.connect(cookie=await make_cookie(ctx, "forged"), origin="http://evil.example")
+    b = await ctx.connect(cookie=None, version="8")
+    for hs in (a, b):
+        if hs.ws is not None:
+            await hs.ws.close()
+    ok = a.status == 401 and b.status == 426
+    return Outcome(
+        ok,
+        f"forged cookie + cross-site Origin: {a.response.describe()}; version 8 + no cookie: {b.response.describe()}",
+    )
+
+
+async def handshake_nickname_online(ctx: CaseContext) -> Outcome:
+    observer, first = await join_room(ctx, 2)
+    hs = await ctx.connect(cookie=first.cookie)
+    if hs.ws is None:
+        return failed(f"second connection as {first.nick!r}: {hs.response.describe()} (SPEC 6.6 accepts, then closes)")
+    obs = await hs.ws.observe_close(hs.ws.opened_at, REPLY_TIMEOUT)
+    problems = []
+    if not (obs.kind == "close" and obs.code == 4409):
+        problems.append("expected close 4409")
+    reason = "" if obs.reason == "nickname in use" or obs.kind != "close" else f" (reason {obs.reason!r})"
+    await first.ws.send_text("still here")
+    relayed = await observer.wait_line(message_line(first.nick, "still here"))
+    if not relayed or first.ws.close_frame is not None or first.ws.end is not None:
+        problems.append("the first connection was affected")
+    await asyncio.sleep(SILENCE)
+    joins, leaves = observer.count(join_line(first.nick)), observer.count(leave_line(first.nick))
+    if (joins, leaves) != (1, 0):
+        problems.append(f"others saw {joins} join and {leaves} leave lines")
+    seen = f"101, then {obs.describe()}{reason}; first connection {'still relays' if relayed else 'broken'}; "
+    seen += f"others saw {joins} join / {leaves} leave lines"
+    return Outcome(not problems, seen + (f" — {', '.join(problems)}" if problems else ""))
+
+
+async def handshake_compression(ctx: CaseContext) -> Outcome:
+    cookie = await make_cookie(ctx, "valid")
+    offer = [("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
+    hs = await ctx.connect(cookie=cookie, extra_headers=offer)
+    if hs.ws is None:
+        return failed(f"offering permessage-deflate: {hs.response.describe()}")
+    await hs.ws.close()
+    answer = hs.response.header("sec-websocket-extensions") or ""
+    negotiated = "permessage-deflate" in answer.lower()
+    want = ctx.options.compression
+    shown = f"Sec-WebSocket-Extensions: {answer!r}" if answer else "no Sec-WebSocket-Extensions"
+    return Outcome(negotiated == want, f"offered permessage-deflate: 101 with {shown}")
+
+
+async def handshake_max_connections(ctx: CaseContext) -> Outcome:
+    limit = ctx.options.max_connections
+    stats = await ctx.stats()
+    already = int(stats.get("connections", 0)) if stats else 0
+    need = limit - already
+    if need > MAX_FILL:
+        raise CaseSkipped(
+            f"max_connections {limit} is more than the gate opens ({MAX_FILL}); "
+            "check a server started with a smaller --max-connections"
+        )
+    peers: list[Peer] = []
+    for start in range(0, need, 10):
+        batch = min(10, need - start)
+        try:
+            peers += await asyncio.gather(*(ctx.join(tag="fill") for _ in range(batch)))
+        except CaseFailed as exc:
+            return failed(f"connection {len(peers) + 1} of {limit} was refused: {exc}")
+    extra = await ctx.connect(cookie=await ctx.login_cookie(ctx.nick()))
+    over = extra.response.describe()
+    if extra.ws is not None:
+        await extra.ws.close()
+        return failed(f"{need} connections open ({already} before), one more: {over} — not refused")
+    await peers[0].ws.close()
+    freed_ok = False
+    again = None
+    for _ in range(20):
+        again = await ctx.connect(cookie=await ctx.login_cookie(ctx.nick()))
+        if again.ws is not None:
+            freed_ok = True
+            break
+        await asyncio.sleep(0.1)
+    seen = f"{need} connections open ({already} before), one more: {over}; after one closed: "
+    seen += again.response.describe() if again else "not tried"
+    return Outcome(extra.status == 503 and freed_ok, seen)
+
+
+# --------------------------------------------------------------------------------------------------
+# Messaging (SPEC 7)
+
+
+async def messaging_join(ctx: CaseContext) -> Outcome:
+    observer, joiner = await join_room(ctx, 2)
+    seen_by_other = await observer.wait_line(join_line(joiner.nick))
+    await asyncio.sleep(SILENCE)
+    own = joiner.count(join_line(joiner.nick))
+    others = observer.count(join_line(joiner.nick))
+    ok = seen_by_other and own == 0 and others == 1
+    return Outcome(ok, f"the other client got the join line {others} time(s); the joining client got it {own} time(s)")
+
+
+def relay(text: str, label: str) -> Check:
+    async def check(ctx: CaseContext) -> Outcome:
+        return await relay_exact(ctx, text, label)
+
+    return check
+
+
+async def relay_exact(ctx: CaseContext, text: str, label: str, *, fragments: int = 1) -> Outcome:
+    sender, receiver = await join_room(ctx, 2)
+    expected = message_line(sender.nick, text).encode()
+    if fragments > 1:
+        raw = text.encode()
+        step = max(1, -(-len(raw) // fragments))
+        parts = [raw[i : i + step] for i in range(0, len(raw), step)] or [b""]
+        t = await sender.ws.send_fragments(OP_TEXT, parts)
+    else:
+        t = await sender.ws.send_text(text)
+    timeout = REPLY_TIMEOUT + PER_MB * len(expected) / 1e6
+    got = await receiver.wait_from(sender.nick, 1, timeout)
+    if not got:
+        why = sender.ws.close_frame or sender.ws.end
+        extra = f"; the sender's connection ended: {sender.ws.close_frame or sender.ws.end}" if why else ""
+        return failed(f"{label}: nothing relayed within {fmt_duration(timeout)}{extra}")
+    msg = receiver.messages_from(sender.nick)[0]
+    if msg.data != expected:
+        return failed(f"{label}: relayed {short(msg.data)} instead of {short(expected)}")
+    closed = sender.ws.close_frame is not None or sender.ws.end is not None
+    if closed:
+        return failed(f"{label}: relayed, but the sender was closed ({sender.ws.close_frame or sender.ws.end})")
+    return passed(f"{label}: relayed byte for byte ({len(expected)} bytes) in {fmt_duration(msg.t - t)}")
+
+
+async def messaging_no_echo(ctx: CaseContext) -> Outcome:
+    sender, receiver = await join_room(ctx, 2)
+    for i in range(3):
+        await sender.ws.send_text(f"echo test {i}")
+    got = await receiver.wait_from(sender.nick, 3)
+    echoed = await expect_nothing_from(sender, sender.nick)
+    ok = got and not echoed
+    seen = f"the other client got {len(receiver.messages_from(sender.nick))}/3; the sender got {len(echoed)} back"
+    if echoed:
+        seen += f" ({short(echoed[0])})"
+    return Outcome(ok, seen)
+
+
+async def messaging_order(ctx: CaseContext) -> Outcome:
+    count = 100
+    receiver, s1, s2 = await join_room(ctx, 3)
+
+    async def send_all(peer: Peer) -> None:
+        for i in range(count):
+            await peer.ws.send_text(f"seq {i}")
+
+    await asyncio.gather(send_all(s1), send_all(s2))
+    await receiver.ws.wait_until(
+        lambda: len(receiver.messages_from(s1.nick)) >= count and len(receiver.messages_from(s2.nick)) >= count,
+        REPLY_TIMEOUT + 3,
+    )
+    problems = []
+    for peer in (s1, s2):
+        seqs = [int(m.text.rsplit(" ", 1)[1]) for m in receiver.messages_from(peer.nick)]
+        if seqs != list(range(count)):
+            missing = count - len(set(seqs))
+            disorder = sum(1 for a, b in itertools.pairwise(seqs) if b < a)
+            problems.append(f"{len(seqs)} of {count} from one sender, {missing} missing, {disorder} out of order")
+    if problems:
+        return failed("; ".join(problems))
+    return passed(f"2 senders x {count} messages: all received, each sender's in order")
+
+
+def leave(how: str) -> Check:
+    what = {"close": "close frame", "fin": "FIN without close frame", "rst": "TCP reset"}
+
+    async def check(ctx: CaseContext) -> Outcome:
+        observer, leaver = await join_room(ctx, 2)
+        if how == "close":
+            t = await leaver.ws.send_close(1000)
+        elif how == "fin":
+            await leaver.ws.aclose()
+            t = now()
+        else:
+            leaver.ws.reset()
+            t = now()
+        line = leave_line(leaver.nick)
+        got = await observer.wait_line(line)
+        if not got:
+            return failed(f"no leave line within {REPLY_TIMEOUT:g} s after the {what[how]}")
+        at = next(m.t for m in observer.ws.messages if m.text == line)
+        await asyncio.sleep(SILENCE + 0.2)
+        times = observer.count(line)
+        relogin = await ctx.login(leaver.nick)
+        free = relogin.response.status is not None and relogin.response.status < 400
+        seen = f"leave line {times} time(s), first {fmt_duration(at - t)} after the {what[how]}; "
+        seen += f"login as the same nickname afterwards: {relogin.response.describe()}"
+        return Outcome(times == 1 and free, seen)
+
+    return check
+
+
+# --------------------------------------------------------------------------------------------------
+# Limits (SPEC 9.1, 8.1)
+
+
+def sized_text(size: int, multibyte: bool) -> str:
+    """Text of exactly ``size`` UTF-8 bytes; with ``multibyte`` mostly 2- and 3-byte characters (so a
+    server counting characters instead of bytes is caught)."""
+    if not multibyte:
+        return "x" * size
+    threes, rest = divmod(size, 3)
+    return "界" * threes + "é" * (rest // 2) + "x" * (rest % 2)
+
+
+def size_limit(delta: int, *, fragments: int = 1, multibyte: bool = False) -> Check:
+    async def check(ctx: CaseContext) -> Outcome:
+        size = ctx.options.max_message_size + delta
+        text = sized_text(size, multibyte)
+        label = f"{size} bytes" + (f" in {fragments} fragments" if fragments > 1 else "")
+        if delta <= 0:
+            return await relay_exact(ctx, text, label, fragments=fragments)
+        return await refused_message(ctx, text.encode(), label, 1009, fragments=fragments)
+
+    return check
+
+
+async def refused_message(
+    ctx: CaseContext, payload: bytes, label: str, code: int, *, opcode: int = OP_TEXT, fragments: int = 1
+) -> Outcome:
+    """Send a message the server must refuse with ``code``; nothing of it may be relayed."""
+    sender, receiver = await join_room(ctx, 2)
+    if fragments > 1:
+        step = max(1, -(-len(payload) // fragments))
+        t = await sender.ws.send_fragments(opcode, [payload[i : i + step] for i in range(0, len(payload), step)])
+    else:
+        t = await sender.ws.send_frame(opcode, payload)
+    obs = await sender.ws.observe_close(t, REPLY_TIMEOUT + PER_MB * len(payload) / 1e6)
+    relayed = await expect_nothing_from(receiver, sender.nick)
+    ok = obs.kind == "close" and obs.code == code and not relayed
+    seen = f"{label}: {obs.describe()}"
+    seen += f"; relayed {short(relayed[0])}" if relayed else "; nothing relayed"
+    return Outcome(ok, seen)
+
+
+async def limits_binary(ctx: CaseContext) -> Outcome:
+    return await refused_message(ctx, b"\x00\x01binary\xff", "binary message", 1003, opcode=OP_BINARY)
+
+
+# --------------------------------------------------------------------------------------------------
+# Framing and UTF-8 (SPEC 8.2, 8.3)
+
+
+def invalid_utf8(parts: list[bytes]) -> Check:
+    async def check(ctx: CaseContext) -> Outcome:
+        sender, receiver = await join_room(ctx, 2)
+        if len(parts) > 1:
+            t = await sender.ws.send_fragments(OP_TEXT, parts)
+            label = f"invalid UTF-8 split across {len(parts)} fragments"
+        else:
+            t = await sender.ws.send_text(parts[0])
+            label = "invalid UTF-8 text"
+        obs = await sender.ws.observe_close(t, REPLY_TIMEOUT)
+        relayed = await expect_nothing_from(receiver, sender.nick)
+        ok = obs.kind == "close" and obs.code == 1007 and not relayed
+        return Outcome(ok, f"{label}: {obs.describe()}" + ("; something was relayed" if relayed else ""))
+
+    return check
+
+
+async def utf8_valid_split(ctx: CaseContext) -> Outcome:
+    sender, receiver = await join_room(ctx, 2)
+    raw = "a😀b".encode()
+    t = await sender.ws.send_fragments(OP_TEXT, [raw[:3], raw[3:]])
+    got = await receiver.wait_from(sender.nick)
+    expected = message_line(sender.nick, "a😀b").encode()
+    if not got:
+        return failed(
+            f"an emoji split across 2 fragments: nothing relayed; sender: {sender.ws.close_frame or sender.ws.end}"
+        )
+    data = receiver.messages_from(sender.nick)[0].data
+    return Outcome(
+        data == expected,
+        f"an emoji split across 2 fragments: relayed {short(data)} in {fmt_duration(now() - t)}",
+    )
+
+
+def protocol_violation(frames: Callable[[], bytes], label: str) -> Check:
+    """Send raw frames; expect close 1002, or the connection dropped (both allowed by SPEC 8.3)."""
+
+    async def check(ctx: CaseContext) -> Outcome:
+        peer = await ctx.join()
+        t = await peer.ws.send_raw(frames())
+        obs = await peer.ws.observe_close(t, REPLY_TIMEOUT)
+        return Outcome(protocol_error_ok(obs), f"{label}: {obs.describe()}")
+
+    return check
+
+
+def protocol_error_ok(obs: CloseObservation) -> bool:
+    return (obs.kind == "close" and obs.code == 1002) or obs.kind == "dropped"
+
+
+def text(payload: bytes, **kwargs: Any) -> bytes:
+    return encode_frame(OP_TEXT, payload, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# Close handshake (SPEC 8.4, 8.5)
+
+
+def close_valid(code: int | None) -> Check:
+    async def check(ctx: CaseContext) -> Outcome:
+        peer = await ctx.join()
+        t = await peer.ws.send_close(code, b"bye" if code is not None else b"")
+        obs = await peer.ws.observe_close(t, REPLY_TIMEOUT)
+        sent = "an empty close frame" if code is None else f"close {code}"
+        seen = f"sent {sent}: {obs.describe()}"
+        if obs.kind != "close":
+            return failed(seen)
+        answered = obs.code
+        acceptable = {code, 1000, None}
+        if answered not in acceptable:
+            return failed(seen + f" — answered {answered}, so the valid code was treated as an error")
+        if obs.end is None:
+            return failed(seen + " — the server did not close TCP")
+        if code is not None and answered != code:
+            seen += f" (answered {answered}; SPEC 8.4 SHOULD echo {code})"
+        return passed(seen)
+
+    return check
+
+
+def close_invalid(code: int | None, payload: bytes | None = None) -> Check:
+    async def check(ctx: CaseContext) -> Outcome:
+        peer = await ctx.join()
+        if payload is not None:
+            t = await peer.ws.send_close(payload=payload)
+            sent = f"a {len(payload)}-byte close payload"
+        else:
+            t = await peer.ws.send_close(code)
+            sent = f"close {code}"
+        obs = await peer.ws.observe_close(t, REPLY_TIMEOUT)
+        return Outcome(protocol_error_ok(obs), f"sent {sent}: {obs.describe()}")
+
+    return check
+
+
+# --------------------------------------------------------------------------------------------------
+# Pings (SPEC 10, 8.6)
+
+
+def ping_tolerance(interval: float) -> float:
+    return max(0.35, 0.25 * interval)
+
+
+def require_pings(ctx: CaseContext) -> tuple[float, float]:
+    interval, timeout = ctx.options.ping_interval, ctx.options.ping_timeout
+    if interval <= 0:
+        raise CaseSkipped("pings are disabled (ping_interval 0)")
+    if interval > MAX_PING_WAIT or timeout > MAX_PING_WAIT:
+        raise CaseSkipped(
+            f"ping interval/timeout {interval:g}/{timeout:g} s is too long for the gate (at most {MAX_PING_WAIT:g} s): "
+            "check a server started with shorter pings and pass the same --ping-interval/--ping-timeout"
+        )
+    return interval, timeout
+
+
+async def pings_interval(ctx: CaseContext) -> Outcome:
+    interval = ctx.options.ping_interval
+    if interval <= 0:
+        peer = await ctx.join()
+        await asyncio.sleep(3.0)
+        n = len(peer.ws.pings)
+        return Outcome(n == 0, f"pings disabled: {n} ping(s) in 3 s")
+    interval, _ = require_pings(ctx)
+    tol = ping_tolerance(interval)
+    peer = await ctx.join()
+    await peer.ws.wait_until(lambda: len(peer.ws.pings) >= 3 or peer.ws.end is not None, 2 * interval + tol + 0.2)
+    times = [f.t - peer.ws.opened_at for f in peer.ws.pings[:3]]
+    if len(times) < 2:
+        return failed(f"{len(times)} ping(s) within {fmt_duration(2 * interval + tol)} of the handshake")
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    shown = ", ".join(f"{x:.2f}" for x in times)
+    ok = abs(times[0] - interval) <= tol and all(abs(g - interval) <= tol for g in gaps)
+    return Outcome(ok, f"pings at {shown} s after the handshake (interval {interval:g} s, tolerance {tol:.2f} s)")
+
+
+async def pings_timeout(ctx: CaseContext) -> Outcome:
+    interval, timeout = require_pings(ctx)
+    if timeout <= 0:
+        raise CaseSkipped("ping_timeout 0: no pong deadline to check")
+    observer = await ctx.join()
+    silent = await ctx.join(auto_pong=False)
+    await silent.ws.wait_until(lambda: bool(silent.ws.pings) or silent.ws.end is not None, interval + 1.0)
+    if not silent.ws.pings:
+        return failed(f"no ping within {interval + 1:g} s, so no timeout to observe")
+    t_ping = silent.ws.pings[0].t
+    obs = await silent.ws.observe_close(t_ping, timeout + 1.5, end_timeout=1.5)
+    left = await observer.wait_line(leave_line(silent.nick))
+    deadline = timeout + 1.0
+    ended = obs.end.t - t_ping if obs.end is not None else None
+    problems = []
+    if not (obs.kind == "close" and obs.code == 1011):
+        problems.append("expected close 1011")
+    if ended is None or ended > deadline + 0.05:
+        problems.append(f"TCP not closed within {deadline:g} s of the ping")
+    if not left:
+        problems.append("no leave line for the others")
+    seen = f"never ponged: {obs.describe()} (after the ping)"
+    if ended is not None:
+        seen += f"; TCP closed {fmt_duration(ended)} after the ping"
+    seen += "; leave line sent" if left else ""
+    return Outcome(not problems, seen + (f" — {', '.join(problems)}" if problems else ""))
+
+
+async def pings_pong_keeps(ctx: CaseContext) -> Outcome:
+    interval, timeout = require_pings(ctx)
+    peer = await ctx.join()
+    window = max(2 * interval, interval + timeout) + 0.5
+    await peer.ws.wait_until(lambda: peer.ws.end is not None or peer.ws.close_frame is not None, window)
+    if peer.ws.close_frame is not None or peer.ws.end is not None:
+        obs = await peer.ws.observe_close(peer.ws.opened_at, 0.1)
+        return failed(f"answered {len(peer.ws.pings)} ping(s), then {obs.describe()} (after the handshake)")
+    payload = os.urandom(6)
+    t = await peer.ws.send_frame(OP_PING, payload)
+    alive = await peer.ws.wait_until(lambda: any(p.payload == payload for p in peer.ws.pongs), REPLY_TIMEOUT)
+    n = len(peer.ws.pings)
+    seen = f"answered {n} ping(s); still open after {fmt_duration(window)}"
+    seen += f", answers a ping in {fmt_duration(now() - t)}" if alive else ", but does not answer a ping"
+    return Outcome(alive and n >= 1, seen)
+
+
+async def pings_client_ping(ctx: CaseContext) -> Outcome:
+    peer = await ctx.join()
+    payload = b"wsbench\x00\xff" + os.urandom(8)
+    t = await peer.ws.send_frame(OP_PING, payload)
+    got = await peer.ws.wait_until(lambda: bool(peer.ws.pongs), REPLY_TIMEOUT)
+    if not got:
+        return failed(f"no pong within {REPLY_TIMEOUT:g} s")
+    pong = peer.ws.pongs[0]
+    same = pong.payload == payload
+    return Outcome(
+        same,
+        f"pong in {fmt_duration(pong.t - t)} with {'the same' if same else 'a different'} "
+        f"{len(pong.payload)}-byte payload",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Shutdown (SPEC 12.1)
+
+
+async def shutdown_sigterm(ctx: CaseContext) -> Outcome:
+    server = ctx.server
+    if server is None:
+        raise CaseSkipped("needs a server wsbench started (--server or --server-cmd); a --url server is not signalled")
+    peers = await join_room(ctx, 3)
+    ctx.shared["shutdown_sent"] = True
+    t = now()
+    server.signal(signal.SIGTERM)
+    observations = await asyncio.gather(*(p.ws.observe_close(t, 3.0) for p in peers))
+    while server.alive() and now() - t < 3.0:
+        await asyncio.sleep(0.02)
+    exited_after = now() - t
+    code = server.returncode
+    got = [o for o in observations if o.kind == "close" and o.code == 1001]
+    seen = f"{len(got)}/{len(peers)} clients got close 1001"
+    if got:
+        seen += f" (first: {got[0].describe()})"
+    others = [o.describe() for o in observations if o not in got]
+    if others:
+        seen += f"; others: {others[0]}"
+    if code is None:
+        seen += "; the process still runs 3 s after SIGTERM"
+    else:
+        seen += f"; exited with status {code} after {fmt_duration(exited_after)}"
+    return Outcome(len(got) == len(peers) and code == 0, seen)
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers for the table
+
+
+def frames_of(*parts: Callable[[], bytes]) -> Callable[[], bytes]:
+    return lambda: b"".join(p() for p in parts)
+
+
+def frame(opcode: int, payload: bytes = b"x", **kwargs: Any) -> Callable[[], bytes]:
+    return lambda: encode_frame(opcode, payload, **kwargs)
+
+
+CONT = OP_CONTINUATION

@@ -1,0 +1,89 @@
+"""The data of a conformance gate: a case (what to do, what to expect) and its result (what was seen)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from wsbench.conform.options import ServerOptions
+
+if TYPE_CHECKING:
+    from wsbench.conform.session import CaseContext
+
+Verdict = Literal["pass", "fail", "deviation", "skipped"]
+VERDICTS: tuple[Verdict, ...] = ("pass", "fail", "deviation", "skipped")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a case's steps observed, and whether that meets the expectation."""
+
+    passed: bool
+    observed: str
+
+
+Check = Callable[["CaseContext"], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One conformance case.
+
+    ``expected`` is the text shown in reports; it may depend on the server options (``max_message_size``
+    bytes...). ``check`` performs the steps against a :class:`CaseContext` and returns an
+    :class:`Outcome`; it raises ``CaseSkipped`` when the target cannot be checked (with the reason).
+
+    Scheduling: ``conns`` is the most ``/chat`` connections the case holds at once (concurrent cases
+    share the server's ``max_connections``); ``exclusive`` cases run alone (timing measurements, or
+    they fill the server); ``last`` cases run after all others (shutdown); ``needs_started`` cases
+    run only on a server wsbench started (they signal the process).
+    """
+
+    id: str
+    clause: str
+    title: str
+    expected: str | Callable[[ServerOptions], str]
+    check: Check
+    rfc: str | None = None
+    conns: int = 1
+    exclusive: bool = False
+    last: bool = False
+    needs_started: bool = False
+    timeout: float = 15.0
+    duration_hint: float = 0.5
+
+    @property
+    def category(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    def expected_text(self, options: ServerOptions) -> str:
+        return self.expected(options) if callable(self.expected) else self.expected
+
+    @property
+    def clause_text(self) -> str:
+        text = f"SPEC {self.clause}"
+        return f"{text}; {self.rfc}" if self.rfc else text
+
+
+@dataclass
+class CaseResult:
+    """One case run against one server (the ``case`` record of the results file)."""
+
+    server: str
+    id: str
+    category: str
+    clause: str
+    rfc: str | None
+    title: str
+    expected: str
+    observed: str
+    verdict: Verdict
+    reason: str | None = None
+    duration_s: float = 0.0
+    stale_baseline: bool = False
+
+    def record(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["duration_s"] = round(self.duration_s, 4)
+        return out

@@ -1,0 +1,161 @@
+"""The server options a conformance run checks against (SPEC 15.1), and how they reach a server.
+
+The same values do two jobs: they are passed as flags to a server wsbench starts, and they are the
+expectations of the cases (``max_message_size`` bytes pass, one more closes with 1009; pings every
+``ping_interval`` seconds...). For a server given by ``--url`` they only set the expectations, so they
+must match how that server was started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wsbench.errors import UsageError
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """SPEC 15.1 options that cases depend on; defaults are SPEC's."""
+
+    max_message_size: int = 65536
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    nodelay: bool = True
+    allowed_origin: tuple[str, ...] = ()
+    max_connections: int = 10000
+    send_buffer_limit: int = 1048576
+    compression: bool = False
+
+    def replace(self, **changes: Any) -> ServerOptions:
+        return dataclasses.replace(self, **changes)
+
+    def as_flags_dict(self) -> dict[str, object]:
+        """For :func:`wsbench.target.option_flags` (``compression`` only when on: it is an extension)."""
+        out: dict[str, object] = {
+            "max_message_size": self.max_message_size,
+            "ping_interval": _num(self.ping_interval),
+            "ping_timeout": _num(self.ping_timeout),
+            "nodelay": self.nodelay,
+            "allowed_origin": list(self.allowed_origin),
+            "max_connections": self.max_connections,
+            "send_buffer_limit": self.send_buffer_limit,
+        }
+        if self.compression:
+            out["compression"] = True
+        return out
+
+    def as_record(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self), "allowed_origin": list(self.allowed_origin)}
+
+
+def _num(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+#: What wsbench uses when it starts the server itself and the user did not say otherwise: short pings
+#: and small limits, so that the ping, slow-consumer and max-connections cases finish in seconds.
+GATE_DEFAULTS: Mapping[str, object] = {
+    "ping_interval": 1.0,
+    "ping_timeout": 1.0,
+    "max_connections": 40,
+    # above one max-size frame (64 KiB + header), or every receiver of a 64 KiB message is "slow"
+    "send_buffer_limit": 262144,
+    "allowed_origin": ("https://chat.example",),
+}
+
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ServerOptions))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
+    return value
+
+
+def _origin(text: str) -> str:
+    origin = text.strip().rstrip("/").lower()
+    scheme, sep, host = origin.partition("://")
+    if not sep or scheme not in ("http", "https") or not host or "/" in host:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an origin such as https://chat.example")
+    return origin
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, *, defaults_none: bool = True) -> None:
+    """The server options as flags (``--max-message-size`` ...). With ``defaults_none`` an option the
+    user did not give stays ``None``, so the caller can tell "not given" from "given the default"."""
+    d = (lambda v: None) if defaults_none else (lambda v: v)
+    base = ServerOptions()
+    group = parser.add_argument_group("server options (passed to servers wsbench starts; expected of every server)")
+    group.add_argument("--max-message-size", type=_positive_int, default=d(base.max_message_size), metavar="BYTES")
+    group.add_argument("--ping-interval", type=_seconds, default=d(base.ping_interval), metavar="SECONDS")
+    group.add_argument("--ping-timeout", type=_seconds, default=d(base.ping_timeout), metavar="SECONDS")
+    group.add_argument("--send-buffer-limit", type=_positive_int, default=d(base.send_buffer_limit), metavar="BYTES")
+    group.add_argument("--max-connections", type=_positive_int, default=d(base.max_connections), metavar="N")
+    group.add_argument(
+        "--allowed-origin", type=_origin, action="append", default=None, metavar="ORIGIN", help="repeatable"
+    )
+    group.add_argument("--nodelay", action=argparse.BooleanOptionalAction, default=d(base.nodelay))
+    group.add_argument("--compression", action=argparse.BooleanOptionalAction, default=d(base.compression))
+
+
+def given_options(ns: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
+    """The options present (not ``None``) in a parsed namespace."""
+    values = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)
+    out: dict[str, Any] = {}
+    for name in OPTION_NAMES:
+        value = values.get(name)
+        if value is None:
+            continue
+        out[name] = tuple(value) if name == "allowed_origin" else value
+    return out
+
+
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise UsageError(message)
+
+
+def parse_server_args(args: Sequence[str], where: str) -> dict[str, Any]:
+    """Read the SPEC 15.1 options among extra server arguments (``tornado:--no-nodelay``), so the
+    cases expect what the server was told. Arguments that are not server options are left alone."""
+    parser = _QuietParser(prog=where, add_help=False)
+    add_option_arguments(parser)
+    try:
+        ns, _unknown = parser.parse_known_args(list(args))
+    except UsageError as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    return given_options(ns)
+
+
+def resolve(
+    started_by_wsbench: bool, given: Mapping[str, Any], extra: Mapping[str, Any] | None = None
+) -> ServerOptions:
+    """The options of one target: SPEC defaults, then the gate's short settings when wsbench starts
+    the server, then the user's command-line options, then options in the server's own arguments."""
+    values: dict[str, Any] = {}
+    if started_by_wsbench:
+        values.update(GATE_DEFAULTS)
+    values.update(given)
+    if extra:
+        values.update(extra)
+    if "allowed_origin" in values:
+        values["allowed_origin"] = tuple(dict.fromkeys(values["allowed_origin"]))
+    return ServerOptions(**values)

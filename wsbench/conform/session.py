@@ -1,0 +1,208 @@
+"""What a conformance case works with: the target, its options, unique nicknames, chat peers.
+
+Cases run concurrently against one chat room, so every client sees every other case's join, leave and
+message lines. Each case therefore uses nicknames of its own (unique per run) and looks only at lines
+about them (:meth:`CaseContext.mine`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from wsbench.conform.options import ServerOptions
+from wsbench.conform.wire import (
+    Endpoint,
+    Handshake,
+    LoginResult,
+    Message,
+    WsConnection,
+    http_request,
+    login,
+    ws_connect,
+)
+from wsbench.target import ServerProcess
+
+#: How long a case waits for something the server must do at once (a line, a close frame).
+REPLY_TIMEOUT = 2.0
+#: How long a case listens to conclude that nothing (more) arrives.
+SILENCE = 0.4
+
+JOIN_SUFFIX = "进入了聊天室~~~"
+LEAVE_SUFFIX = "离开了聊天室~~~"
+SAID = "说："
+
+
+class CaseFailed(Exception):
+    """A step of a case could not be done (login refused, handshake refused...): the case fails with
+    this message as what was observed."""
+
+
+class CaseSkipped(Exception):
+    """The case cannot be checked against this target; the message says why."""
+
+
+def join_line(nick: str) -> str:
+    return f"~~~{nick}{JOIN_SUFFIX}"
+
+
+def leave_line(nick: str) -> str:
+    return f"~~~{nick}{LEAVE_SUFFIX}"
+
+
+def message_line(nick: str, text: str) -> str:
+    return f"{nick}{SAID}{text}"
+
+
+@dataclass(frozen=True)
+class ChatLine:
+    kind: Literal["join", "leave", "message", "other"]
+    nick: str
+    text: str = ""
+
+
+def parse_line(line: str) -> ChatLine:
+    """Which of the SPEC 7 lines this is, and about whom."""
+    if line.startswith("~~~") and line.endswith(JOIN_SUFFIX) and len(line) > 3 + len(JOIN_SUFFIX):
+        return ChatLine("join", line[3 : -len(JOIN_SUFFIX)])
+    if line.startswith("~~~") and line.endswith(LEAVE_SUFFIX) and len(line) > 3 + len(LEAVE_SUFFIX):
+        return ChatLine("leave", line[3 : -len(LEAVE_SUFFIX)])
+    nick, sep, text = line.partition(SAID)
+    if sep:
+        return ChatLine("message", nick, text)
+    return ChatLine("other", "", line)
+
+
+@dataclass
+class Peer:
+    """A logged-in client with an open ``/chat`` connection."""
+
+    nick: str
+    cookie: str
+    ws: WsConnection
+
+    def lines(self) -> list[str]:
+        return self.ws.texts()
+
+    def lines_about(self, nicks: set[str] | frozenset[str]) -> list[ChatLine]:
+        out = []
+        for text in self.lines():
+            parsed = parse_line(text)
+            if parsed.nick in nicks:
+                out.append(parsed)
+        return out
+
+    def messages_from(self, nick: str) -> list[Message]:
+        prefix = (nick + SAID).encode()
+        return [m for m in self.ws.messages if m.data.startswith(prefix)]
+
+    def count(self, line: str) -> int:
+        return sum(1 for text in self.lines() if text == line)
+
+    async def wait_line(self, line: str, timeout: float = REPLY_TIMEOUT, count: int = 1) -> bool:
+        return await self.ws.wait_until(lambda: self.count(line) >= count, timeout)
+
+    async def wait_from(self, nick: str, count: int = 1, timeout: float = REPLY_TIMEOUT) -> bool:
+        return await self.ws.wait_until(lambda: len(self.messages_from(nick)) >= count, timeout)
+
+
+_run_token = secrets.token_hex(2)
+_counter = itertools.count(1)
+
+
+def unique_nick(tag: str = "") -> str:
+    """A nickname no one else in this run (or an earlier run against the same server) uses."""
+    return f"{tag[:6]}{_run_token}-{next(_counter)}-{secrets.token_hex(2)}"
+
+
+@dataclass
+class CaseContext:
+    """Everything one case needs; one per (case, target). Closes what it opened in :meth:`cleanup`."""
+
+    endpoint: Endpoint
+    options: ServerOptions
+    server: ServerProcess | None
+    label: str
+    shared: dict[str, Any]
+    shared_lock: asyncio.Lock
+    nicks: set[str] = field(default_factory=set)
+    connections: list[WsConnection] = field(default_factory=list)
+
+    @property
+    def started_by_wsbench(self) -> bool:
+        return self.server is not None
+
+    def nick(self, tag: str = "") -> str:
+        name = unique_nick(tag)
+        self.nicks.add(name)
+        return name
+
+    def mine(self, peer: Peer) -> list[ChatLine]:
+        return peer.lines_about(self.nicks)
+
+    async def login(self, nick: str | None = None) -> LoginResult:
+        nick = nick if nick is not None else self.nick()
+        result = await login(self.endpoint, nick)
+        return result
+
+    async def login_cookie(self, nick: str) -> str:
+        result = await login(self.endpoint, nick)
+        if result.cookie is None:
+            detail = result.response.describe()
+            raise CaseFailed(f"could not log in as {nick!r}: {detail}, no nickname cookie")
+        return result.cookie
+
+    async def connect(self, **kwargs: Any) -> Handshake:
+        """An upgrade request with exactly the given headers (see :func:`ws_connect`); tracked for cleanup."""
+        hs = await ws_connect(self.endpoint, **kwargs)
+        if hs.ws is not None:
+            self.connections.append(hs.ws)
+        return hs
+
+    async def join(self, nick: str | None = None, *, tag: str = "", **kwargs: Any) -> Peer:
+        """Log in and open ``/chat`` (no Origin: a non-browser client). Fails the case if refused."""
+        if nick is None:
+            nick = self.nick(tag)
+        else:
+            self.nicks.add(nick)
+        cookie = await self.login_cookie(nick)
+        hs = await self.connect(cookie=cookie, **kwargs)
+        if hs.ws is None:
+            raise CaseFailed(f"could not open /chat as {nick!r}: {hs.response.describe()}")
+        return Peer(nick, cookie, hs.ws)
+
+    async def join_many(self, count: int, tag: str = "", **kwargs: Any) -> list[Peer]:
+        return list(await asyncio.gather(*(self.join(tag=tag, **kwargs) for _ in range(count))))
+
+    async def stats(self) -> dict[str, Any] | None:
+        """``GET /stats`` as a dict, or None when the server offers none."""
+        response = await http_request(self.endpoint, "GET", "/stats")
+        if response.status != 200:
+            return None
+        try:
+            data = json.loads(response.body)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    async def measurement(self, key: str, make: Callable[[], Awaitable[Any]]) -> Any:
+        """A measurement shared by several cases (made once per target, by the first case that asks)."""
+        async with self.shared_lock:
+            if key not in self.shared:
+                self.shared[key] = await make()
+            return self.shared[key]
+
+    def server_exited(self) -> bool:
+        return self.server is not None and not self.server.alive()
+
+    async def cleanup(self) -> None:
+        for ws in self.connections:
+            with contextlib.suppress(Exception):
+                await ws.aclose()
+        self.connections.clear()
