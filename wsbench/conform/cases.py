@@ -175,6 +175,14 @@ def _cases() -> list[Case]:
             conns=0,
         ),
         Case(
+            "handshake.origin_fetch_site",
+            "6.3",
+            "cross-site Origin with Sec-Fetch-Site: same-origin",
+            "403: the Origin decides, not Sec-Fetch-Site",
+            c.handshake(origin="cross", status=403, headers=(("Sec-Fetch-Site", "same-origin"),)),
+            conns=0,
+        ),
+        Case(
             "handshake.origin_same",
             "6.3",
             "the server's own Origin",

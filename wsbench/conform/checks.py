@@ -318,13 +318,22 @@ def make_origin(ctx: CaseContext, kind: str | None) -> str | None:
     raise ValueError(kind)
 
 
-def handshake(cookie: str = "valid", origin: str | None = None, status: int = 101, version: str = "13") -> Check:
+def handshake(
+    cookie: str = "valid",
+    origin: str | None = None,
+    status: int = 101,
+    version: str = "13",
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Check:
     async def check(ctx: CaseContext) -> Outcome:
         origin_value = make_origin(ctx, origin)
-        hs = await ctx.connect(cookie=await make_cookie(ctx, cookie), origin=origin_value, version=version)
+        cookie_value = await make_cookie(ctx, cookie)
+        hs = await ctx.connect(cookie=cookie_value, origin=origin_value, version=version, extra_headers=headers)
         seen = hs.response.describe()
+        if headers:
+            seen = ", ".join(f"{k}: {v}" for k, v in headers) + f": {seen}"
         if origin_value:
-            seen = f"Origin {origin_value}: {seen}"
+            seen = f"Origin {origin_value}{', ' if headers else ': '}{seen}"
         if hs.ws is not None:
             await hs.ws.close()
         return Outcome(hs.status == status, seen + (" (upgraded)" if hs.status == 101 and status != 101 else ""))
@@ -462,15 +471,15 @@ async def relay_exact(ctx: CaseContext, text: str, label: str, *, fragments: int
     timeout = REPLY_TIMEOUT + PER_MB * len(expected) / 1e6
     got = await receiver.wait_from(sender.nick, 1, timeout)
     if not got:
-        why = sender.ws.close_frame or sender.ws.end
-        extra = f"; the sender's connection ended: {sender.ws.close_frame or sender.ws.end}" if why else ""
+        extra = ""
+        if sender.ws.close_frame is not None or sender.ws.end is not None:
+            extra = f"; the sender got {(await sender.ws.observe_close(t, 0.1)).describe()}"
         return failed(f"{label}: nothing relayed within {fmt_duration(timeout)}{extra}")
     msg = receiver.messages_from(sender.nick)[0]
     if msg.data != expected:
         return failed(f"{label}: relayed {short(msg.data)} instead of {short(expected)}")
-    closed = sender.ws.close_frame is not None or sender.ws.end is not None
-    if closed:
-        return failed(f"{label}: relayed, but the sender was closed ({sender.ws.close_frame or sender.ws.end})")
+    if sender.ws.close_frame is not None or sender.ws.end is not None:
+        return failed(f"{label}: relayed, but the sender got {(await sender.ws.observe_close(t, 0.1)).describe()}")
     return passed(f"{label}: relayed byte for byte ({len(expected)} bytes) in {fmt_duration(msg.t - t)}")
 
 
@@ -616,9 +625,8 @@ async def utf8_valid_split(ctx: CaseContext) -> Outcome:
     got = await receiver.wait_from(sender.nick)
     expected = message_line(sender.nick, "a😀b").encode()
     if not got:
-        return failed(
-            f"an emoji split across 2 fragments: nothing relayed; sender: {sender.ws.close_frame or sender.ws.end}"
-        )
+        obs = await sender.ws.observe_close(t, 0.1)
+        return failed(f"an emoji split across 2 fragments: nothing relayed; the sender got {obs.describe()}")
     data = receiver.messages_from(sender.nick)[0].data
     return Outcome(
         data == expected,
