@@ -1,0 +1,338 @@
+"""The master's side of a Locust run: merge what the workers measured and write the results file.
+
+Each Locust process (the single process of a local run, or every worker) ships *parts*
+(:func:`pack_part`): its finished interval records (counters and HdrHistograms, written as they are
+with ``"worker": id``: the results reader merges records of one index exactly), its events (close
+codes, errors), what the global delivery accounting needs from it (joins, leaves, join lines seen,
+sends; at the end its receipt state per (sender, receiver) pair), and per-message local fan-out
+completions. Parts travel in Locust's ``report_to_master`` data and, at the end, in a ``wsbench_final``
+message; in a local run the process hands them over directly.
+
+The :class:`Aggregator` replays them into one :class:`~wsbench.core.accounting.DeliveryAccounting`
+and one :class:`~wsbench.core.fanout.FanoutTracker` (the same core classes ``wsbench run`` uses), so
+the footer's loss counts are computed exactly as for a single-process run, and keeps merged live
+numbers for the web UI.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from wsbench.core import histograms
+from wsbench.core.accounting import NEVER, DeliveryAccounting
+from wsbench.core.fanout import FanoutTracker
+from wsbench.core.results import UNMEASURED_PHASES, ResultsWriter
+from wsbench.locust.collector import HISTOGRAM_NAMES, Collector
+from wsbench.locust.plan import RunPlan
+
+LIVE_PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9), ("p99_99", 99.99))
+
+
+# -- packing numpy columns for Locust's msgpack channel ------------------------------------------------
+def _pack(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype=np.int64).tobytes()
+
+
+def _unpack(b: bytes) -> np.ndarray:
+    return np.frombuffer(b, dtype=np.int64)
+
+
+def receipt_state(acc: DeliveryAccounting, clients: Iterable[int]) -> dict[str, Any]:
+    """Per-pair receipt state of the receivers ``clients`` (the ones this process ran)."""
+    cols = np.asarray(sorted(c for c in clients if acc.is_receiver[c]), dtype=np.int64)
+    pair_ids = set()
+    for r in cols.tolist():
+        pair_ids.update(si * acc.clients + r for si in range(len(acc.senders)))
+    holes = {str(pid): sorted(h) for pid, h in acc.holes.items() if pid in pair_ids}
+    return {
+        "cols": _pack(cols),
+        "first": _pack(acc.first[:, cols].reshape(-1)) if len(cols) else b"",
+        "highest": _pack(acc.highest[:, cols].reshape(-1)) if len(cols) else b"",
+        "holes": holes,
+        "delivered": acc.delivered,
+        "duplicated": acc.duplicated,
+        "reordered": acc.reordered,
+        "unknown": acc.unknown,
+    }
+
+
+def merge_receipts(acc: DeliveryAccounting, state: dict[str, Any]) -> None:
+    """Fold one process's :func:`receipt_state` into ``acc`` (receivers of different processes are
+    disjoint, so the pair columns never overlap)."""
+    cols = _unpack(state["cols"])
+    if len(cols):
+        n_s = len(acc.senders)
+        first = _unpack(state["first"]).reshape(n_s, len(cols))
+        highest = _unpack(state["highest"]).reshape(n_s, len(cols))
+        acc.first[:, cols] = np.minimum(acc.first[:, cols], first)
+        acc.highest[:, cols] = np.maximum(acc.highest[:, cols], highest)
+    for pid, holes in state["holes"].items():
+        acc.holes.setdefault(int(pid), set()).update(holes)
+    acc.delivered += int(state["delivered"])
+    acc.duplicated += int(state["duplicated"])
+    acc.reordered += int(state["reordered"])
+    acc.unknown += int(state["unknown"])
+
+
+def pack_part(collector: Collector, worker: str, intervals: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+    """What one process ships to the master now (intervals are taken by the caller, with generator data)."""
+    box = collector.take_outbox()
+    sent = np.asarray(box["sent"], dtype=np.int64).reshape(-1, 4)
+    parts = collector.take_fanout_parts()
+    fan = [_pack(np.concatenate([p[i] for p in parts])) for i in range(3)] if parts else [b"", b"", b""]
+    part: dict[str, Any] = {
+        "worker": worker,
+        "intervals": intervals,
+        "events": collector.take_events(),
+        "joined": box["joined"],
+        "left": box["left"],
+        "saw_join": box["saw_join"],
+        "sent": _pack(sent.reshape(-1)),
+        "fanout": fan,
+        "online": len(collector.online),
+        "close_codes": dict(collector.close_codes),
+        "errors": dict(collector.errors),
+        "clamped": collector.clamped,
+    }
+    if final:
+        part["receipts"] = receipt_state(collector.acc, collector.local_clients)
+    return part
+
+
+# -- fan-out across processes -----------------------------------------------------------------------------
+class FanoutMerger:
+    """Fan-out completion from sends and deliveries reported by different processes, in any order."""
+
+    def __init__(self, acc: DeliveryAccounting, senders: int, timeout_us: int) -> None:
+        self.acc = acc
+        self.tracker = FanoutTracker(senders, timeout_us=timeout_us)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def sent(self, sends: np.ndarray) -> None:
+        """Rows ``(sender, seq, intended_us, actual_us)``; receivers expected: readers online then."""
+        if not len(sends):
+            return
+        acc = self.acc
+        readers = np.flatnonzero(acc.is_receiver[: acc.clients] & (acc.join_us >= 0))
+        joins = acc.join_us[readers]
+        leaves = acc.leave_us[readers]
+        for sender, seq, intended, actual in sends.tolist():
+            online = (joins <= actual) & (leaves > actual)
+            expected = int(np.count_nonzero(online)) - int(bool(online[readers == sender].any()))
+            self.tracker.sent(int(acc.sender_index[sender]), seq, intended, expected)
+
+    def delivered(self, sender_index: np.ndarray, seqs: np.ndarray, recv_us: np.ndarray) -> None:
+        if len(seqs):
+            self._pending.append((sender_index, seqs, recv_us))
+        if not self._pending:
+            return
+        si = np.concatenate([p[0] for p in self._pending])
+        sq = np.concatenate([p[1] for p in self._pending])
+        tr = np.concatenate([p[2] for p in self._pending])
+        known = (si >= 0) & (sq < self.tracker.n_sent[np.maximum(si, 0)])
+        self.tracker.delivered(si[known], sq[known], tr[known])
+        rest = ~known & (si >= 0)
+        self._pending = [(si[rest], sq[rest], tr[rest])] if rest.any() else []
+
+    def collect(self, now_us: int) -> np.ndarray:
+        return self.tracker.collect(now_us).fanout_us
+
+    @property
+    def incomplete(self) -> int:
+        return self.tracker.incomplete
+
+
+# -- live numbers for the web UI ---------------------------------------------------------------------------
+@dataclass
+class Live:
+    measured: dict[str, HdrHistogram] = field(
+        default_factory=lambda: {name: histograms.new_histogram() for name in HISTOGRAM_NAMES}
+    )
+    counters: Counter[str] = field(default_factory=Counter)
+    close_codes: dict[str, dict[str, int]] = field(default_factory=dict)
+    errors: dict[str, dict[str, int]] = field(default_factory=dict)
+    online: dict[str, int] = field(default_factory=dict)
+    phase: str = "connect"
+    status: str = "running"
+    accounting: dict[str, int] | None = None
+    clock: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def fold(self, record: dict[str, Any]) -> None:
+        for name, value in record.get("counters", {}).items():
+            self.counters[name] += value
+        if record.get("phase") in UNMEASURED_PHASES:
+            return
+        for name, text in record.get("histograms", {}).items():
+            if name in self.measured and text:
+                h = histograms.decode(text)
+                if h.get_total_count():
+                    self.measured[name].add(h)
+
+
+class Aggregator:
+    """Merges parts from every process of a run, writes the results file, keeps live numbers."""
+
+    def __init__(self, plan: RunPlan, writer: ResultsWriter, processes: int, master_generator: bool) -> None:
+        s = plan.scenario
+        self.plan = plan
+        self.writer = writer
+        self.processes = processes
+        self.master_generator = master_generator
+        self.acc = DeliveryAccounting(
+            plan.clients,
+            list(range(plan.senders)),
+            plan.readers(),
+            leave_margin_us=int(s.accounting.leave_margin * 1e6),
+        )
+        self.fanout = FanoutMerger(self.acc, plan.senders, int(s.accounting.fanout_timeout * 1e6))
+        self.interval_us = round(plan.interval_s * 1e6)
+        self.live = Live()
+        self.server_samples: dict[int, dict[str, Any]] = {}
+        self._server_attached: set[int] = set()
+        self._fanout_by_index: dict[int, HdrHistogram] = {}
+        self._master_generator: dict[int, dict[str, Any]] = {}
+        self.finals: set[str] = set()
+        self.load_start_s: float | None = None
+        self.clamped: dict[str, int] = {}
+
+    def phase_of(self, t_s: float) -> str:
+        return self.plan.phase_name(t_s, self.load_start_s)
+
+    def absorb(self, part: dict[str, Any]) -> None:
+        worker = str(part["worker"])
+        for client, t in part["joined"]:
+            self.acc.joined(int(client), int(t))
+        for client, t in part["left"]:
+            self.acc.left(int(client), int(t))
+        for observer, joined, t in part["saw_join"]:
+            self.acc.saw_join(int(observer), int(joined), int(t))
+        sends = _unpack(part["sent"]).reshape(-1, 4)
+        for sender, seq, _intended, actual in sends.tolist():
+            self.acc.sent(sender, seq, actual)
+        self.fanout.sent(sends)
+        si, sq, tr = (_unpack(b) for b in part["fanout"])
+        self.fanout.delivered(si, sq, tr)
+        for record in part["intervals"]:
+            index = int(record["index"])
+            if index in self.server_samples and index not in self._server_attached:
+                record["server"] = self.server_samples[index]
+                self._server_attached.add(index)
+            self.writer.interval({**record, "worker": worker})
+            self.live.fold(record)
+        for event in part["events"]:
+            self.writer.event(**event)
+        self.live.close_codes[worker] = part["close_codes"]
+        self.live.errors[worker] = part["errors"]
+        self.live.online[worker] = int(part["online"])
+        self.clamped[worker] = int(part.get("clamped", 0))
+        if "receipts" in part:
+            merge_receipts(self.acc, part["receipts"])
+            self.finals.add(worker)
+
+    def master_interval(self, index: int, generator: dict[str, Any] | None) -> None:
+        """The master process's own CPU for an interval (distributed runs: it merges and writes)."""
+        if generator is not None:
+            self._master_generator[index] = generator
+
+    def collect_fanout(self, now_us: int, give_up_all: bool = False) -> None:
+        """Record fan-outs completed by now in the current interval (``give_up_all``: the run is over)."""
+        values = self.fanout.collect(now_us + (10**15 if give_up_all else 0))
+        if len(values):
+            index = now_us // self.interval_us
+            h = self._fanout_by_index.setdefault(index, histograms.new_histogram())
+            histograms.record_many(h, values)
+
+    def write_master_records(self, upto_us: int | None) -> None:
+        """Fan-out histograms (completed here, from all processes' deliveries) and the master's CPU."""
+        indexes = sorted(set(self._fanout_by_index) | set(self._master_generator))
+        for index in indexes:
+            start = index * self.interval_us
+            if upto_us is not None and start + self.interval_us > upto_us:
+                break
+            fan = self._fanout_by_index.pop(index, None)
+            gen = self._master_generator.pop(index, None)
+            record: dict[str, Any] = {
+                "index": index,
+                "start_s": start / 1e6,
+                "end_s": (start + self.interval_us) / 1e6,
+                "phase": self.phase_of(start / 1e6),
+                "counters": {},
+                "clients_connected": 0,
+                "histograms": {"fanout": histograms.encode(fan)} if fan is not None else {},
+                "worker": "master",
+            }
+            if gen is not None and self.master_generator:
+                record["generator"] = gen
+            self.writer.interval(record)
+            if fan is not None:
+                self.live.fold({"phase": record["phase"], "histograms": record["histograms"]})
+
+    # -- the web UI's rows --------------------------------------------------------------------------------
+    def live_view(self) -> dict[str, Any]:
+        rows = []
+        labels = {
+            "latency": "broadcast latency (from intended send)",
+            "latency_uncorrected": "broadcast latency (from actual send)",
+            "fanout": "fan-out completion",
+            "connect": "connect (login + handshake)",
+        }
+        for name in HISTOGRAM_NAMES:
+            h = self.live.measured[name]
+            row: dict[str, Any] = {"name": labels[name], "count": h.get_total_count()}
+            for key, p in LIVE_PERCENTILES:
+                row[key] = f"{h.get_value_at_percentile(p) / 1000:.2f}" if h.get_total_count() else ""
+            row["max"] = f"{h.get_max_value() / 1000:.2f}" if h.get_total_count() else ""
+            rows.append(row)
+        c = self.live.counters
+        lost_so_far = int(c["expected"] - c["delivered"])
+        closes: Counter[str] = Counter()
+        for codes in self.live.close_codes.values():
+            closes.update(codes)
+        errors: Counter[str] = Counter()
+        for errs in self.live.errors.values():
+            errors.update(errs)
+        delivery = [
+            {"name": "phase", "value": self.live.phase},
+            {"name": "status", "value": self.live.status},
+            {"name": "clients online", "value": sum(self.live.online.values())},
+            {"name": "messages sent", "value": c["sent"]},
+            {"name": "deliveries", "value": c["delivered"]},
+            {"name": "duplicated", "value": c["duplicated"]},
+            {"name": "reordered", "value": c["reordered"]},
+            {"name": "lost so far (gaps)", "value": lost_so_far},
+            {"name": "connect errors", "value": c["connect_errors"]},
+        ]
+        if self.live.accounting is not None:
+            a = self.live.accounting
+            delivery += [
+                {"name": "final: expected", "value": a["expected"]},
+                {"name": "final: delivered", "value": a["delivered"]},
+                {"name": "final: lost", "value": a["lost"]},
+                {"name": "final: pairs with loss", "value": a["pairs_with_loss"]},
+            ]
+        for code, n in sorted(closes.items()):
+            delivery.append({"name": f"close code {code}", "value": n})
+        for kind, n in sorted(errors.items()):
+            delivery.append({"name": f"errors: {kind}", "value": n})
+        for worker, clock in sorted(self.live.clock.items()):
+            delivery.append(
+                {"name": f"clock {worker}", "value": f"{clock['offset_ms']:+.3f} ms ± {clock['bound_ms']:.3f} ms"}
+            )
+        return {"latency": rows, "delivery": delivery}
+
+    # -- the end ---------------------------------------------------------------------------------------
+    def totals(self) -> dict[str, int]:
+        return self.acc.totals().as_dict()
+
+
+def leave_pending(acc: DeliveryAccounting, t_us: int) -> None:
+    """Mark every reader still online as left at ``t_us`` (a run cut short)."""
+    online = np.flatnonzero((acc.join_us >= 0) & (acc.leave_us == NEVER))
+    for c in online.tolist():
+        acc.left(c, t_us)

@@ -1,0 +1,45 @@
+"""The module to pass to Locust: ``locust -f wsbench/locust/locustfile.py`` (or ``-f $(wsbench locust --path)``).
+
+Single process::
+
+    locust -f wsbench/locust/locustfile.py --host http://127.0.0.1:8888 --wsbench-scenario scenarios/broadcast.yaml
+
+Master and workers (any hosts; workers need wsbench installed, not the scenario file)::
+
+    locust -f wsbench/locust/locustfile.py --master --host http://SERVER:8888 \
+        --wsbench-scenario scenarios/broadcast.yaml
+    locust -f wsbench/locust/locustfile.py --worker --master-host MASTER
+
+Options (also in the web UI's custom parameters): ``--wsbench-scenario``, ``--wsbench-set``
+(``key=value`` overrides separated by ``;``), ``--wsbench-results`` (the results file; default
+``reports/locust-<time>.jsonl``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from locust import events
+from locust.env import Environment
+
+from wsbench.locust import runtime, webui
+from wsbench.locust.user import ChatUser, ScenarioShape
+
+__all__ = ["ChatUser", "ScenarioShape"]
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any, **kw: Any) -> None:
+    group = parser.add_argument_group("wsbench")
+    group.add_argument("--wsbench-scenario", default="", help="scenario YAML file (wsbench's scenario format)")
+    group.add_argument("--wsbench-set", default="", help="overrides KEY=VALUE, separated by ';'")
+    group.add_argument(
+        "--wsbench-results", default="", help="results file (JSON Lines); default reports/locust-*.jsonl"
+    )
+
+
+@events.init.add_listener
+def _init(environment: Environment, **kw: Any) -> None:
+    node = runtime.install(environment)
+    if environment.web_ui is not None:
+        webui.install(environment, node)
