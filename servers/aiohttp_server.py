@@ -617,11 +617,12 @@ class ChatServer:
             await runner.cleanup()
             return 2
         port = runner.addresses[0][1]
-        print(listening_line(self.options.host, port), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # Signal handlers first: whoever reads this line may signal at once.
+        print(listening_line(self.options.host, port), flush=True)
         await stop.wait()
         await self.shutdown(runner)
         return 0
@@ -661,7 +662,7 @@ def _sent(task: asyncio.Future[None], conn: Connection, size: int) -> None:
 def main(
     argv: Sequence[str] | None = None, prog: str | None = None, *, server_class: type[ChatServer] = ChatServer
 ) -> int:
-    options = parse_options(argv, prog, "aiohttp")
+    options = parse_options(argv, prog or "python -m wsbench_servers.aiohttp_server", "aiohttp")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     return asyncio.run(server_class(options).run())
 

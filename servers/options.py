@@ -122,10 +122,10 @@ def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
         "--allowed-origin",
         type=_origin,
         action="append",
-        default=[],
+        default=argparse.SUPPRESS,
         metavar="ORIGIN",
         help="an extra allowed WebSocket Origin such as https://chat.example (repeatable); "
-        "the server's own host is always allowed",
+        "the server's own host is always allowed (default: none)",
     )
     parser.add_argument(
         "--max-connections",
@@ -147,7 +147,7 @@ def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cookie-secret",
-        default=None,
+        default=argparse.SUPPRESS,
         help=f"cookie signing secret (default: env {COOKIE_SECRET_ENV}, else a random secret per start)",
     )
     return parser
@@ -156,7 +156,7 @@ def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
 def parse_options(argv: Sequence[str] | None, prog: str | None, server_name: str) -> Options:
     """Parse ``argv`` (``sys.argv[1:]`` when None). Exits with status 2 and a message on bad options."""
     args = build_parser(prog, server_name).parse_args(argv)
-    secret = args.cookie_secret or os.environ.get(COOKIE_SECRET_ENV) or secrets.token_urlsafe(32)
+    secret = getattr(args, "cookie_secret", None) or os.environ.get(COOKIE_SECRET_ENV) or secrets.token_urlsafe(32)
     return Options(
         host=args.host,
         port=args.port,
@@ -164,7 +164,7 @@ def parse_options(argv: Sequence[str] | None, prog: str | None, server_name: str
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         nodelay=args.nodelay,
-        allowed_origin=tuple(dict.fromkeys(args.allowed_origin)),
+        allowed_origin=tuple(dict.fromkeys(getattr(args, "allowed_origin", []))),
         max_connections=args.max_connections,
         send_buffer_limit=args.send_buffer_limit,
         compression=args.compression,

@@ -646,11 +646,12 @@ class ChatServer:
             return 2
         http_server.add_sockets(sockets)
         port = sockets[0].getsockname()[1]
-        print(listening_line(self.options.host, port), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        # Signal handlers first: whoever reads this line may signal at once.
+        print(listening_line(self.options.host, port), flush=True)
         await stop.wait()
         await self.shutdown(http_server)
         return 0
@@ -685,7 +686,7 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 def main(
     argv: Sequence[str] | None = None, prog: str | None = None, *, server_class: type[ChatServer] = ChatServer
 ) -> int:
-    options = parse_options(argv, prog, "Tornado")
+    options = parse_options(argv, prog or "python -m wsbench_servers.tornado_server", "Tornado")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tornado.access").setLevel(logging.ERROR)
     return asyncio.run(server_class(options).run())
