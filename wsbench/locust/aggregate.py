@@ -31,6 +31,7 @@ from wsbench.core.results import UNMEASURED_PHASES, ResultsWriter
 from wsbench.locust.collector import HISTOGRAM_NAMES, Collector
 from wsbench.locust.plan import RunPlan
 
+FINAL_AS_OF = 2**62  # a final part: nothing more will come from that process
 LIVE_PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9), ("p99_99", 99.99))
 
 
@@ -80,14 +81,18 @@ def merge_receipts(acc: DeliveryAccounting, state: dict[str, Any]) -> None:
     acc.unknown += int(state["unknown"])
 
 
-def pack_part(collector: Collector, worker: str, intervals: list[dict[str, Any]], final: bool) -> dict[str, Any]:
-    """What one process ships to the master now (intervals are taken by the caller, with generator data)."""
+def pack_part(
+    collector: Collector, worker: str, intervals: list[dict[str, Any]], final: bool, as_of_us: int
+) -> dict[str, Any]:
+    """What one process ships to the master: everything it saw before ``as_of_us`` not shipped yet
+    (intervals are taken by the caller, with generator data)."""
     box = collector.take_outbox()
     sent = np.asarray(box["sent"], dtype=np.int64).reshape(-1, 4)
     parts = collector.take_fanout_parts()
     fan = [_pack(np.concatenate([p[i] for p in parts])) for i in range(3)] if parts else [b"", b"", b""]
     part: dict[str, Any] = {
         "worker": worker,
+        "as_of_us": FINAL_AS_OF if final else as_of_us,
         "intervals": intervals,
         "events": collector.take_events(),
         "joined": box["joined"],
@@ -107,15 +112,33 @@ def pack_part(collector: Collector, worker: str, intervals: list[dict[str, Any]]
 
 # -- fan-out across processes -----------------------------------------------------------------------------
 class FanoutMerger:
-    """Fan-out completion from sends and deliveries reported by different processes, in any order."""
+    """Fan-out completion from sends and deliveries reported by different processes, in any order.
+
+    A message's expected receivers are the readers online when it was sent; a process's joins may
+    reach the master after another process's sends, so sends wait until every process has reported
+    past their send time (:meth:`advance`).
+    """
 
     def __init__(self, acc: DeliveryAccounting, senders: int, timeout_us: int) -> None:
         self.acc = acc
         self.tracker = FanoutTracker(senders, timeout_us=timeout_us)
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._sends: list[np.ndarray] = []
 
     def sent(self, sends: np.ndarray) -> None:
-        """Rows ``(sender, seq, intended_us, actual_us)``; receivers expected: readers online then."""
+        """Rows ``(sender, seq, intended_us, actual_us)``."""
+        if len(sends):
+            self._sends.append(sends)
+
+    def advance(self, horizon_us: int) -> None:
+        """Every process has reported everything before ``horizon_us``: count receivers of earlier sends."""
+        if not self._sends:
+            return
+        sends = np.concatenate(self._sends)
+        sends = sends[np.argsort(sends[:, 3], kind="stable")]
+        ready = sends[:, 3] < horizon_us
+        self._sends = [sends[~ready]] if not ready.all() else []
+        sends = sends[ready]
         if not len(sends):
             return
         acc = self.acc
@@ -126,6 +149,7 @@ class FanoutMerger:
             online = (joins <= actual) & (leaves > actual)
             expected = int(np.count_nonzero(online)) - int(bool(online[readers == sender].any()))
             self.tracker.sent(int(acc.sender_index[sender]), seq, intended, expected)
+        self.delivered(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
 
     def delivered(self, sender_index: np.ndarray, seqs: np.ndarray, recv_us: np.ndarray) -> None:
         if len(seqs):
@@ -198,6 +222,7 @@ class Aggregator:
         self._fanout_by_index: dict[int, HdrHistogram] = {}
         self._master_generator: dict[int, dict[str, Any]] = {}
         self.finals: set[str] = set()
+        self.as_of: dict[str, int] = {}
         self.load_start_s: float | None = None
         self.clamped: dict[str, int] = {}
 
@@ -234,6 +259,9 @@ class Aggregator:
         if "receipts" in part:
             merge_receipts(self.acc, part["receipts"])
             self.finals.add(worker)
+        self.as_of[worker] = max(self.as_of.get(worker, 0), int(part["as_of_us"]))
+        if len(self.as_of) >= self.processes:
+            self.fanout.advance(min(self.as_of.values()))
 
     def master_interval(self, index: int, generator: dict[str, Any] | None) -> None:
         """The master process's own CPU for an interval (distributed runs: it merges and writes)."""
@@ -242,6 +270,8 @@ class Aggregator:
 
     def collect_fanout(self, now_us: int, give_up_all: bool = False) -> None:
         """Record fan-outs completed by now in the current interval (``give_up_all``: the run is over)."""
+        if give_up_all:
+            self.fanout.advance(FINAL_AS_OF)
         values = self.fanout.collect(now_us + (10**15 if give_up_all else 0))
         if len(values):
             index = now_us // self.interval_us

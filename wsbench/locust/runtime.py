@@ -325,10 +325,11 @@ class ProcessSide:
 
     def ship(self, final: bool = False) -> dict[str, Any]:
         """A part for the master (see :func:`wsbench.locust.aggregate.pack_part`)."""
+        as_of = self.now_us()
         if final:
             self._flush(self.collector.interval_us, -1, final=True)
         records, self._ready_intervals = self._ready_intervals, []
-        return pack_part(self.collector, self.label, records, final)
+        return pack_part(self.collector, self.label, records, final, as_of)
 
     def finish(self) -> dict[str, Any]:
         """Close every connection (the run is over), then the final part."""
