@@ -102,3 +102,19 @@ def test_plot_without_data_says_why(tmp_path: Path, with_server_samples: bool) -
     html = render_report(read_results(path))
     assert html.count('data-drawn="no"') == 1
     assert "Nothing to draw: the target offered no /stats samples." in html
+
+
+def test_conformance_matrix_of_a_real_conform_run(tmp_path: Path) -> None:
+    """The matrix from what `wsbench conform` really writes (two reference servers, a quick subset)."""
+    from wsbench.cli import main
+
+    out = tmp_path / "conform.jsonl"
+    assert main(["conform", "--server", "tornado", "--server", "aiohttp", "--only", "http,login", "-o", str(out)]) == 0
+    results = read_results(out)
+    html = render_report(results)
+    assert_self_contained(html)
+    assert "wsbench conformance: tornado, aiohttp" in html
+    matrix = html[html.index('class="matrix"') :]
+    assert "<th>tornado</th><th>aiohttp</th>" in matrix
+    assert matrix.count('<td class="pass"') == len(results.cases)
+    assert "http.not_found" in matrix and "Target tornado" in html and "Target aiohttp" in html

@@ -191,9 +191,14 @@ def _run_view(run: RunData, index: int) -> RunView:
             _accounting_table(results, run),
             _events_table(results),
         ]
-    target = dict(header.get("target") or {})
-    target["driver"] = header.get("driver")
-    view.tables += [_key_value_table("Target", target), _key_value_table("Versions", header.get("versions"))]
+    targets = header.get("targets") or [header.get("target") or {}]
+    for target in targets:
+        shown = {k: v for k, v in dict(target).items() if k != "argv"}
+        if header.get("driver"):
+            shown["driver"] = header["driver"]
+        title = f"Target {target.get('label') or ''}".strip() if len(targets) > 1 else "Target"
+        view.tables.append(_key_value_table(title, shown))
+    view.tables.append(_key_value_table("Versions", header.get("versions")))
     if header.get("scenario"):
         view.scenario = yaml.safe_dump(header["scenario"], sort_keys=False, allow_unicode=True)
     return view
@@ -231,6 +236,7 @@ def _conformance(results_list: Sequence[Results]) -> dict[str, Any] | None:
     rows = [
         {
             "id": case_id,
+            "title": meta[case_id].get("title") or "",
             "category": meta[case_id].get("category") or "",
             "clause": meta[case_id].get("clause") or "",
             "rfc": meta[case_id].get("rfc") or "",
@@ -268,6 +274,8 @@ def _page(**context: Any) -> str:
 
 def render_report(results: Results, label: str | None = None) -> str:
     """The HTML report of one results file."""
+    if label is None and results.cases:
+        label = ", ".join(dict.fromkeys(str(c.get("server", "")) for c in results.cases))
     run = RunData.from_results(results, label)
     header = results.header
     scenario = (header.get("scenario") or {}).get("name") or header.get("scenario_path") or ""
