@@ -120,7 +120,8 @@ def build_targets(items: Sequence[tuple[str, str]], given: dict[str, Any]) -> li
                 raise UsageError("--server-cmd is empty")
             options = resolve(True, given, parse_server_args(shlex.split(value), "--server-cmd"))
             argv = command_server_argv(value, option_flags(options.as_flags_dict()))
-            short = value if len(value) <= 40 else value[:37] + "..."
+            # the end of a command is what tells variants apart ("... --fault x --base aiohttp")
+            short = value if len(value) <= 40 else "..." + value[-37:]
             targets.append(Target(_label(short, used), "command", options, argv=argv, command=value))
         else:
             try:
@@ -208,7 +209,10 @@ def run(args: argparse.Namespace) -> int:
             status="broken" if broken else "completed",
             reason="; ".join(rep.broken for rep in reports if rep.broken) or None,
             duration_s=round(duration, 3),
-            summary={rep.target.label: counts(rep.results) for rep in reports},
+            summary={
+                rep.target.label: {**counts(rep.results), "duration_s": round(rep.duration_s, 3), "impl": rep.impl}
+                for rep in reports
+            },
             exit_code=code,
         )
     console.print(render(reports))

@@ -103,7 +103,9 @@ def load_baseline(path: str | Path, cases: Mapping[str, Case]) -> Baseline:
         return Baseline(str(p), [])
     if not isinstance(data, dict) or set(data) - {"deviations"}:
         raise ScenarioError(str(p), 1, "(top level)", "expected a mapping with one key, 'deviations' (a list)")
-    items = data.get("deviations") or []
+    items = data.get("deviations")
+    if items is None:
+        items = []
     if not isinstance(items, list):
         raise ScenarioError(str(p), _key_lines(root).get("deviations"), "deviations", "expected a list of entries")
     item_nodes: Sequence[yaml.Node] = []
@@ -123,7 +125,8 @@ def load_baseline(path: str | Path, cases: Mapping[str, Case]) -> Baseline:
         try:
             entry = _Entry.model_validate({k: (str(v) if isinstance(v, int | float) else v) for k, v in item.items()})
         except ValidationError as exc:
-            err = exc.errors()[0]
+            # an unknown key first: it is usually a misspelt one, which also makes a required one "missing"
+            err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
             key = ".".join(str(x) for x in err["loc"]) or "(entry)"
             raise ScenarioError(str(p), lines.get(key, line), f"{where}.{key}", err["msg"]) from None
         case = cases.get(entry.case)
