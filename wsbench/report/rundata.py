@@ -220,7 +220,7 @@ class RunData:
 def default_label(results: Results) -> str:
     """A short name for a run: its server (and non-default options), else the file name."""
     target = results.header.get("target") or {}
-    server = target.get("server") or target.get("command") or target.get("url")
+    server = target.get("label") or target.get("server") or target.get("command") or target.get("url")
     stem = Path(results.path).stem
     return str(server) if server else stem
 
