@@ -188,12 +188,12 @@ class Live:
     clock: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def fold(self, record: dict[str, Any]) -> None:
+        """Counters of every phase; histograms of the measured phases (connect times of all)."""
         for name, value in record.get("counters", {}).items():
             self.counters[name] += value
-        if record.get("phase") in UNMEASURED_PHASES:
-            return
+        measured = record.get("phase") not in UNMEASURED_PHASES
         for name, text in record.get("histograms", {}).items():
-            if name in self.measured and text:
+            if name in self.measured and text and (measured or name == "connect"):
                 h = histograms.decode(text)
                 if h.get_total_count():
                     self.measured[name].add(h)
@@ -277,6 +277,8 @@ class Aggregator:
             index = now_us // self.interval_us
             h = self._fanout_by_index.setdefault(index, histograms.new_histogram())
             histograms.record_many(h, values)
+            if self.phase_of(index * self.interval_us / 1e6) not in UNMEASURED_PHASES:
+                histograms.record_many(self.live.measured["fanout"], values)
 
     def write_master_records(self, upto_us: int | None) -> None:
         """Fan-out histograms (completed here, from all processes' deliveries) and the master's CPU."""
@@ -300,8 +302,6 @@ class Aggregator:
             if gen is not None and self.master_generator:
                 record["generator"] = gen
             self.writer.interval(record)
-            if fan is not None:
-                self.live.fold({"phase": record["phase"], "histograms": record["histograms"]})
 
     # -- the web UI's rows --------------------------------------------------------------------------------
     def live_view(self) -> dict[str, Any]:
@@ -310,7 +310,7 @@ class Aggregator:
             "latency": "broadcast latency (from intended send)",
             "latency_uncorrected": "broadcast latency (from actual send)",
             "fanout": "fan-out completion",
-            "connect": "connect (login + handshake)",
+            "connect": "connect (login + handshake), all phases",
         }
         for name in HISTOGRAM_NAMES:
             h = self.live.measured[name]

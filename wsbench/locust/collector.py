@@ -53,6 +53,7 @@ class IntervalData:
     )
     counters: Counter[str] = field(default_factory=Counter)
     online_max: int = 0
+    send_lag_us_max: int = 0
 
 
 @dataclass(slots=True)
@@ -150,7 +151,10 @@ class Collector:
         self.outbox["sent"].append((sender, seq, intended_us, actual_us))
         if not self.distributed:
             self.fanout.sent(sender, seq, intended_us, self.acc.expected_receivers(sender))
-        self.interval(actual_us).counters["sent"] += 1
+        iv = self.interval(actual_us)
+        iv.counters["sent"] += 1
+        if actual_us - intended_us > iv.send_lag_us_max:
+            iv.send_lag_us_max = actual_us - intended_us
 
     # -- the batch work -----------------------------------------------------------------------------------
     def flush(self) -> Delivered | None:
@@ -253,6 +257,7 @@ class Collector:
                     "counters": {name: int(data.counters.get(name, 0)) for name in COUNTER_NAMES},
                     "clients_connected": max(data.online_max, len(self.online)),
                     "histograms": {name: histograms.encode(h) for name, h in data.histograms.items()},
+                    "send_lag_ms_max": round(data.send_lag_us_max / 1000, 3),
                 }
             )
         return out

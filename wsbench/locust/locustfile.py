@@ -30,10 +30,10 @@ __all__ = ["ChatUser", "ScenarioShape"]
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any, **kw: Any) -> None:
-    group = parser.add_argument_group("wsbench")
-    group.add_argument("--wsbench-scenario", default="", help="scenario YAML file (wsbench's scenario format)")
-    group.add_argument("--wsbench-set", default="", help="overrides KEY=VALUE, separated by ';'")
-    group.add_argument(
+    # on the parser itself (not a group): only its add_argument marks options for the web UI's form
+    parser.add_argument("--wsbench-scenario", default="", help="scenario YAML file (wsbench's scenario format)")
+    parser.add_argument("--wsbench-set", default="", help="overrides KEY=VALUE, separated by ';'")
+    parser.add_argument(
         "--wsbench-results", default="", help="results file (JSON Lines); default reports/locust-*.jsonl"
     )
 

@@ -36,11 +36,11 @@ import psutil
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, LocalRunner, MasterRunner, WorkerRunner
 
-from wsbench.core import payload, thresholds
+from wsbench.core import payload
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
 from wsbench.core.scenario import Scenario, load_scenario
-from wsbench.errors import EXIT_RUN_BROKEN, EXIT_THRESHOLD_FAILED, WsbenchError
-from wsbench.locust import clock
+from wsbench.errors import EXIT_RUN_BROKEN, WsbenchError
+from wsbench.locust import clock, summary_bridge
 from wsbench.locust.aggregate import Aggregator, leave_pending, pack_part
 from wsbench.locust.collector import Collector
 from wsbench.locust.plan import RunPlan, check_locust_limits
@@ -316,7 +316,10 @@ class ProcessSide:
             upto = None if final else (now // interval_us) * interval_us
             records = self.collector.take_intervals(upto, self._phase_of)
             for record in records:
-                record["generator"] = self.monitor.take(record["index"])
+                record["generator"] = {
+                    **self.monitor.take(record["index"]),
+                    "send_lag_ms_max": record.pop("send_lag_ms_max"),
+                }
             self._ready_intervals.extend(records)
 
     def _phase_of(self, t_s: float) -> str:
@@ -400,6 +403,7 @@ class Conductor:
                 "clock": "master monotonic clock; same-host workers exact, others corrected by round trips",
             },
         )
+        self.writer.event("phase", 0.0, name="connect", phase_kind="connect", detail=f"{scenario.clients} clients")
         self._greenlet = gevent.spawn(self._conduct)
 
     def now_us(self) -> int:
@@ -461,20 +465,29 @@ class Conductor:
                 start = math.ceil((t + LOAD_LEAD_S) / interval_s) * interval_s
                 self.load_start_s = start
                 self.aggregator.load_start_s = start
-                self.writer.event("phase", start, detail="load starts", phase=self.plan.phases[0].name)
                 self.owner.send("wsbench_load", {"load_start_us": int(start * 1e6)})
-        end_s = self.load_start_s + self.plan.load_duration_s
-        next_tick = self.now_us() / 1e6
+        start = self.load_start_s
+        end_s = start + self.plan.load_duration_s
+        phases = list(self.plan.phases)
+        next_tick = min(self.now_us() / 1e6 + interval_s, end_s)
         while True:
-            next_tick = min(next_tick + interval_s, end_s)
-            gevent.sleep(max(0.0, next_tick - self.now_us() / 1e6))
+            wake = min([next_tick, *(start + p.start_s for p in phases)])
+            gevent.sleep(max(0.0, wake - self.now_us() / 1e6))
             now_us = self.now_us()
-            self.aggregator.live.phase = self.plan.phase_name(now_us / 1e6, self.load_start_s)
+            while phases and start + phases[0].start_s <= now_us / 1e6 + 1e-6:
+                p = phases.pop(0)
+                self.writer.event(
+                    "phase", start + p.start_s, name=p.name, phase_kind=p.kind, detail=f"{p.kind} {p.rate:g}/s"
+                )
+            self.aggregator.live.phase = self.plan.phase_name(now_us / 1e6, start)
+            if now_us / 1e6 + 1e-6 < next_tick:
+                continue
             self._sample_server(now_us)
             self._tick(now_us)
-            if now_us / 1e6 >= end_s:
+            if now_us / 1e6 >= end_s - 1e-6:
                 self.plan_done = True
                 return
+            next_tick = min(next_tick + interval_s, end_s)
 
     def _tick(self, now_us: int) -> None:
         side = self.owner.side
@@ -486,7 +499,7 @@ class Conductor:
             if index >= 0:
                 self.aggregator.master_interval(index, self.monitor.take(index))
         self.aggregator.collect_fanout(now_us)
-        self.aggregator.write_master_records(now_us - 5 * self.aggregator.interval_us)
+        self.aggregator.write_master_records((now_us // self.aggregator.interval_us) * self.aggregator.interval_us)
 
     def _sample_server(self, now_us: int) -> None:
         if not self.scenario.stats:
@@ -543,33 +556,41 @@ class Conductor:
         totals = self.aggregator.totals()
         self.aggregator.live.accounting = totals
         self.aggregator.live.status = status
-        verdicts, exit_code = self._verdicts(totals, status)
+        accounting: dict[str, Any] = {
+            **totals,
+            "duplicated": self.aggregator.acc.duplicated,
+            "reordered": self.aggregator.acc.reordered,
+            "fanout_incomplete": self.aggregator.fanout.incomplete,
+            "by_phase": self._by_phase(),
+        }
         reason = self.broken or (f"no final report from {', '.join(sorted(missing))}" if missing else None)
-        self.writer.footer(
-            status=status,
-            reason=reason,
-            duration_s=round(now_us / 1e6, 3),
-            accounting=totals,
-            fanout_incomplete=self.aggregator.fanout.incomplete,
-            clock={"pair_bound_ms": clock.pair_bound_ns(self.clock_bounds) / 1e6},
-            thresholds=verdicts,
-            exit_code=exit_code,
-        )
+        footer: dict[str, Any] = {
+            "status": status,
+            "reason": reason,
+            "duration_s": round(now_us / 1e6, 3),
+            "accounting": accounting,
+            "clock": {"pair_bound_ms": clock.pair_bound_ns(self.clock_bounds) / 1e6},
+        }
+        verdicts, exit_code = summary_bridge.verdicts(self.results_path, footer)
+        if status == "broken":
+            exit_code = EXIT_RUN_BROKEN
+        self.writer.footer(**footer, thresholds=verdicts, exit_code=exit_code)
         self.writer.close()
         self.exit_code = exit_code
         self.env.process_exit_code = exit_code
         log.info("wsbench results: %s (status %s, exit code %d)", self.results_path, status, exit_code)
 
-    def _verdicts(self, totals: dict[str, int], status: str) -> tuple[list[dict[str, Any]], int]:
-        if status == "broken":
-            return [], EXIT_RUN_BROKEN
-        if not self.scenario.thresholds:
-            return [], 0
-        from wsbench.locust.summary_bridge import run_summary
-
-        summary = run_summary(self.results_path, totals)
-        verdicts = thresholds.evaluate(list(self.scenario.thresholds), summary)
-        return verdicts, 0 if all(v["passed"] for v in verdicts) else EXIT_THRESHOLD_FAILED
+    def _by_phase(self) -> dict[str, dict[str, int]]:
+        """Final accounting per sending phase, by when messages were sent (as ``wsbench run`` writes it)."""
+        out: dict[str, dict[str, int]] = {}
+        if self.load_start_s is None:
+            return out
+        for phase in self.plan.phases:
+            if phase.sends:
+                t0 = int((self.load_start_s + phase.start_s) * 1e6)
+                t1 = int((self.load_start_s + phase.end_s) * 1e6)
+                out[phase.name] = self.aggregator.acc.totals(t0, t1).as_dict()
+        return out
 
 
 # =====================================================================================================

@@ -1,0 +1,175 @@
+"""``wsbench locust SCENARIO``: run a scenario with Locust (web UI, headless, or master + local workers).
+
+    wsbench locust scenarios/broadcast.yaml                        # web UI on http://127.0.0.1:8089
+    wsbench locust scenarios/broadcast.yaml --headless -o reports/locust.jsonl
+    wsbench locust scenarios/broadcast.yaml --workers 2            # a master plus 2 local worker processes
+    locust -f "$(wsbench locust --path)" --master ...              # the module, for Locust's own command line
+
+Locust runs in child processes (it monkey-patches the standard library with gevent on import, so it
+never runs inside this process); they are stopped by PID at the end. With no ``--url`` the scenario's
+target is started (by default the Tornado reference server). In headless mode the scenario's
+thresholds give the exit code, as for ``wsbench run``; every run ends by itself when the scenario's
+plan is over and is killed if it overruns by a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, RunBroken, ServerDied, UsageError
+
+LOCUSTFILE = Path(__file__).resolve().parent.parent / "locust" / "locustfile.py"
+OVERRUN_S = 60.0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "locust",
+        help="run a scenario with Locust: web UI with wsbench's numbers, headless, or master + workers",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Exit status (headless): 0 thresholds met, 1 a threshold failed, 2 usage or scenario error, "
+        "3 the run broke.",
+    )
+    p.add_argument("scenario", nargs="?", help="scenario YAML file")
+    p.add_argument("--headless", action="store_true", help="no web UI: run the scenario once and exit")
+    p.add_argument("-o", "--output", metavar="FILE", help="results file (default reports/locust-<time>.jsonl)")
+    p.add_argument("--workers", type=int, default=0, metavar="N", help="start a Locust master and N local workers")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--server", metavar="KIND[:ARGS]", help="reference server to start: tornado or aiohttp")
+    target.add_argument("--url", help="a running server on loopback, http://127.0.0.1:PORT")
+    target.add_argument("--server-cmd", metavar="COMMAND", help="start this SPEC.md server (SPEC 15)")
+    p.add_argument("--web-port", type=int, default=8089, help="web UI port on 127.0.0.1 (default 8089)")
+    p.add_argument("--path", action="store_true", help="print the locustfile's path (for locust -f) and exit")
+    p.set_defaults(func=run)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.path:
+        print(LOCUSTFILE)
+        return EXIT_OK
+    if not args.scenario:
+        raise UsageError("wsbench locust: give a scenario file (or --path)")
+    if args.workers < 0:
+        raise UsageError("--workers must be 0 or more")
+    from wsbench.core.results import default_results_path
+    from wsbench.core.scenario import load_scenario
+    from wsbench.locust.plan import RunPlan, check_locust_limits
+    from wsbench.target import (
+        LOOPBACK_HOSTS,
+        command_server_argv,
+        option_flags,
+        parse_server_spec,
+        reference_server_argv,
+        start_server,
+    )
+
+    scenario = load_scenario(args.scenario, args.overrides)
+    plan = RunPlan(scenario)  # refuses what the Locust driver cannot run, before anything starts
+    check_locust_limits(plan)
+    output = Path(args.output) if args.output else default_results_path("locust")
+    options = option_flags(scenario.target.options.flags())
+
+    server = None
+    if args.url or (scenario.target.url and not (args.server or args.server_cmd)):
+        url = (args.url or scenario.target.url or "").rstrip("/")
+        host = url.split("//", 1)[-1].rsplit(":", 1)[0]
+        if host not in LOOPBACK_HOSTS:
+            raise UsageError(f"--url {url}: only loopback targets are allowed here (127.0.0.1, ::1)")
+    elif args.server_cmd or (scenario.target.command and not args.server):
+        server = start_server(command_server_argv(args.server_cmd or scenario.target.command, options), label="server")
+        url = server.url
+    else:
+        kind, extra = parse_server_spec(args.server or scenario.target.server or "tornado")
+        server = start_server(reference_server_argv(kind, [*options, *extra]), label=kind)
+        url = server.url
+
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    common = [
+        "--host", url,
+        "--wsbench-scenario", str(args.scenario),
+        "--wsbench-set", ";".join(args.overrides),
+        "--wsbench-results", str(output),
+    ]  # fmt: skip
+    master = [*base, *common, "--web-host", "127.0.0.1", "--web-port", str(args.web_port)]
+    if args.headless:
+        master += ["--headless"]
+    workers: list[list[str]] = []
+    if args.workers:
+        port = _free_port()
+        master += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
+        if args.headless:
+            master += ["--expect-workers", str(args.workers)]
+        workers = [
+            [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)] for _ in range(args.workers)
+        ]
+    budget = float(scenario.connect.barrier_timeout) + plan.load_duration_s + OVERRUN_S
+
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen(master))
+        procs.extend(subprocess.Popen(argv) for argv in workers)
+        if not args.headless:
+            print(f"Locust web UI with wsbench's numbers: http://127.0.0.1:{args.web_port}  (Ctrl-C to stop)")
+        deadline = time.monotonic() + budget if args.headless else None
+        while procs[0].poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                print(f"wsbench: Locust overran the scenario by {OVERRUN_S:g}s; stopping it", file=sys.stderr)
+                break
+            if server is not None and not server.alive():
+                break
+            if workers and all(p.poll() is not None for p in procs[1:]):
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs:  # the master first: it writes the footer after its workers' final reports
+            _stop(proc)
+        server_died = server is not None and not server.alive()
+        died_message = server.death_message() if server is not None and server_died else ""
+        if server is not None:
+            server.stop()
+
+    return _report(output, master_code=procs[0].returncode if procs else None, server_died=died_message)
+
+
+def _report(output: Path, master_code: int | None, server_died: str) -> int:
+    from wsbench.locust.summary_bridge import print_summary
+
+    if not output.exists():
+        if server_died:
+            raise ServerDied(server_died)
+        raise RunBroken(f"Locust wrote no results file (exit code {master_code}); see its output above")
+    code = print_summary(output)
+    if server_died:
+        print(f"wsbench: {server_died}", file=sys.stderr)
+        return EXIT_RUN_BROKEN
+    return code
