@@ -136,6 +136,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         procs.append(subprocess.Popen(master))
         procs.extend(subprocess.Popen(argv) for argv in workers)
+        pids = " ".join(str(p.pid) for p in procs[1:])
+        said = f"wsbench: Locust pid {procs[0].pid}" + (f", workers {pids}" if pids else "")
+        print(said, file=sys.stderr, flush=True)
         if not args.headless:
             print(f"Locust web UI with wsbench's numbers: http://127.0.0.1:{args.web_port}  (Ctrl-C to stop)")
         deadline = time.monotonic() + budget if args.headless else None
