@@ -150,6 +150,12 @@ def test_unreachable_url_is_a_broken_run(tmp_path: Path) -> None:
     assert read_results(tmp_path / "r.jsonl").footer["status"] == "broken"  # type: ignore[index]
 
 
+def test_a_server_command_that_does_not_start_is_a_broken_run(tmp_path: Path) -> None:
+    proc = conform("--server-cmd", f"{sys.executable} -c 'print(\"no address here\")'", "-o", str(tmp_path / "r.jsonl"))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "the run broke" in proc.stderr and "could not start" in proc.stderr
+
+
 def test_list_cases() -> None:
     proc = conform("--list", "--only", "close.invalid")
     assert proc.returncode == 0

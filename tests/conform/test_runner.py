@@ -58,8 +58,10 @@ def test_verdicts_errors_and_timeouts() -> None:
         case("messaging.hang", hang, timeout=0.3),
         case("shutdown.x", ok, needs_started=True, last=True),
     ]
-    report = run_target(started_target(), cases)
+    streamed: list[tuple[str, str]] = []
+    report = run_target(started_target(), cases, on_result=lambda r, rep: streamed.append((r.id, rep.impl)))
     got = {r.id: (r.verdict, r.observed, r.reason) for r in report.results}
+    assert sorted(streamed) == sorted((c.id, "tornado") for c in cases)  # each result as soon as it is known
     assert [r.id for r in report.results] == [c.id for c in cases]  # table order, whatever the schedule
     assert got["messaging.ok"][0] == "pass" and got["messaging.ok"][1].startswith("joined as ")
     assert got["messaging.no"] == ("fail", "saw something else", None)

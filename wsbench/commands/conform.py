@@ -34,6 +34,7 @@ from wsbench.conform.baseline import (
 )
 from wsbench.conform.cases import BY_ID, CATEGORIES, select
 from wsbench.conform.junit import write_junit
+from wsbench.conform.model import Case, CaseResult
 from wsbench.conform.options import add_option_arguments, given_options, parse_server_args, resolve
 from wsbench.conform.runner import Target, TargetReport, run_target
 from wsbench.conform.table import counts, render
@@ -157,6 +158,44 @@ def _list_cases(console: Console, cases: Sequence[Any], given: dict[str, Any]) -
     return EXIT_OK
 
 
+def _check_target(
+    target: Target,
+    cases: Sequence[Case],
+    concurrency: int,
+    baseline: Baseline | None,
+    writer: ResultsWriter,
+    warnings: list[str],
+    err: Console,
+) -> TargetReport:
+    """Run the cases on one target, writing each result (baseline applied) as soon as it is known, so
+    Ctrl-C or a crash keeps every verdict reached so far."""
+    err.print(f"[bold]checking {escape(target.label)}[/]: {len(cases)} cases ...")
+    t0 = time.perf_counter()
+    done = 0
+    status = err.status("", spinner="dots") if err.is_terminal else None
+
+    def on_result(result: CaseResult, report: TargetReport) -> None:
+        nonlocal done
+        warnings.extend(apply_baseline([result], report.impl, baseline))
+        writer.case(**result.record())
+        done += 1
+        if status is not None:
+            status.update(f"{escape(target.label)}: {done}/{len(cases)} cases, last {escape(result.id)}")
+
+    try:
+        if status is not None:
+            status.start()
+        return run_target(target, cases, concurrency=concurrency, on_result=on_result)
+    except (RunBroken, OSError) as exc:
+        report = TargetReport(target=target, impl=target.kind or target.label, url=target.url or "")
+        report.broken = str(exc)
+        report.duration_s = time.perf_counter() - t0
+        return report
+    finally:
+        if status is not None:
+            status.stop()
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal and console.width < 160:
@@ -186,18 +225,8 @@ def run(args: argparse.Namespace) -> int:
             baseline_entries=[entry_record(d) for d in baseline.deviations] if baseline else [],
         )
         for target in targets:
-            err.print(f"[bold]checking {escape(target.label)}[/]: {len(cases)} cases ...")
-            t0 = time.perf_counter()
-            try:
-                report = run_target(target, cases, concurrency=args.concurrency)
-            except (RunBroken, OSError) as exc:
-                report = TargetReport(target=target, impl=target.kind or target.label, url=target.url or "")
-                report.broken = str(exc)
-                report.duration_s = time.perf_counter() - t0
-            warnings += apply_baseline(report.results, report.impl, baseline)
+            report = _check_target(target, cases, args.concurrency, baseline, writer, warnings, err)
             warnings += framework_warnings(baseline, report.impl, report.framework_version)
-            for result in report.results:
-                writer.case(**result.record())
             if report.broken:
                 writer.event("server_exit", time.perf_counter() - started, server=target.label, detail=report.broken)
             reports.append(report)

@@ -700,7 +700,8 @@ def close_invalid(code: int | None, payload: bytes | None = None) -> Check:
 
 
 def ping_tolerance(interval: float) -> float:
-    return max(0.35, 0.25 * interval)
+    """How far a ping may be from its schedule: timers on a loaded 2-core machine slip by 100s of ms."""
+    return max(0.5, 0.25 * interval)
 
 
 def require_pings(ctx: CaseContext) -> tuple[float, float]:

@@ -216,9 +216,13 @@ def run_target(
     cases: Sequence[Case],
     *,
     concurrency: int = 8,
-    on_result: Callable[[CaseResult], None] | None = None,
+    on_result: Callable[[CaseResult, TargetReport], None] | None = None,
 ) -> TargetReport:
-    """Start (or reach) ``target``, run ``cases`` against it, stop what was started."""
+    """Start (or reach) ``target``, run ``cases`` against it, stop what was started.
+
+    ``on_result(result, report)`` is called as each case finishes (``report.impl`` is known by then),
+    so a caller can write results as they come: an interrupted run keeps what it measured.
+    """
     started = _now()
     server: ServerProcess | None = None
     if target.argv is not None:
@@ -240,7 +244,8 @@ def run_target(
                     report.impl = stats["server"]
                 version = stats.get("framework_version")
                 report.framework_version = str(version) if version is not None else None
-            runner = _Runner(target, endpoint, server, concurrency, on_result)
+            callback = None if on_result is None else (lambda result: on_result(result, report))
+            runner = _Runner(target, endpoint, server, concurrency, callback)
             results = await runner.run(cases)
             report.broken = runner.server_gone
             return results
