@@ -1,0 +1,122 @@
+"""Locust's web UI with wsbench's numbers, in headless Chromium: start from the UI, watch, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wsbench.core.results import read_results
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "reports" / "screenshots"
+SCENARIO = """\
+name: locust-ui
+clients: 8
+senders: 2
+rate: 200/s
+duration: 60s
+drain: 1s
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the web UI did not open port {port}")
+
+
+def latency_count(page: object) -> int:
+    row = page.get_by_role("row").filter(has_text="latency (from intended send)")  # type: ignore[attr-defined]
+    cells = row.first.get_by_role("cell").all_inner_texts()
+    return int(cells[1])
+
+
+def test_start_watch_and_stop_from_the_web_ui(start_reference_server: object, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    server = start_reference_server("tornado")  # type: ignore[operator]
+
+    scenario = tmp_path / "ui.yaml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "ui.jsonl"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wsbench.cli", "locust", str(scenario), "--url", server.url,
+         "--web-port", str(port), "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, proc)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 800})
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.get_by_role("button", name=re.compile("start", re.I)).click()
+                # Locust's own table gets the broadcast row (one request per delivery)
+                expect(page.get_by_role("row").filter(has_text="broadcast").first).to_be_visible(timeout=20_000)
+                # our tab: HdrHistogram percentiles to 0.01 ms, updated live
+                page.get_by_role("tab", name=re.compile("wsbench latency", re.I)).click()
+                expect(page.get_by_role("row").filter(has_text="latency (from intended send)")).to_be_visible()
+                deadline = time.monotonic() + 20
+                while latency_count(page) == 0 and time.monotonic() < deadline:
+                    page.wait_for_timeout(500)
+                first = latency_count(page)
+                assert first > 0
+                cells = (
+                    page.get_by_role("row").filter(has_text="latency (from intended send)").first.get_by_role("cell")
+                )
+                assert re.fullmatch(r"\d+\.\d\d", cells.nth(2).inner_text()), cells.all_inner_texts()
+                page.wait_for_timeout(3000)
+                assert latency_count(page) > first  # live
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOTS / "locust.png"))
+                page.get_by_role("tab", name=re.compile("wsbench delivery", re.I)).click()
+                expect(page.get_by_role("row").filter(has_text="deliveries")).to_be_visible()
+                page.screenshot(path=str(SCREENSHOTS / "locust-delivery.png"))
+                page.get_by_role("button", name=re.compile("stop", re.I)).click()
+                expect(page.get_by_text(re.compile("stopped", re.I)).first).to_be_visible(timeout=30_000)
+            finally:
+                browser.close()
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+    results = read_results(out)
+    assert results.footer is not None, output
+    assert results.footer["status"] == "interrupted"  # stopped from the UI before the plan's end
+    assert results.footer["accounting"]["lost"] == 0
+    assert results.counter("delivered") > 0
