@@ -1,0 +1,256 @@
+"""``wsbench run SCENARIO``: run a load scenario, write the results file, print the summary.
+
+Exit codes: 0 every threshold met; 1 a threshold failed; 2 usage or scenario error; 3 the run broke
+(the server died, or could not be reached); 130 interrupted (Ctrl-C). A run that breaks or is
+interrupted still writes everything it measured, and a footer saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from wsbench.core.results import ResultsWriter, default_results_path, library_versions, read_results
+from wsbench.core.scenario import Scenario, load_scenario
+from wsbench.core.summary import summarize
+from wsbench.errors import RunBroken, UsageError
+from wsbench.target import (
+    ServerProcess,
+    command_server_argv,
+    option_flags,
+    parse_server_spec,
+    reference_server_argv,
+    start_server,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a load scenario against a chat server and write a results file",
+        description="Run a load scenario (YAML). Without --server/--url/--server-cmd the scenario's target "
+        "is used, by default the Tornado reference server, started by wsbench on a free port.",
+        epilog="exit codes: 0 thresholds met, 1 a threshold failed, 2 usage or scenario error, "
+        "3 the run broke (server died, could not connect), 130 interrupted",
+    )
+    p.add_argument("scenario", help="scenario file (YAML), e.g. scenarios/broadcast.yaml")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument(
+        "--server",
+        metavar="KIND[:FLAGS]",
+        help="start a reference server: tornado or aiohttp, optionally with flags, e.g. 'tornado:--no-nodelay'",
+    )
+    target.add_argument("--url", help="an already running server, e.g. http://127.0.0.1:8888")
+    target.add_argument(
+        "--server-cmd", metavar="CMD", help="start this server command (wsbench adds --host, --port 0 and options)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a scenario key (dotted, e.g. --set clients=500 --set stages.0.rate=2000/s)",
+    )
+    p.add_argument("-o", "--output", help="results file (default: reports/NAME-TIMESTAMP.jsonl)")
+    p.add_argument("--cpu", metavar="CPUS", help="pin wsbench to these CPUs, e.g. 1 or 2,3")
+    p.add_argument("--server-cpu", metavar="CPUS", help="pin the server wsbench starts to these CPUs, e.g. 0")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live view")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the rich report")
+    p.set_defaults(func=run)
+
+
+def _cpus(text: str | None, flag: str) -> set[int] | None:
+    if not text:
+        return None
+    out: set[int] = set()
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.update(range(int(a), int(b) + 1))
+            elif part.strip():
+                out.add(int(part))
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected CPU numbers such as 1 or 0,2 or 2-3") from None
+    available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    if not out or not out <= set(range(os.cpu_count() or 1)):
+        raise UsageError(f"{flag} {text!r}: this machine has CPUs 0-{(os.cpu_count() or 1) - 1}")
+    del available
+    return out
+
+
+def apply_cli_target(scenario: Scenario, args: argparse.Namespace) -> tuple[Scenario, list[str]]:
+    """The scenario with --server/--url/--server-cmd applied; and extra server flags from --server."""
+    extra: list[str] = []
+    t = scenario.target
+    if getattr(args, "server", None):
+        kind, extra = parse_server_spec(args.server)
+        t = t.model_copy(update={"server": kind, "url": None, "command": None})
+    elif getattr(args, "url", None):
+        url = args.url.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--url {args.url!r}: expected http://HOST:PORT")
+        t = t.model_copy(update={"server": None, "url": url, "command": None})
+    elif getattr(args, "server_cmd", None):
+        t = t.model_copy(update={"server": None, "url": None, "command": args.server_cmd})
+    elif t.mode == "embedded" and t.server is None:
+        t = t.model_copy(update={"server": "tornado"})
+    return scenario.model_copy(update={"target": t}), extra
+
+
+def start_target(
+    scenario: Scenario, extra: list[str], server_cpus: set[int] | None
+) -> tuple[str, ServerProcess | None]:
+    t = scenario.target
+    if t.mode == "url":
+        assert t.url is not None
+        return t.url.rstrip("/"), None
+    flags = option_flags(t.options.flags())
+    if t.mode == "command":
+        assert t.command is not None
+        argv = command_server_argv(t.command, [*flags, *extra])
+        label = t.command
+    else:
+        argv = reference_server_argv(t.server or "tornado", [*flags, *extra])
+        label = f"{t.server} reference server"
+    server = start_server(argv, label=label)
+    if server_cpus:
+        try:
+            os.sched_setaffinity(server.pid, server_cpus)
+        except OSError as exc:
+            server.stop()
+            raise UsageError(f"--server-cpu: cannot pin pid {server.pid}: {exc}") from None
+    return server.url, server
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario, args.overrides)
+    scenario, extra = apply_cli_target(scenario, args)
+    own_cpus = _cpus(args.cpu, "--cpu")
+    server_cpus = _cpus(args.server_cpu, "--server-cpu")
+    if own_cpus:
+        os.sched_setaffinity(0, own_cpus)
+    out_path = Path(args.output) if args.output else default_results_path(scenario.name)
+    http_url, server = start_target(scenario, extra, server_cpus)
+    try:
+        return _run_with_server(args, scenario, http_url, server, out_path)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _target_record(scenario: Scenario, http_url: str, server: ServerProcess | None) -> dict[str, Any]:
+    t = scenario.target
+    return {
+        "mode": t.mode,
+        "server": t.server if t.mode == "embedded" else None,
+        "url": http_url,
+        "command": shlex.join(server.argv) if server is not None else None,
+        "pid": server.pid if server is not None else None,
+        "options": t.options.flags(),
+    }
+
+
+def _run_with_server(
+    args: argparse.Namespace, scenario: Scenario, http_url: str, server: ServerProcess | None, out_path: Path
+) -> int:
+    from rich.console import Console
+
+    from wsbench.drivers.engine import Engine
+    from wsbench.report.terminal import render
+
+    console = Console(stderr=True)
+    live_ok = not args.quiet and not args.json and scenario.live and console.is_terminal
+    with ResultsWriter(out_path) as writer:
+        writer.header(
+            kind="run",
+            scenario_path=str(args.scenario),
+            scenario=scenario.resolved(),
+            target=_target_record(scenario, http_url, server),
+            versions=library_versions("picows", "uvloop", "aiohttp", "tornado", "numpy", "hdrhistogram", "pydantic"),
+            driver="asyncio",
+            client_library="picows",
+            clock="time.monotonic_ns, one process",
+            interval_s=scenario.interval,
+            cpu_affinity=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        )
+        started = time.monotonic()
+        view = None
+        if live_ok:
+            from wsbench.drivers.live import LiveView
+
+            view = LiveView(scenario.name, console)
+        engine = Engine(scenario, http_url, writer, server, on_progress=view.update if view else None)
+        if not args.json and not live_ok:
+            console.print(f"[dim]wsbench:[/] running {scenario.name} against {http_url} -> {out_path}")
+        outcome = _drive(engine, view)
+        accounting = engine.final_accounting()
+        status, reason = outcome.status, outcome.reason
+        if server is not None and not server.alive() and status != "broken":
+            status, reason = "broken", server.death_message()
+        if status == "broken":
+            died = server is not None and not server.alive()
+            writer.event(
+                "server_exit" if died else "error",
+                engine.t_s(),
+                error="server_died" if died else "run_broken",
+                detail=reason,
+            )
+        # the footer's verdicts come from the same summary the report computes from this file
+        results = read_results(out_path)
+        results.footer = {"status": status, "reason": reason, "accounting": accounting}
+        summary = summarize(results)
+        writer.footer(
+            status=status,
+            reason=reason,
+            duration_s=round(time.monotonic() - started, 3),
+            accounting=accounting,
+            thresholds=summary["thresholds"],
+            exit_code=summary["exit_code"],
+        )
+    summary = summarize(read_results(out_path))
+    if args.json:
+        import json
+
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        render(summary, Console())
+    if status == "broken":
+        raise RunBroken(f"the run broke: {reason}. What it measured is in {out_path}")
+    return int(summary["exit_code"])
+
+
+def _drive(engine: Any, view: Any) -> Any:
+    """Run the engine on uvloop (the loop it was measured on); Ctrl-C and SIGTERM stop it cleanly."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        factory = None
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        for sig, why in ((signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)")):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, engine.request_stop, "interrupted", why)
+        return await engine.run()
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        if view is not None:
+            with view:
+                return runner.run(main())
+        return runner.run(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(argparse.Namespace()))

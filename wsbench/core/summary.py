@@ -1,0 +1,281 @@
+"""The summary of a results file: every number the reports show, with stable keys.
+
+``summarize(read_results(path))`` is what ``wsbench report --json`` prints, what the terminal and
+HTML reports render and what thresholds are checked against. The keys are documented in
+``docs/summary-json.md``; adding a key is compatible, renaming or removing one bumps
+``SUMMARY_VERSION``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from wsbench.core import histograms
+from wsbench.core.results import UNMEASURED_PHASES, Results
+from wsbench.core.thresholds import evaluate
+
+SUMMARY_VERSION = 1
+EXIT_INTERRUPTED = 130
+
+
+def _latency(h: Any) -> dict[str, Any]:
+    return histograms.summary_ms(h)
+
+
+def _span(records: list[dict[str, Any]]) -> float:
+    return sum(max(float(r.get("end_s", 0.0)) - float(r.get("start_s", 0.0)), 0.0) for r in records)
+
+
+def _count(records: list[dict[str, Any]], name: str) -> int:
+    return sum(int(r.get("counters", {}).get(name, 0)) for r in records)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or not b:
+        return None
+    return a / b
+
+
+def _phase_kinds(results: Results) -> dict[str, str]:
+    """Phase name -> kind (warmup, measure, drain, connect) from the phase events."""
+    kinds = {"connect": "connect", "warmup": "warmup", "drain": "drain"}
+    for e in results.events_of("phase"):
+        if e.get("name") and e.get("phase_kind"):
+            kinds[str(e["name"])] = str(e["phase_kind"])
+    return kinds
+
+
+def stage_metrics(results: Results, phase: str, totals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics of one phase alone (for per-stage verdicts of a capacity search)."""
+    recs = [r for r in results.intervals if r.get("phase") == phase]
+    span = _span(recs)
+    sent, delivered = _count(recs, "sent"), _count(recs, "delivered")
+    out: dict[str, Any] = {
+        "latency": _latency(results.histogram("latency", [phase])),
+        "latency_uncorrected": _latency(results.histogram("latency_uncorrected", [phase])),
+        "fanout": _latency(results.histogram("fanout", [phase])),
+        "rate": {"sent": _ratio(sent, span), "delivered": _ratio(delivered, span)},
+        "messages": {"sent": sent},
+        "errors": {"total": _count(recs, "errors")},
+        "delivery": {
+            "delivered": delivered,
+            "duplicated": _count(recs, "duplicated"),
+            "reordered": _count(recs, "reordered"),
+        },
+    }
+    if totals:
+        d = out["delivery"]
+        d.update({k: totals[k] for k in ("expected", "lost", "pairs_with_loss") if k in totals})
+        d["loss_ratio"] = _ratio(totals.get("lost"), totals.get("expected"))
+    return out
+
+
+def summarize(results: Results) -> dict[str, Any]:
+    header = results.header
+    scenario: dict[str, Any] = header.get("scenario") or {}
+    footer = results.footer or {}
+    kinds = _phase_kinds(results)
+    measured = results.measured_intervals()
+    sending = [r for r in measured if kinds.get(str(r.get("phase")), "measure") != "drain"]
+    all_names = sorted({str(r.get("phase")) for r in results.intervals})
+    warnings = list(results.warnings)
+
+    latency = _latency(results.histogram("latency"))
+    latency_unc = _latency(results.histogram("latency_uncorrected"))
+    fanout = _latency(results.histogram("fanout"))
+    connect = _latency(results.histogram("connect", all_names))
+    connect["ok"] = _count(results.intervals, "connect_ok")
+    connect["errors"] = _count(results.intervals, "connect_errors")
+
+    # deliveries: the footer's final accounting (every message of the run), else the interval counters
+    acc = footer.get("accounting") or {}
+    delivered_all = _count(results.intervals, "delivered")
+    delivery: dict[str, Any] = {
+        "expected": acc.get("expected", _count(results.intervals, "expected")),
+        "delivered": acc.get("delivered", delivered_all),
+        "lost": acc.get("lost"),
+        "duplicated": acc.get("duplicated", _count(results.intervals, "duplicated")),
+        "reordered": acc.get("reordered", _count(results.intervals, "reordered")),
+        "pairs": acc.get("pairs"),
+        "pairs_with_loss": acc.get("pairs_with_loss"),
+        "fanout_incomplete": acc.get("fanout_incomplete"),
+    }
+    delivery["loss_ratio"] = _ratio(delivery["lost"], delivery["expected"])
+    if delivery["lost"] is None:
+        warnings.append("losses are unknown: the run has no footer (losses are counted after the drain)")
+
+    sending_s = _span(sending)
+    sent_measured = _count(sending, "sent")
+    rate = {
+        "target": _target_rate(scenario),
+        "sent": _ratio(sent_measured, sending_s),
+        "delivered": _ratio(_count(sending, "delivered"), sending_s),
+    }
+
+    closes: Counter[str] = Counter()
+    unexpected = 0
+    for e in results.events_of("close"):
+        closes[str(e.get("code"))] += 1
+        if e.get("role") != "stalled":
+            unexpected += 1
+    errors: Counter[str] = Counter(str(e.get("error") or "error") for e in results.events_of("error"))
+
+    gen_recs = [r.get("generator") or {} for r in measured]
+    gen_all = [r.get("generator") or {} for r in results.intervals]
+    cpu_measured = sum(float(g.get("cpu_s", 0.0)) for g in gen_recs)
+    delivered_measured = _count(measured, "delivered")
+    bottleneck = [e for e in results.events_of("warning") if e.get("warning") == "generator_bottleneck"]
+    generator = {
+        "cpu_s": round(sum(float(g.get("cpu_s", 0.0)) for g in gen_all), 4),
+        "cpu_s_measured": round(cpu_measured, 4),
+        "cpu_pct_max": max((float(g.get("cpu_pct", 0.0)) for g in gen_recs), default=None),
+        "cpu_pct_mean": _ratio(sum(float(g.get("cpu_pct", 0.0)) for g in gen_recs), len(gen_recs)),
+        "cpu_us_per_delivery": _ratio(cpu_measured * 1e6, delivered_measured),
+        "loop_lag_ms_max": max((float(g.get("loop_lag_ms_max", 0.0)) for g in gen_recs), default=None),
+        "send_lag_ms_max": max((float(g.get("send_lag_ms_max", 0.0)) for g in gen_recs), default=None),
+        "open_fds_max": max((int(g.get("open_fds", 0)) for g in gen_all), default=None),
+        "bottleneck": bool(bottleneck),
+        "bottleneck_detail": bottleneck[0].get("detail") if bottleneck else None,
+    }
+    if bottleneck:
+        warnings.append(str(bottleneck[0].get("detail")))
+
+    samples = [r["server"] for r in results.intervals if r.get("server")]
+    server: dict[str, Any] | None = None
+    if samples:
+        rss = [int(s["rss_bytes"]) for s in samples if "rss_bytes" in s]
+        last = samples[-1]
+        server = {
+            "rss_bytes_max": max(rss) if rss else None,
+            "rss_bytes_min": min(rss) if rss else None,
+            "rss_bytes_last": rss[-1] if rss else None,
+            "connections_max": max((int(s.get("connections", 0)) for s in samples), default=None),
+            "messages_in": last.get("messages_in"),
+            "deliveries_out": last.get("deliveries_out"),
+            "slow_consumer_closes": last.get("slow_consumer_closes"),
+            "samples": len(samples),
+        }
+
+    stages = _stages(results, scenario, kinds, acc.get("by_phase") or {})
+    capacity = None
+    if scenario.get("search"):
+        capacity = _capacity(stages)
+
+    summary: dict[str, Any] = {
+        "summary_version": SUMMARY_VERSION,
+        "file": results.path,
+        "kind": results.kind,
+        "status": results.status,
+        "reason": footer.get("reason"),
+        "warnings": warnings,
+        "scenario": {
+            "name": scenario.get("name"),
+            "path": header.get("scenario_path"),
+            "clients": scenario.get("clients"),
+            "senders": scenario.get("senders"),
+            "stalled_clients": scenario.get("stalled_clients"),
+            "model": scenario.get("model"),
+            "size": scenario.get("size"),
+        },
+        "target": header.get("target"),
+        "driver": header.get("driver"),
+        "created": header.get("created"),
+        "duration_s": footer.get("duration_s", results.intervals[-1]["end_s"] if results.intervals else 0.0),
+        "measured_s": round(sending_s, 3),
+        "latency": latency,
+        "latency_uncorrected": latency_unc,
+        "fanout": fanout,
+        "connect": connect,
+        "delivery": delivery,
+        "messages": {"sent": _count(results.intervals, "sent"), "sent_measured": sent_measured},
+        "rate": rate,
+        "closes": {"by_code": dict(closes), "total": sum(closes.values()), "unexpected": unexpected},
+        "errors": {"by_kind": dict(errors), "total": sum(errors.values())},
+        "generator": generator,
+        "server": server,
+        "stages": stages,
+        "capacity": capacity,
+    }
+    thresholds = list(scenario.get("thresholds") or [])
+    verdicts = evaluate(thresholds, summary) if thresholds else []
+    summary["thresholds"] = verdicts
+    summary["passed"] = all(v["passed"] for v in verdicts)
+    summary["exit_code"] = exit_code(results.status, summary["passed"])
+    return summary
+
+
+def exit_code(status: str, passed: bool) -> int:
+    if status in ("broken", "truncated"):
+        return 3
+    if status == "interrupted":
+        return EXIT_INTERRUPTED
+    return 0 if passed else 1
+
+
+def _target_rate(scenario: dict[str, Any]) -> float | None:
+    stages = scenario.get("resolved_stages") or []
+    total = sum(float(s.get("duration", 0)) for s in stages)
+    if not total or scenario.get("model") == "closed":
+        return None
+    msgs = sum(
+        float(s["duration"])
+        * (float(s["rate"]) + float(s["rate_to"] if s.get("rate_to") is not None else s["rate"]))
+        / 2
+        for s in stages
+    )
+    return msgs / total
+
+
+def _stages(
+    results: Results, scenario: dict[str, Any], kinds: dict[str, str], by_phase: dict[str, Any]
+) -> list[dict[str, Any]]:
+    planned = {s["name"]: s for s in scenario.get("resolved_stages") or []}
+    verdicts = {e.get("stage"): e for e in results.events_of("threshold") if e.get("stage")}
+    order: list[str] = []
+    for r in results.intervals:
+        name = str(r.get("phase"))
+        if name not in order and name not in UNMEASURED_PHASES and kinds.get(name, "measure") != "drain":
+            order.append(name)
+    out = []
+    for name in order:
+        plan = planned.get(name, {})
+        m = stage_metrics(results, name, by_phase.get(name))
+        v = verdicts.get(name)
+        out.append(
+            {
+                "name": name,
+                "rate_target": plan.get("rate_to") if plan.get("rate_to") is not None else plan.get("rate"),
+                "duration_s": round(_span([r for r in results.intervals if r.get("phase") == name]), 3),
+                "sent": m["messages"]["sent"],
+                "rate_sent": m["rate"]["sent"],
+                "delivered": m["delivery"]["delivered"],
+                "rate_delivered": m["rate"]["delivered"],
+                "latency_p50": m["latency"]["p50"],
+                "latency_p99": m["latency"]["p99"],
+                "latency_max": m["latency"]["max"],
+                "lost": m["delivery"].get("lost"),
+                "errors": m["errors"]["total"],
+                "passed": None if v is None else bool(v.get("passed")),
+            }
+        )
+    return out
+
+
+def _capacity(stages: list[dict[str, Any]]) -> dict[str, Any]:
+    held = None
+    broke = None
+    for st in stages:
+        if st["passed"] is None:
+            continue
+        if st["passed"]:
+            held = st
+        else:
+            broke = st
+            break
+    return {
+        "highest_rate_held": held["rate_target"] if held else None,
+        "stage_held": held["name"] if held else None,
+        "broke_at_rate": broke["rate_target"] if broke else None,
+        "stage_broke": broke["name"] if broke else None,
+    }

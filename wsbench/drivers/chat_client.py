@@ -1,0 +1,159 @@
+"""One chat client of the asyncio driver: HTTP login, then a picows WebSocket on ``/chat``.
+
+picows (with uvloop) was chosen by measurement (``tests/drivers/bench_client_libs.py``; README
+"Speed"): it received broadcast frames for 4.0-5.5 us of CPU each against 6.2-8.0 us for the aiohttp
+client on the same loop, and 5.2-17.6 us without uvloop.
+
+The per-frame path is as small as it can be: :meth:`ChatListener.on_ws_frame` appends the frame's bytes
+and a monotonic timestamp to two lists; everything else (decoding, accounting, histograms) is done in
+batches by the engine (:mod:`wsbench.drivers.engine`).
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+
+import aiohttp
+import picows
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+_TEXT = WSMsgType.TEXT
+_CLOSE = WSMsgType.CLOSE
+_clock = time.monotonic_ns
+
+
+class LoginFailed(Exception):
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+async def login(session: aiohttp.ClientSession, http_url: str, nickname: str) -> str:
+    """``POST /login``; any 2xx or 3xx answer that sets the ``nickname`` cookie is a login (SPEC 3.5).
+
+    Returns the cookie header value to send with the WebSocket handshake.
+    """
+    try:
+        async with session.post(http_url + "/login", data={"nickname": nickname}, allow_redirects=False) as resp:
+            await resp.read()
+            if not 200 <= resp.status < 400:
+                raise LoginFailed("login", f"POST /login answered {resp.status}")
+            morsel = resp.cookies.get("nickname")
+            if morsel is None:
+                raise LoginFailed("login", f"POST /login answered {resp.status} without a nickname cookie")
+            return f"nickname={morsel.coded_value}"
+    except aiohttp.ClientConnectionError as exc:
+        raise LoginFailed("connect", f"cannot reach {http_url}: {exc}") from None
+    except TimeoutError:
+        raise LoginFailed("timeout", "POST /login timed out") from None
+
+
+@dataclass
+class ClientState:
+    """What the engine keeps per client besides the listener's buffers."""
+
+    cid: int
+    nickname: str
+    role: str  # "sender" | "receiver" | "stalled"
+    transport: WSTransport | None = None
+    listener: ChatListener | None = None
+    connect_start_ns: int = 0
+    connected_ns: int = 0
+    closed_ns: int = 0
+    close_code: int | None = None
+    close_reason: str = ""
+    we_closed: bool = False
+    error: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class ChatListener(WSListener):
+    """Collects text frames (bytes + receive time in ns) for the engine to process in batches."""
+
+    def __init__(self, state: ClientState, on_close: object) -> None:
+        super().__init__()
+        self.state = state
+        self.frames: list[bytes] = []
+        self.times: list[int] = []
+        self.add_frame = self.frames.append
+        self.add_time = self.times.append
+        self.on_close = on_close
+        self.ignore = False
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is _TEXT:
+            self.add_frame(frame.get_payload_as_bytes())
+            self.add_time(_clock())
+        elif frame.msg_type is _CLOSE:
+            st = self.state
+            if st.close_code is None:
+                code = frame.get_close_code()
+                st.close_code = code.value if isinstance(code, WSCloseCode) else int(code)
+                try:
+                    st.close_reason = frame.get_close_message().decode("utf-8", "replace")
+                except Exception:  # a reason that is not text is still a close
+                    st.close_reason = ""
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.state.closed_ns = _clock()
+        callback = self.on_close
+        if callable(callback):
+            callback(self.state)
+
+    def take(self) -> tuple[list[bytes], list[int]]:
+        """The frames collected since the last call (and forget them)."""
+        frames, times = self.frames[:], self.times[:]
+        self.frames.clear()
+        self.times.clear()
+        return frames, times
+
+
+async def open_chat(
+    ws_url: str,
+    cookie: str,
+    state: ClientState,
+    on_close: object,
+    timeout: float,
+) -> WSTransport:
+    """Open ``/chat`` with the login cookie; raises :class:`LoginFailed` with a kind on failure."""
+    try:
+        transport, listener = await picows.ws_connect(
+            lambda: ChatListener(state, on_close),
+            ws_url,
+            extra_headers={"Cookie": cookie},
+            websocket_handshake_timeout=timeout,
+            enable_auto_pong=True,
+            max_frame_size=64 * 1024 * 1024,
+        )
+    except picows.WSHandshakeError as exc:
+        status = getattr(getattr(exc, "response", None), "status", None)
+        raise LoginFailed("handshake", f"GET /chat was refused ({status or exc})") from None
+    except (ConnectionError, OSError) as exc:
+        raise LoginFailed("connect", f"cannot open {ws_url}: {exc}") from None
+    except TimeoutError:
+        raise LoginFailed("timeout", "the WebSocket handshake timed out") from None
+    state.transport = transport
+    state.listener = listener  # type: ignore[assignment]
+    return transport
+
+
+def nickname_for(prefix: str, tag: str, cid: int) -> str:
+    return f"{prefix}{tag}-{cid}"
+
+
+def client_of(nickname: str, prefix_tag: str) -> int | None:
+    """The client id of one of our nicknames (``None`` for anyone else's)."""
+    if not nickname.startswith(prefix_tag + "-"):
+        return None
+    rest = nickname[len(prefix_tag) + 1 :]
+    return int(rest) if rest.isdigit() else None
+
+
+def http_base(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

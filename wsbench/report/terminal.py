@@ -1,0 +1,154 @@
+"""The rich terminal summary of a load run, rendered from :func:`wsbench.core.summary.summarize`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+STATUS_STYLE = {"completed": "green", "interrupted": "yellow", "broken": "bold red", "truncated": "yellow"}
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.3f}" if v < 10 else f"{v:,.1f}"
+
+
+def _num(v: float | int | None, fmt: str = "{:,}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024 / 1024:,.1f} MiB"
+
+
+def render(summary: dict[str, Any], console: Console | None = None) -> None:
+    c = console or Console()
+    sc = summary.get("scenario") or {}
+    target = summary.get("target") or {}
+    status = summary.get("status", "?")
+    title = Text.assemble(
+        ("wsbench ", "bold"),
+        (str(sc.get("name") or "run"), "bold cyan"),
+        "  ",
+        (status, STATUS_STYLE.get(status, "")),
+    )
+    c.print(title)
+    where = target.get("url") or ""
+    server = target.get("server") or target.get("command") or target.get("mode") or ""
+    c.print(
+        f"[dim]target[/] {escape(str(server))} {escape(str(where))}   "
+        f"[dim]clients[/] {sc.get('clients')}  [dim]senders[/] {sc.get('senders')}"
+        + (f"  [dim]stalled[/] {sc.get('stalled_clients')}" if sc.get("stalled_clients") else "")
+        + f"   [dim]measured[/] {summary.get('measured_s', 0):.1f} s of {summary.get('duration_s') or 0:.1f} s"
+    )
+    if summary.get("reason"):
+        c.print(f"[bold]reason:[/] {escape(str(summary['reason']))}")
+
+    lat = Table(title="latency (ms)", title_justify="left", header_style="bold")
+    lat.add_column("")
+    for col in ("p50", "p90", "p99", "p99.9", "max", "count"):
+        lat.add_column(col, justify="right")
+    rows = (
+        ("delivery (from intended send)", "latency"),
+        ("delivery (from actual send)", "latency_uncorrected"),
+        ("fan-out to last receiver", "fanout"),
+        ("connect (login + handshake)", "connect"),
+    )
+    for label, key in rows:
+        h = summary.get(key) or {}
+        lat.add_row(
+            label,
+            _ms(h.get("p50")),
+            _ms(h.get("p90")),
+            _ms(h.get("p99")),
+            _ms(h.get("p99_9")),
+            _ms(h.get("max")),
+            _num(h.get("count")),
+        )
+    c.print(lat)
+
+    d = summary.get("delivery") or {}
+    r = summary.get("rate") or {}
+    lost = d.get("lost")
+    lost_style = "green" if lost == 0 else ("bold red" if lost else "yellow")
+    ratio = d.get("loss_ratio")
+    c.print(
+        f"[bold]deliveries[/] expected {_num(d.get('expected'))}  delivered {_num(d.get('delivered'))}  "
+        f"lost [{lost_style}]{_num(lost) if lost is not None else 'unknown'}[/]"
+        + (f" ({ratio:.4%})" if ratio else "")
+        + f"  duplicated {_num(d.get('duplicated'))}  reordered {_num(d.get('reordered'))}"
+    )
+    c.print(
+        f"[bold]rates[/] target {_num(r.get('target'), '{:,.0f}')}/s  sent {_num(r.get('sent'), '{:,.0f}')}/s  "
+        f"delivered {_num(r.get('delivered'), '{:,.0f}')}/s   "
+        f"[bold]connect[/] ok {_num((summary.get('connect') or {}).get('ok'))} "
+        f"errors {_num((summary.get('connect') or {}).get('errors'))}"
+    )
+    closes = summary.get("closes") or {}
+    errors = summary.get("errors") or {}
+    if closes.get("total") or errors.get("total"):
+        by_code = ", ".join(f"{k}: {v}" for k, v in sorted((closes.get("by_code") or {}).items()))
+        by_kind = ", ".join(f"{k}: {v}" for k, v in sorted((errors.get("by_kind") or {}).items()))
+        c.print(f"[bold]closes[/] {by_code or 'none'}   [bold]errors[/] {by_kind or 'none'}")
+
+    stages = summary.get("stages") or []
+    if len(stages) > 1 or summary.get("capacity"):
+        st = Table(title="stages", title_justify="left", header_style="bold")
+        for col in ("stage", "target/s", "sent/s", "delivered/s", "p50 ms", "p99 ms", "lost", "verdict"):
+            st.add_column(col, justify="left" if col == "stage" else "right")
+        for s in stages:
+            verdict = {True: "[green]held[/]", False: "[red]broke[/]", None: ""}[s.get("passed")]
+            st.add_row(
+                escape(str(s["name"])),
+                _num(s.get("rate_target"), "{:,.0f}"),
+                _num(s.get("rate_sent"), "{:,.0f}"),
+                _num(s.get("rate_delivered"), "{:,.0f}"),
+                _ms(s.get("latency_p50")),
+                _ms(s.get("latency_p99")),
+                _num(s.get("lost")),
+                verdict,
+            )
+        c.print(st)
+    cap = summary.get("capacity")
+    if cap:
+        if cap.get("highest_rate_held") is not None:
+            c.print(
+                f"[bold]capacity:[/] highest rate that held: [bold green]{cap['highest_rate_held']:,.0f}/s[/]"
+                + (f" (broke at {cap['broke_at_rate']:,.0f}/s)" if cap.get("broke_at_rate") else " (never broke)")
+            )
+        else:
+            c.print("[bold]capacity:[/] [red]no stage held[/]")
+
+    g = summary.get("generator") or {}
+    c.print(
+        f"[bold]generator[/] CPU {_num(g.get('cpu_s'), '{:.2f}')} s  "
+        f"{_num(g.get('cpu_us_per_delivery'), '{:.2f}')} us/delivery  peak {_num(g.get('cpu_pct_max'), '{:.0f}')}%  "
+        f"loop lag max {_num(g.get('loop_lag_ms_max'), '{:.1f}')} ms  "
+        f"send lag max {_num(g.get('send_lag_ms_max'), '{:.1f}')} ms  fds {_num(g.get('open_fds_max'))}"
+    )
+    srv = summary.get("server")
+    if srv:
+        c.print(
+            f"[bold]server[/] RSS max {_bytes(srv.get('rss_bytes_max'))} (last {_bytes(srv.get('rss_bytes_last'))})  "
+            f"connections max {_num(srv.get('connections_max'))}  messages in {_num(srv.get('messages_in'))}  "
+            f"deliveries out {_num(srv.get('deliveries_out'))}  slow-consumer closes "
+            f"{_num(srv.get('slow_consumer_closes'))}"
+        )
+    verdicts = summary.get("thresholds") or []
+    if verdicts:
+        c.print("[bold]thresholds[/]")
+        for v in verdicts:
+            mark = "[green]pass[/]" if v["passed"] else "[bold red]FAIL[/]"
+            observed = v.get("observed")
+            obs = "no data" if observed is None else f"{observed:,.4g}{(' ' + v['unit']) if v.get('unit') else ''}"
+            c.print(f"  {mark}  {escape(v['expr'])}  [dim](observed {escape(obs)})[/]")
+    for w in summary.get("warnings") or []:
+        c.print(f"[yellow]warning:[/] {escape(str(w))}")
+    c.print(f"[dim]results file:[/] {escape(str(summary.get('file')))}")
