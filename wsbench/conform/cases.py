@@ -30,6 +30,7 @@ CATEGORIES = (
     "slow_consumer",
     "nodelay",
     "shutdown",
+    "startup",
 )
 
 VALID_CLOSE_CODES = (1000, 1001, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999)
@@ -124,6 +125,24 @@ def _cases() -> list[Case]:
             conns=0,
         ),
         Case(
+            "login.invalid_utf8",
+            "3.2",
+            "form value that is not UTF-8",
+            "400, not repaired",
+            c.login_raw(lambda ctx: b"nickname=%FF%FEab", 400, "nickname bytes FF FE 61 62"),
+            conns=0,
+        ),
+        Case(
+            "login.repeated_field",
+            "3.2",
+            "nickname field twice, the first empty",
+            "400: the first field counts",
+            c.login_raw(
+                lambda ctx: f"nickname=&nickname={ctx.nick()}".encode(), 400, "an empty field, then a valid one"
+            ),
+            conns=0,
+        ),
+        Case(
             "login.strip",
             "3.2",
             "surrounding white space",
@@ -132,6 +151,24 @@ def _cases() -> list[Case]:
             conns=2,
         ),
         # --- handshake
+        Case(
+            "handshake.no_upgrade",
+            "6.1",
+            "GET /chat without Upgrade: websocket",
+            "400",
+            c.handshake(status=400, upgrade=False),
+            conns=0,
+            rfc="RFC 6455 §4.2.1",
+        ),
+        Case(
+            "handshake.no_version",
+            "6.1",
+            "no Sec-WebSocket-Version",
+            "426 with Sec-WebSocket-Version: 13",
+            c.handshake(status=426, version=None),
+            conns=0,
+            rfc="RFC 6455 §4.4",
+        ),
         Case(
             "handshake.no_cookie",
             "6.2",
@@ -181,6 +218,29 @@ def _cases() -> list[Case]:
             "403: the Origin decides, not Sec-Fetch-Site",
             c.handshake(origin="cross", status=403, headers=(("Sec-Fetch-Site", "same-origin"),)),
             conns=0,
+        ),
+        Case(
+            "handshake.origin_null",
+            "6.3",
+            "Origin: null",
+            "403, no upgrade",
+            c.handshake(origin="null", status=403),
+            conns=0,
+        ),
+        Case(
+            "handshake.origin_allowed_other_scheme",
+            "6.3",
+            "an allowed origin with the other scheme",
+            "403: an allow-list entry is a whole origin",
+            c.handshake(origin="allowed_other_scheme", status=403),
+            conns=0,
+        ),
+        Case(
+            "handshake.origin_same_unnormalized",
+            "6.3",
+            "the server's own Origin in upper case with a trailing /",
+            "101: case and a trailing / are ignored",
+            c.handshake(origin="same_unnormalized"),
         ),
         Case(
             "handshake.origin_same",
@@ -498,6 +558,15 @@ def _cases() -> list[Case]:
             for code in VALID_CLOSE_CODES
         ],
         Case(
+            "close.data_after_server_close",
+            "8.4",
+            "a text message after the server's close frame",
+            "ignored: nothing relayed",
+            c.close_data_after_server_close,
+            conns=2,
+            rfc="RFC 6455 §5.5.1",
+        ),
+        Case(
             "close.valid.empty",
             "8.4",
             "client close frame without payload",
@@ -524,6 +593,14 @@ def _cases() -> list[Case]:
             c.close_invalid(None, payload=b"\x03"),
             rfc="RFC 6455 §5.5.1",
         ),
+        Case(
+            "close.invalid.reason_utf8",
+            "8.5",
+            "close reason that is not UTF-8",
+            "close 1007 (or 1002, or the connection dropped)",
+            c.close_invalid(None, payload=b"\x03\xe8\xff\xfe", also_ok=1007),
+            rfc="RFC 6455 §5.5.1",
+        ),
         # --- pings
         Case(
             "pings.interval",
@@ -548,6 +625,15 @@ def _cases() -> list[Case]:
             conns=2,
             duration_hint=4.0,
             rfc="RFC 6455 §5.5.2",
+        ),
+        Case(
+            "pings.text_is_not_pong",
+            "10.2",
+            "client talks but never pongs",
+            lambda o: f"still closed with 1011 within {o.ping_timeout + 1:g} s of the ping: only a pong counts",
+            c.pings_text_is_not_pong,
+            duration_hint=4.0,
+            rfc="RFC 6455 §5.5.3",
         ),
         Case(
             "pings.pong_keeps",
@@ -616,11 +702,22 @@ def _cases() -> list[Case]:
             "shutdown.sigterm",
             "12.1",
             "SIGTERM",
-            "every client gets close 1001; exit status 0 within 3 s",
+            "every client gets close 1001, no leave lines; exit status 0 as soon as all answered (within 3 s)",
             c.shutdown_sigterm,
             conns=3,
             last=True,
             needs_started=True,
+        ),
+        # --- start-up contract
+        Case(
+            "startup.bad_option",
+            "15.2",
+            "started with --max-message-size 0",
+            "exit status 2 with a one-line message on stderr (no traceback, no listening line)",
+            c.startup_bad_option,
+            conns=0,
+            needs_started=True,
+            duration_hint=1.0,
         ),
     ]
     ids = [case.id for case in cases]

@@ -235,6 +235,26 @@ def login_accepted(make_nick: Callable[[CaseContext], str]) -> Check:
     return check
 
 
+def login_raw(body: Callable[[CaseContext], bytes], status: int, label: str) -> Check:
+    """``POST /login`` with exactly this form body (bytes that :func:`login` would never send)."""
+
+    async def check(ctx: CaseContext) -> Outcome:
+        raw = body(ctx)
+        r = await http_request(
+            ctx.endpoint,
+            "POST",
+            "/login",
+            headers=[("Content-Type", "application/x-www-form-urlencoded")],
+            body=raw,
+        )
+        cookie = any(h.split("=", 1)[0].strip() == "nickname" for h in r.headers_all("set-cookie"))
+        ok = r.status == status and (cookie == (status < 400))
+        shown = raw.decode("ascii", errors="replace")
+        return Outcome(ok, f"{label} ({shown}): {r.describe()} {'with' if cookie else 'without'} a cookie")
+
+    return check
+
+
 def nick_of_length(ctx: CaseContext, length: int) -> str:
     """A fresh nickname of exactly ``length`` code points, non-ASCII padded."""
     base = ctx.nick()
@@ -311,10 +331,18 @@ def make_origin(ctx: CaseContext, kind: str | None) -> str | None:
     if kind == "cross_port":
         other = ep.port + 1 if ep.port < 65535 else ep.port - 1
         return f"http://{ep.host}:{other}"
-    if kind == "allowed":
+    if kind == "null":
+        return "null"
+    if kind == "same_unnormalized":
+        return f"HTTP://{ep.host_header.upper()}/"
+    if kind in ("allowed", "allowed_other_scheme"):
         if not ctx.options.allowed_origin:
             raise CaseSkipped("no --allowed-origin given, so no extra origin to check")
-        return ctx.options.allowed_origin[0]
+        allowed = ctx.options.allowed_origin[0]
+        if kind == "allowed":
+            return allowed
+        scheme, _, rest = allowed.partition("://")
+        return ("http" if scheme == "https" else "https") + "://" + rest
     raise ValueError(kind)
 
 
@@ -322,14 +350,24 @@ def handshake(
     cookie: str = "valid",
     origin: str | None = None,
     status: int = 101,
-    version: str = "13",
+    version: str | None = "13",
     headers: tuple[tuple[str, str], ...] = (),
+    upgrade: bool = True,
 ) -> Check:
     async def check(ctx: CaseContext) -> Outcome:
         origin_value = make_origin(ctx, origin)
         cookie_value = await make_cookie(ctx, cookie)
-        hs = await ctx.connect(cookie=cookie_value, origin=origin_value, version=version, extra_headers=headers)
+        hs = await ctx.connect(
+            cookie=cookie_value, origin=origin_value, version=version, extra_headers=headers, upgrade=upgrade
+        )
         seen = hs.response.describe()
+        if not upgrade:
+            seen = f"no Upgrade header: {seen}"
+        elif version is None:
+            seen = f"no Sec-WebSocket-Version: {seen}"
+            advertised = hs.response.header("sec-websocket-version")
+            if status == 426 and hs.status == 426 and (advertised or "").strip() != "13":
+                return failed(f"{seen}, Sec-WebSocket-Version: {advertised!r}")
         if headers:
             seen = ", ".join(f"{k}: {v}" for k, v in headers) + f": {seen}"
         if origin_value:
@@ -680,17 +718,34 @@ def close_valid(code: int | None) -> Check:
     return check
 
 
-def close_invalid(code: int | None, payload: bytes | None = None) -> Check:
+async def close_data_after_server_close(ctx: CaseContext) -> Outcome:
+    """SPEC 8.4: once the server has sent its close frame, data frames are ignored, not relayed."""
+    sender, receiver = await join_room(ctx, 2)
+    sender.ws.reply_close = False  # keep the close handshake open, as a slow client would
+    t = await sender.ws.send_frame(OP_BINARY, b"binary")
+    await sender.ws.wait_until(lambda: sender.ws.close_frame is not None or sender.ws.end is not None, REPLY_TIMEOUT)
+    obs = await sender.ws.observe_close(t, 0.1, end_timeout=0.0)
+    if obs.kind != "close":
+        raise CaseSkipped(f"the server did not send a close frame for a binary message ({obs.describe()})")
+    await sender.ws.send_text("sent after the server's close frame")
+    relayed = await expect_nothing_from(receiver, sender.nick)
+    await sender.ws.send_close(obs.code or 1000)
+    seen = f"server sent close {obs.code}; a text message sent before answering it: "
+    return Outcome(not relayed, seen + (f"relayed {short(relayed[0])}" if relayed else "not relayed"))
+
+
+def close_invalid(code: int | None, payload: bytes | None = None, also_ok: int | None = None) -> Check:
     async def check(ctx: CaseContext) -> Outcome:
         peer = await ctx.join()
         if payload is not None:
             t = await peer.ws.send_close(payload=payload)
-            sent = f"a {len(payload)}-byte close payload"
+            sent = f"close payload {payload!r}"
         else:
             t = await peer.ws.send_close(code)
             sent = f"close {code}"
         obs = await peer.ws.observe_close(t, REPLY_TIMEOUT)
-        return Outcome(protocol_error_ok(obs), f"sent {sent}: {obs.describe()}")
+        ok = protocol_error_ok(obs) or (also_ok is not None and obs.kind == "close" and obs.code == also_ok)
+        return Outcome(ok, f"sent {sent}: {obs.describe()}")
 
     return check
 
@@ -764,6 +819,26 @@ async def pings_timeout(ctx: CaseContext) -> Outcome:
     return Outcome(not problems, seen + (f" — {', '.join(problems)}" if problems else ""))
 
 
+async def pings_text_is_not_pong(ctx: CaseContext) -> Outcome:
+    """SPEC 10.2: only a pong answers a ping; a client that talks but never pongs is still closed."""
+    interval, timeout = require_pings(ctx)
+    if timeout <= 0:
+        raise CaseSkipped("ping_timeout 0: no pong deadline to check")
+    talker = await ctx.join(auto_pong=False)
+    deadline = now() + interval + timeout + 2.5
+    sent = 0
+    while now() < deadline and talker.ws.close_frame is None and talker.ws.end is None:
+        await talker.ws.send_text(f"talking, not ponging {sent}")
+        sent += 1
+        await asyncio.sleep(0.25)
+    if not talker.ws.pings:
+        return failed(f"no ping in {fmt_duration(interval + timeout + 2.5)}")
+    t_ping = talker.ws.pings[0].t
+    obs = await talker.ws.observe_close(t_ping, 0.5)
+    ok = obs.kind == "close" and obs.code == 1011 and obs.end is not None and obs.end.t - t_ping <= timeout + 1.05
+    return Outcome(ok, f"sent {sent} text messages and no pong: {obs.describe()} (after the first ping)")
+
+
 async def pings_pong_keeps(ctx: CaseContext) -> Outcome:
     interval, timeout = require_pings(ctx)
     peer = await ctx.join()
@@ -814,6 +889,7 @@ async def shutdown_sigterm(ctx: CaseContext) -> Outcome:
         await asyncio.sleep(0.02)
     exited_after = now() - t
     code = server.returncode
+    leaves = sum(p.count(leave_line(q.nick)) for p in peers for q in peers)
     got = [o for o in observations if o.kind == "close" and o.code == 1001]
     seen = f"{len(got)}/{len(peers)} clients got close 1001"
     if got:
@@ -825,7 +901,43 @@ async def shutdown_sigterm(ctx: CaseContext) -> Outcome:
         seen += "; the process still runs 3 s after SIGTERM"
     else:
         seen += f"; exited with status {code} after {fmt_duration(exited_after)}"
-    return Outcome(len(got) == len(peers) and code == 0, seen)
+    problems = []
+    if code is not None and exited_after >= 2.0 and len(got) == len(peers):
+        problems.append("waited the full grace although every client answered at once")
+    if leaves:
+        problems.append(f"{leaves} leave line(s) sent during shutdown")
+    seen += f"; {leaves} leave lines"
+    ok = len(got) == len(peers) and code == 0 and not problems
+    return Outcome(ok, seen + (f" — {', '.join(problems)}" if problems else ""))
+
+
+async def startup_bad_option(ctx: CaseContext) -> Outcome:
+    """SPEC 15.2: a bad option value ends the server with status 2 and a one-line message on stderr."""
+    server = ctx.server
+    if server is None:
+        raise CaseSkipped("needs a server command wsbench can start (--server or --server-cmd)")
+    argv = [*server.argv, "--max-message-size", "0"]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 10.0)
+    except TimeoutError:
+        proc.kill()  # ours, by PID
+        await proc.wait()
+        return failed("started with --max-message-size 0 and still running after 10 s")
+    text = err.decode(errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    listening = "listening on" in out.decode(errors="replace")
+    traceback = "Traceback (most recent call last)" in text
+    # the message is one line (the last); a usage block before it, as argparse prints, is fine
+    shown = repr(lines[-1][:100]) if lines else "nothing"
+    seen = f"--max-message-size 0: exit status {proc.returncode}, last stderr line {shown}"
+    ok = proc.returncode == 2 and bool(lines) and not traceback and not listening
+    return Outcome(
+        ok,
+        seen + ("; a traceback" if traceback else "") + ("; it printed a listening line" if listening else ""),
+    )
 
 
 # --------------------------------------------------------------------------------------------------

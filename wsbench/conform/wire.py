@@ -684,15 +684,18 @@ async def ws_connect(
     reply_close: bool = True,
     read: bool = True,
     rcvbuf: int | None = None,
+    upgrade: bool = True,
     timeout: float = HTTP_TIMEOUT,
 ) -> Handshake:
-    """Send an upgrade request with exactly these headers; on 101 return the open connection."""
+    """Send an upgrade request with exactly these headers (``upgrade=False``: without ``Upgrade`` and
+    ``Connection: Upgrade``); on 101 return the open connection."""
     started = now()
     try:
         reader, writer = await open_socket(endpoint, rcvbuf=rcvbuf, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         return Handshake(HttpResponse(status=None, error=f"cannot connect: {exc}", elapsed_s=now() - started), None)
-    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", handshake_key())]
+    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")] if upgrade else []
+    headers.append(("Sec-WebSocket-Key", handshake_key()))
     if version is not None:
         headers.append(("Sec-WebSocket-Version", version))
     if origin is not None:
