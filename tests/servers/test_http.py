@@ -9,7 +9,7 @@ import urllib.parse
 
 import pytest
 
-from tests.servers.wsclient import WsClient, chat_client, http_request, login, login_cookie, unique
+from tests.servers.wsclient import HandshakeRefused, WsClient, chat_client, http_request, login, login_cookie, unique
 from wsbench.target import ServerProcess
 
 IN_USE_HINT = "昵称已被使用，请更换昵称"
@@ -194,9 +194,9 @@ def test_cookie_secret_is_random_per_start_unless_given(server_kind: str, start_
     two = start_reference_server(server_kind)
     cookie = login_cookie(one.url, "gina")
     assert get(two, "/", cookie)[0] == 303  # a random secret per start
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(HandshakeRefused) as refused:
         WsClient.connect(two.url, cookie)
-    assert getattr(refused.value, "status", None) == 401
+    assert refused.value.status == 401
     three = start_reference_server(server_kind, cookie_secret="s3cret-for-tests")
     four = start_reference_server(server_kind, cookie_secret="s3cret-for-tests")
     assert get(four, "/", login_cookie(three.url, "gina"))[0] == 200
