@@ -47,7 +47,7 @@ def test_resolve_precedence() -> None:
     assert started.ping_interval == GATE_DEFAULTS["ping_interval"] and started.max_connections == 40
     assert started.send_buffer_limit > started.max_message_size  # a max-size frame fits in the buffer
     cli = resolve(True, {"ping_interval": 3.0, "max_connections": 9})
-    assert (cli.ping_interval, cli.max_connections, cli.ping_timeout) == (3.0, 9, 1.0)
+    assert (cli.ping_interval, cli.max_connections, cli.ping_timeout) == (3.0, 9, 2.0)
     extra = resolve(True, {"ping_interval": 3.0}, parse_server_args(["--ping-interval", "2", "--verbose"], "x"))
     assert extra.ping_interval == 2.0
 
