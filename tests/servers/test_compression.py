@@ -58,3 +58,28 @@ def test_negotiated_and_working_with_compression(server_kind: str, start_referen
     client.abort()  # its further frames are compressed too, which the raw client does not inflate
     got = asyncio.run(_chat_compressed(server.url))
     assert got == ["~~~zb进入了聊天室~~~", "zb说：hello", "zb说：" + "压缩" * 10000, "zb说：again"]
+
+
+async def _size_boundary(base_url: str, limit: int) -> tuple[str, int | None]:
+    jars = [aiohttp.CookieJar(unsafe=True), aiohttp.CookieJar(unsafe=True)]
+    async with aiohttp.ClientSession(cookie_jar=jars[0]) as a, aiohttp.ClientSession(cookie_jar=jars[1]) as b:
+        for session, name in ((a, "ra"), (b, "sb")):
+            async with session.post(base_url + "/login", data={"nickname": name}, allow_redirects=False) as r:
+                assert r.status == 303
+        receiver = await a.ws_connect(base_url + "/chat", compress=15)
+        sender = await b.ws_connect(base_url + "/chat", compress=15)
+        await receiver.receive(timeout=3)  # sb's join line
+        await sender.send_str("a" * limit)  # compresses to a few bytes: the limit is on the inflated size
+        relayed = (await receiver.receive(timeout=3)).data
+        await sender.send_str("b" * (limit + 1))
+        closed = await sender.receive(timeout=3)
+        await receiver.close()
+        await sender.close()
+        return relayed, closed.data if closed.type == aiohttp.WSMsgType.CLOSE else None
+
+
+def test_size_limit_applies_to_inflated_messages(server_kind: str, start_reference_server) -> None:  # SPEC 9.1
+    server = start_reference_server(server_kind, compression=True, max_message_size=1000)
+    relayed, close_code = asyncio.run(_size_boundary(server.url, 1000))
+    assert relayed == "sb说：" + "a" * 1000
+    assert close_code == 1009
