@@ -48,6 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--url", help="a running server on loopback, http://127.0.0.1:PORT")
     target.add_argument("--server-cmd", metavar="COMMAND", help="start this SPEC.md server (SPEC 15)")
     p.add_argument("--web-port", type=int, default=8089, help="web UI port on 127.0.0.1 (default 8089)")
+    p.add_argument(
+        "--no-delivery-events",
+        action="store_true",
+        help="do not make every delivery a Locust request (saves CPU; wsbench's own numbers are unchanged)",
+    )
     p.add_argument("--path", action="store_true", help="print the locustfile's path (for locust -f) and exit")
     p.set_defaults(func=run)
 
@@ -117,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         "--wsbench-scenario", str(args.scenario),
         "--wsbench-set", ";".join(args.overrides),
         "--wsbench-results", str(output),
+        "--wsbench-delivery-events", "none" if args.no_delivery_events else "each",
     ]  # fmt: skip
     master = [*base, *common, "--web-host", "127.0.0.1", "--web-port", str(args.web_port)]
     if args.headless:

@@ -34,6 +34,12 @@ def _options(parser: Any, **kw: Any) -> None:
     parser.add_argument("--wsbench-scenario", default="", help="scenario YAML file (wsbench's scenario format)")
     parser.add_argument("--wsbench-set", default="", help="overrides KEY=VALUE, separated by ';'")
     parser.add_argument(
+        "--wsbench-delivery-events",
+        default="each",
+        choices=["each", "none"],
+        help="each: every delivery is a Locust request (WS broadcast); none: only wsbench's own numbers (cheaper)",
+    )
+    parser.add_argument(
         "--wsbench-results", default="", help="results file (JSON Lines); default reports/locust-*.jsonl"
     )
 

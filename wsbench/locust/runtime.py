@@ -49,7 +49,8 @@ from wsbench.locust.wsclient import ChatConnection, ConnectFailure, Target
 
 log = logging.getLogger("wsbench.locust")
 
-FLUSH_S = 0.1
+FLUSH_S = 0.05
+EVENTS_PER_YIELD = 64  # Locust request events fired before letting other greenlets (senders) run
 FINAL_WAIT_S = 15.0
 CLOCK_BURST = 8
 CLOCK_EVERY_S = 5.0
@@ -306,10 +307,22 @@ class ProcessSide:
     def _flush(self, interval_us: int, last_index: int, final: bool = False) -> None:
         now = self.now_us()
         delivered = self.collector.flush()
-        if delivered is not None:
-            env = self.env
-            for ms, length in zip(delivered.latency_ms.tolist(), delivered.length.tolist(), strict=True):
-                _fire(env, "broadcast", ms, length)
+        if delivered is not None and self._delivery_events():
+            fire = self.env.events.request.fire
+            context: dict[str, Any] = {}
+            rows = zip(delivered.latency_ms.tolist(), delivered.length.tolist(), strict=True)
+            for i, (ms, length) in enumerate(rows):
+                fire(
+                    request_type="WS",
+                    name="broadcast",
+                    response_time=ms,
+                    response_length=length,
+                    exception=None,
+                    context=context,
+                    response=None,
+                )
+                if i % EVENTS_PER_YIELD == EVENTS_PER_YIELD - 1:
+                    gevent.sleep(0)
         self.monitor.sample(now)
         self.collector.interval(now)  # every interval gets a record, even a quiet one
         if final or now // interval_us != last_index:
@@ -321,6 +334,11 @@ class ProcessSide:
                     "send_lag_ms_max": record.pop("send_lag_ms_max"),
                 }
             self._ready_intervals.extend(records)
+
+    def _delivery_events(self) -> bool:
+        """Whether every delivery is a Locust request event (``--wsbench-delivery-events each``)."""
+        options = self.env.parsed_options
+        return getattr(options, "wsbench_delivery_events", "each") != "none"
 
     def _phase_of(self, t_s: float) -> str:
         start = None if self.load_start_us is None else self.load_start_us / 1e6
