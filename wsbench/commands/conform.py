@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "conform",
         help="conformance gate: check servers against SPEC.md (JUnit XML for CI)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="The conformance gate: check chat servers against SPEC.md on the wire, case by case, "
+        "as a clause x server matrix, with JUnit XML and a results file for CI.",
         epilog="Categories for --only: " + ", ".join(CATEGORIES) + ". Exit status: 0 conformant (known "
         "deviations allowed), 1 unexpected failure or stale baseline entry, 2 usage error, 3 server broke.",
     )

@@ -104,17 +104,46 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, defaults_none: bool
     user did not give stays ``None``, so the caller can tell "not given" from "given the default"."""
     d = (lambda v: None) if defaults_none else (lambda v: v)
     base = ServerOptions()
-    group = parser.add_argument_group("server options (passed to servers wsbench starts; expected of every server)")
-    group.add_argument("--max-message-size", type=_positive_int, default=d(base.max_message_size), metavar="BYTES")
-    group.add_argument("--ping-interval", type=_seconds, default=d(base.ping_interval), metavar="SECONDS")
-    group.add_argument("--ping-timeout", type=_seconds, default=d(base.ping_timeout), metavar="SECONDS")
-    group.add_argument("--send-buffer-limit", type=_positive_int, default=d(base.send_buffer_limit), metavar="BYTES")
-    group.add_argument("--max-connections", type=_positive_int, default=d(base.max_connections), metavar="N")
-    group.add_argument(
-        "--allowed-origin", type=_origin, action="append", default=None, metavar="ORIGIN", help="repeatable"
+
+    def both(name: str) -> str:
+        spec, started = getattr(base, name), GATE_DEFAULTS.get(name, getattr(base, name))
+        return f"(SPEC default {_num(spec)}; servers wsbench starts get {_num(started)})"
+
+    group = parser.add_argument_group(
+        "server options (passed to servers wsbench starts, and what every server is expected to do)"
     )
-    group.add_argument("--nodelay", action=argparse.BooleanOptionalAction, default=d(base.nodelay))
-    group.add_argument("--compression", action=argparse.BooleanOptionalAction, default=d(base.compression))
+    group.add_argument(
+        "--max-message-size", type=_positive_int, default=d(base.max_message_size), metavar="BYTES",
+        help=f"largest message relayed; one byte more closes with 1009 {both('max_message_size')}",
+    )  # fmt: skip
+    group.add_argument(
+        "--ping-interval", type=_seconds, default=d(base.ping_interval), metavar="SECONDS",
+        help=f"seconds between server pings, 0 for none {both('ping_interval')}",
+    )  # fmt: skip
+    group.add_argument(
+        "--ping-timeout", type=_seconds, default=d(base.ping_timeout), metavar="SECONDS",
+        help=f"seconds to pong before a 1011 close {both('ping_timeout')}",
+    )  # fmt: skip
+    group.add_argument(
+        "--send-buffer-limit", type=_positive_int, default=d(base.send_buffer_limit), metavar="BYTES",
+        help=f"bytes queued per client before a 1008 slow-consumer close {both('send_buffer_limit')}",
+    )  # fmt: skip
+    group.add_argument(
+        "--max-connections", type=_positive_int, default=d(base.max_connections), metavar="N",
+        help=f"open /chat connections before 503 {both('max_connections')}",
+    )  # fmt: skip
+    group.add_argument(
+        "--allowed-origin", type=_origin, action="append", default=None, metavar="ORIGIN",
+        help="an extra allowed Origin, repeatable (servers wsbench starts: https://chat.example)",
+    )  # fmt: skip
+    group.add_argument(
+        "--nodelay", action=argparse.BooleanOptionalAction, default=d(base.nodelay),
+        help="TCP_NODELAY on /chat connections (default on); with --no-nodelay the Nagle stall must show",
+    )  # fmt: skip
+    group.add_argument(
+        "--compression", action=argparse.BooleanOptionalAction, default=d(base.compression),
+        help="permessage-deflate offered (default off)",
+    )  # fmt: skip
 
 
 def given_options(ns: argparse.Namespace | Mapping[str, Any]) -> dict[str, Any]:
