@@ -122,6 +122,33 @@ def test_nodelay_off_must_show_the_stall(tmp_path: Path) -> None:
     assert case["server"] == "aiohttp --no-nodelay" and "stall seen, as expected" in case["observed"]
 
 
+def test_options_and_target_from_a_scenario(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(
+        "name: s\nclients: 2\nrate: 1/s\nduration: 1s\n"
+        "target:\n  server: aiohttp\n  options:\n    max_message_size: 2KiB\n    ping_interval: 1500ms\n",
+        encoding="utf-8",
+    )
+    results = tmp_path / "r.jsonl"
+    proc = conform("--scenario", str(scenario), "--only", "limits.size.exact,pings.interval", "-o", str(results))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = read_results(results)
+    assert res.header["target"]["server"] == "aiohttp"
+    assert res.header["target"]["options"]["max_message_size"] == 2048
+    observed = {c["id"]: c["observed"] for c in res.cases}
+    assert observed["limits.size.exact"].startswith("2048 bytes: relayed")
+    assert "interval 1.5 s" in observed["pings.interval"]
+    # the command line wins over the scenario
+    proc = conform(
+        "--scenario", str(scenario), "--max-message-size", "1000", "--only", "limits.size.exact", "-o", str(results)
+    )  # fmt: skip
+    assert proc.returncode == 0 and read_results(results).cases[0]["observed"].startswith("1000 bytes")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: s\nclients: 2\nrate: 1/s\nduration: 1s\ntarget:\n  options:\n    max_message_size: big\n")
+    proc = conform("--scenario", str(bad), "-o", str(results))
+    assert proc.returncode == 2 and "bad.yaml:7" in proc.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     proc = conform("--only", "closing", "-o", str(tmp_path / "r.jsonl"))
     assert proc.returncode == 2 and "matches no case" in proc.stderr and "Traceback" not in proc.stderr

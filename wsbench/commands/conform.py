@@ -93,6 +93,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="known deviations (default: the known-deviations.yaml shipped with the reference servers)",
     )  # fmt: skip
     sel.add_argument("--no-baseline", action="store_true", help="apply no baseline: every failure counts")
+    sel.add_argument(
+        "--scenario", metavar="FILE",
+        help="take the server options (target.options) from a scenario file, and its target (server, url or "
+        "command) when none is given here; options given here win",
+    )  # fmt: skip
     sel.add_argument("--list", action="store_true", help="list the cases (with --only: the selected ones) and exit")
     sel.add_argument("--concurrency", type=int, default=8, metavar="N", help="cases run at once (default 8)")
     add_option_arguments(p)
@@ -135,6 +140,23 @@ def build_targets(items: Sequence[tuple[str, str]], given: dict[str, Any]) -> li
             options = resolve(False, given)
             targets.append(Target(_label(endpoint.host_header, used), "url", options, url=endpoint.url))
     return targets
+
+
+def scenario_target(path: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The server options and the target of a scenario file (``wsbench run``'s format)."""
+    from wsbench.core.scenario import load_scenario
+
+    target = load_scenario(path).target
+    options: dict[str, Any] = {}
+    for key, value in target.options.model_dump().items():
+        if value is None or key == "cookie_secret":
+            continue
+        options[key] = tuple(value) if key == "allowed_origin" else value
+    if target.url:
+        return options, [("url", target.url)]
+    if target.command:
+        return options, [("command", target.command)]
+    return options, [("server", target.server or "tornado")]
 
 
 def _load_baseline(args: argparse.Namespace) -> Baseline | None:
@@ -203,12 +225,17 @@ def run(args: argparse.Namespace) -> int:
         console = Console(width=160)  # CI logs: room for the observations, not 80 columns
     err = Console(stderr=True, highlight=False)
     given = given_options(args)
+    items = list(args.targets or [])
+    if args.scenario:
+        from_scenario, scenario_items = scenario_target(args.scenario)
+        given = {**from_scenario, **given}
+        items = items or scenario_items
     cases = select(args.only)
     if args.list:
         return _list_cases(console, cases, given)
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    targets = build_targets(args.targets or [], given)
+    targets = build_targets(items, given)
     baseline = _load_baseline(args)
     results_path = Path(args.results) if args.results else default_results_path("conform")
     started = time.perf_counter()
