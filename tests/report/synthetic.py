@@ -68,12 +68,14 @@ def write_run(
             driver="asyncio",
             interval_s=1.0,
         )
-        writer.event("phase", 0.0, detail="connect")
+        writer.event("phase", 0.0, name="connect", detail=f"connecting {clients} clients")
         for index, phase in enumerate(phases):
             if truncate_after is not None and index >= truncate_after:
                 return path
             if index in (1, 3, len(phases) - 1):
-                writer.event("phase", float(index), detail=phase)
+                writer.event(
+                    "phase", float(index), name=phase, phase_kind=phase, rate=0.0 if phase == "drain" else rate
+                )
             sending = phase in ("warmup", "measure")
             sent = int(rate) if sending else 0
             delivered = sent * fanout
@@ -122,6 +124,7 @@ def write_run(
                     "cpu_s": round(cpu_pct / 100 * rng.uniform(0.9, 1.1), 4),
                     "cpu_pct": round(cpu_pct * rng.uniform(0.9, 1.1), 2),
                     "loop_lag_ms_max": round(float(rng.uniform(0.2, 3.0)), 3),
+                    "send_lag_ms_max": round(float(rng.uniform(0.1, 2.0)), 3),
                     "open_fds": clients + 12,
                 },
                 "server": (
@@ -130,14 +133,15 @@ def write_run(
                         "connections": clients,
                         "messages_in": sent,
                         "deliveries_out": delivered,
+                        "slow_consumer_closes": 0,
                     }
                     if with_server_samples
                     else None
                 ),
             }
             writer.interval(record)
-        writer.event("close", float(len(phases)), client=3, code=1000, reason="")
-        writer.event("error", float(len(phases)), client=5, code=None, reason="timeout", detail="timeout")
+        writer.event("close", float(len(phases)), client=3, code=1000, reason="", role="receiver")
+        writer.event("error", float(len(phases)), client=5, error="timeout", detail="no pong within 1 s")
         thresholds = [
             {
                 "expr": "latency.p99 < 50ms",

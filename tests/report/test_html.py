@@ -33,7 +33,8 @@ def test_run_report(tornado_file: Path) -> None:
         "Thresholds",
         "Latency percentiles (ms)",
         "Delivery accounting",
-        "Close codes, errors",
+        "Close codes and errors",
+        "Generator and server",
         "Target",
         "Versions",
         "Scenario as resolved",
@@ -43,7 +44,8 @@ def test_run_report(tornado_file: Path) -> None:
     assert '<span class="badge completed">completed</span>' in html
     assert 'id="warnings"' not in html
     assert "38,000" in html  # deliveries delivered, from the footer's accounting
-    assert "timeout" in html and "1000" in html  # error and close code events
+    assert '<td>error</td><td>timeout</td><td class="num">1</td>' in html  # an error event, by kind
+    assert "<td>close</td><td>1000</td>" in html
 
 
 def test_truncated_report_renders_with_a_visible_warning(truncated_file: Path) -> None:
@@ -51,8 +53,7 @@ def test_truncated_report_renders_with_a_visible_warning(truncated_file: Path) -
     assert '<span class="badge truncated">truncated</span>' in html
     warnings = html[html.index('id="warnings"') : html.index("</section>", html.index('id="warnings"'))]
     assert "no footer" in warnings and "cut short" in warnings
-    assert "losses are only final after the drain" in html
-    assert "unknown: the run was cut short" in html
+    assert "losses unknown" in html and "losses are unknown: the run has no footer" in warnings
     assert html.count('data-drawn="yes"') == 6
 
 

@@ -86,16 +86,32 @@ def spec_label(spec: str) -> str:
 
 
 def run_scenario(scenario: str, spec: str, sets: list[str], out: Path, console: Console) -> Path:
-    """Run ``wsbench run SCENARIO --server SPEC`` in a child process; the results file it wrote."""
-    argv = [sys.executable, "-m", "wsbench.cli", "run", scenario, "--server", spec, "-o", str(out)]
+    """Run ``wsbench run SCENARIO --server SPEC`` in a child process; the results file it wrote.
+
+    A child process per run keeps each run's event loop, memory and file descriptors apart. Its
+    summary (``--json`` on stdout) is not shown: the comparison shows the numbers; its errors (stderr)
+    are.
+    """
+    argv = [sys.executable, "-m", "wsbench.cli", "run", scenario, "--server", spec, "-o", str(out), "-q", "--json"]
     for item in sets:
         argv += ["--set", item]
     console.print(f"[bold]running[/] {scenario} against [bold]{spec_label(spec)}[/] -> {out}", highlight=False)
-    code = subprocess.run(argv, check=False).returncode
-    if code == EXIT_USAGE:
+    child = subprocess.run(argv, check=False, stdout=subprocess.PIPE, text=True)
+    if child.returncode == EXIT_USAGE:
         raise UsageError(f"wsbench run {scenario} --server {spec} refused its arguments (exit code 2, see above)")
     if not out.exists():
-        raise RunBroken(f"wsbench run {scenario} --server {spec} wrote no results (exit code {code})")
+        raise RunBroken(f"wsbench run {scenario} --server {spec} wrote no results (exit code {child.returncode})")
+    try:
+        summary = json.loads(child.stdout)
+        latency = summary.get("latency") or {}
+        console.print(
+            f"  {summary.get('status')}: p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms, "
+            f"lost {(summary.get('delivery') or {}).get('lost')}, thresholds "
+            f"{'met' if summary.get('passed') else 'FAILED'}",
+            highlight=False,
+        )
+    except (ValueError, AttributeError):
+        console.print(f"  exit code {child.returncode}", highlight=False)
     return out
 
 

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 import yaml
 
 from wsbench import __version__
-from wsbench.core import histograms
 from wsbench.core.results import Results
 from wsbench.errors import ResultsFileError
 from wsbench.report import plots
@@ -81,16 +79,13 @@ def _count(value: Any) -> str:
     return f"{int(value):,}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
 
 
-def _percentile_table(results: Results) -> TableView:
+def _percentile_table(summary: dict[str, Any]) -> TableView:
     rows: list[list[Any]] = []
-    everything = sorted({str(r.get("phase", "")) for r in results.intervals})
     for name, title in HISTOGRAM_ROWS:
-        # connect times are recorded while clients connect, before the measured phases begin
-        h = results.histogram(name, phases=everything if name == "connect" else None)
-        s = histograms.summary_ms(h)
-        if not s["count"]:
+        h = summary.get(name) or {}
+        if not h.get("count"):
             continue
-        rows.append([title, _count(s["count"]), *(_ms(s[k]) for k in PERCENTILE_COLUMNS)])  # type: ignore[arg-type]
+        rows.append([title, _count(h["count"]), *(_ms(h.get(k)) for k in PERCENTILE_COLUMNS)])
     return TableView(
         "Latency percentiles (ms)",
         ["histogram", "count", "p50", "p90", "p99", "p99.9", "p99.99", "max"],
@@ -99,67 +94,113 @@ def _percentile_table(results: Results) -> TableView:
     )
 
 
-def _threshold_table(results: Results) -> TableView:
+def _observed(value: Any, unit: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "no data" if value is None else str(value)
+    return f"{value:,.4g} {unit}".strip()
+
+
+def _threshold_table(summary: dict[str, Any]) -> TableView:
     rows = []
-    for t in (results.footer or {}).get("thresholds") or []:
-        observed = t.get("observed")
-        unit = t.get("unit") or ""
-        shown = f"{observed:g} {unit}".strip() if isinstance(observed, int | float) else "-"
+    for t in summary.get("thresholds") or []:
         verdict = "passed" if t.get("passed") else "failed"
-        rows.append([t.get("expr", ""), shown, {"cls": "", "badge": verdict, "text": verdict}])
-    empty = "no thresholds" if results.footer else "unknown: the run was cut short before its verdicts"
-    return TableView("Thresholds", ["threshold", "observed", "verdict"], rows, left=1, empty=empty)
+        rows.append([t.get("expr", ""), _observed(t.get("observed"), t.get("unit") or ""), _badge(verdict)])
+    return TableView("Thresholds", ["threshold", "observed", "verdict"], rows, left=1, empty="no thresholds")
 
 
-def _accounting_table(results: Results, run: RunData) -> TableView:
-    accounting = (results.footer or {}).get("accounting")
-    rows: list[list[Any]] = [["messages sent (measured)", _count(results.counter("sent"))]]
-    if accounting:
-        for key in ("expected", "delivered", "lost", "duplicated", "reordered", "pairs", "pairs_with_loss"):
-            if key in accounting:
-                rows.append(
-                    [
-                        f"deliveries {key}" if key not in ("pairs", "pairs_with_loss") else key.replace("_", " "),
-                        _count(accounting[key]),
-                    ]
-                )
-        title = "Delivery accounting"
-    else:
-        for key in ("expected", "delivered", "duplicated", "reordered"):
-            rows.append([f"deliveries {key}", _count(results.counter(key))])
-        title = "Delivery accounting (from the intervals: losses are only final after the drain, which is missing)"
-    rates = [
-        (c, run.counters[c][run.sending].sum() / run.duration_s[run.sending].sum())
-        for c in ("sent", "delivered")
-        if run.duration_s[run.sending].sum() > 0
+def _badge(verdict: str) -> dict[str, str]:
+    return {"cls": "", "badge": verdict, "text": verdict}
+
+
+def _accounting_table(summary: dict[str, Any]) -> TableView:
+    d = summary.get("delivery") or {}
+    rate = summary.get("rate") or {}
+    messages = summary.get("messages") or {}
+    rows: list[list[Any]] = [
+        ["messages sent", _count(messages.get("sent"))],
+        ["messages sent in the measured phases", _count(messages.get("sent_measured"))],
     ]
-    for counter, value in rates:
-        rows.append([f"{counter} per second (while sending)", f"{value:,.1f}"])
+    for key in ("expected", "delivered", "lost", "duplicated", "reordered"):
+        rows.append([f"deliveries {key}", _count(d.get(key)) if d.get(key) is not None else "unknown"])
+    if d.get("loss_ratio") is not None:
+        rows.append(["loss ratio", f"{100.0 * d['loss_ratio']:.4f} %"])
+    for key in ("pairs", "pairs_with_loss", "fanout_incomplete"):
+        if d.get(key) is not None:
+            rows.append([key.replace("_", " ") + (" (sender, receiver)" if key == "pairs" else ""), _count(d[key])])
+    for key, title in (("target", "target send rate"), ("sent", "send rate"), ("delivered", "deliveries")):
+        if rate.get(key) is not None:
+            rows.append([f"{title} per second (while sending)", f"{rate[key]:,.1f}"])
+    title = "Delivery accounting"
+    if d.get("lost") is None:
+        title += " (losses unknown: they are counted after the drain, and the file has no footer)"
     return TableView(title, ["", "value"], rows)
 
 
-def _events_table(results: Results) -> TableView:
-    groups: Counter[tuple[str, str, str]] = Counter()
-    example: dict[tuple[str, str, str], str] = {}
-    for e in results.events:
-        kind = str(e.get("kind", ""))
-        if kind not in ("close", "error", "server_exit", "warning"):
-            continue
-        code = "" if e.get("code") is None else str(e.get("code"))
-        key = (kind, code, str(e.get("reason") or ""))
-        groups[key] += 1
-        example.setdefault(key, str(e.get("detail") or ""))
-    rows = [[kind, code, reason, example[(kind, code, reason)], n] for (kind, code, reason), n in groups.most_common()]
-    for interval_total in ("connect_errors", "errors", "closes"):
-        n = results.counter(interval_total, phases=sorted({str(r.get("phase")) for r in results.intervals}))
-        if n:
-            rows.append(["counter", "", interval_total.replace("_", " "), "sum over all intervals", n])
+def _events_table(summary: dict[str, Any]) -> TableView:
+    rows: list[list[Any]] = []
+    for code, n in sorted((summary.get("closes") or {}).get("by_code", {}).items()):
+        rows.append(["close", code, n])
+    for kind, n in sorted((summary.get("errors") or {}).get("by_kind", {}).items()):
+        rows.append(["error", kind, n])
+    connect = summary.get("connect") or {}
+    if connect.get("errors"):
+        rows.append(["connect errors", "", connect["errors"]])
+    return TableView("Close codes and errors", ["", "code or kind", "count"], rows, left=2, empty="none")
+
+
+def _generator_table(summary: dict[str, Any]) -> TableView:
+    g = summary.get("generator") or {}
+    server = summary.get("server") or {}
+    rows: list[list[Any]] = []
+    for key, title, fmt in (
+        ("cpu_s", "generator CPU (s)", "{:,.2f}"),
+        ("cpu_us_per_delivery", "generator CPU per delivery (us)", "{:,.2f}"),
+        ("cpu_pct_max", "generator CPU peak (%)", "{:,.0f}"),
+        ("loop_lag_ms_max", "event-loop lag max (ms)", "{:,.1f}"),
+        ("send_lag_ms_max", "send lag max (ms)", "{:,.1f}"),
+        ("open_fds_max", "open file descriptors max", "{:,}"),
+    ):
+        if g.get(key) is not None:
+            rows.append([title, fmt.format(g[key])])
+    if g.get("bottleneck"):
+        rows.append(["bottleneck", str(g.get("bottleneck_detail") or "the generator was the bottleneck")])
+    for key, title in (
+        ("rss_bytes_max", "server RSS max (MiB)"),
+        ("rss_bytes_last", "server RSS last (MiB)"),
+    ):
+        if server.get(key) is not None:
+            rows.append([title, f"{server[key] / 2**20:,.1f}"])
+    for key in ("connections_max", "messages_in", "deliveries_out", "slow_consumer_closes", "samples"):
+        if server.get(key) is not None:
+            rows.append([f"server {key.replace('_', ' ')}", _count(server[key])])
+    return TableView("Generator and server", ["", "value"], rows, empty="no samples")
+
+
+def _stages_table(summary: dict[str, Any]) -> TableView | None:
+    stages = summary.get("stages") or []
+    if len(stages) < 2:
+        return None
+    rows = []
+    for st in stages:
+        verdict = "-" if st.get("passed") is None else ("passed" if st["passed"] else "failed")
+        rows.append(
+            [
+                st.get("name"),
+                _observed(st.get("rate_target"), "/s"),
+                _observed(st.get("rate_delivered"), "/s"),
+                _ms(st.get("latency_p50")),
+                _ms(st.get("latency_p99")),
+                _ms(st.get("latency_max")),
+                _count(st.get("lost")) if st.get("lost") is not None else "-",
+                _badge(verdict) if verdict != "-" else "-",
+            ]
+        )
+    capacity = summary.get("capacity") or {}
+    title = "Stages"
+    if capacity.get("highest_rate_held") is not None:
+        title += f" (highest rate that held: {capacity['highest_rate_held']:,.0f}/s, stage {capacity['stage_held']})"
     return TableView(
-        "Close codes, errors and warnings",
-        ["kind", "code", "reason", "detail (first)", "count"],
-        rows,
-        left=4,
-        empty="no close codes, errors or warnings",
+        title, ["stage", "target rate", "deliveries", "p50 ms", "p99 ms", "max ms", "lost", "verdict"], rows
     )
 
 
@@ -185,12 +226,11 @@ def _run_view(run: RunData, index: int) -> RunView:
         color=plots.color(index),
     )
     if results.kind == "run":
-        view.tables += [
-            _threshold_table(results),
-            _percentile_table(results),
-            _accounting_table(results, run),
-            _events_table(results),
-        ]
+        summary = run.summary
+        stages = _stages_table(summary)
+        view.tables += [_threshold_table(summary), _percentile_table(summary)]
+        view.tables += [stages] if stages else []
+        view.tables += [_accounting_table(summary), _events_table(summary), _generator_table(summary)]
     targets = header.get("targets") or [header.get("target") or {}]
     for target in targets:
         shown = {k: v for k, v in dict(target).items() if k != "argv"}
@@ -204,21 +244,21 @@ def _run_view(run: RunData, index: int) -> RunView:
     return view
 
 
-def _cards(results: Results, run: RunData) -> list[dict[str, str]]:
-    latency = histograms.summary_ms(results.histogram("latency"))
+def _cards(summary: dict[str, Any]) -> list[dict[str, str]]:
+    latency = summary.get("latency") or {}
+    rate = summary.get("rate") or {}
     cards = []
-    sending = run.duration_s[run.sending].sum()
-    if sending > 0:
-        cards.append({"key": "deliveries/s", "value": f"{run.counters['delivered'][run.sending].sum() / sending:,.0f}"})
+    if rate.get("delivered") is not None:
+        cards.append({"key": "deliveries/s", "value": f"{rate['delivered']:,.0f}"})
     for key, title in (("p50", "p50"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max")):
-        cards.append({"key": f"latency {title} (ms)", "value": _ms(latency[key])})  # type: ignore[arg-type]
-    accounting = (results.footer or {}).get("accounting") or {}
-    cards.append({"key": "lost", "value": _count(accounting["lost"]) if "lost" in accounting else "unknown"})
-    all_phases = sorted({str(r.get("phase")) for r in results.intervals})
-    errors = results.counter("errors", all_phases) + results.counter("connect_errors", all_phases)
+        cards.append({"key": f"latency {title} (ms)", "value": _ms(latency.get(key))})
+    lost = (summary.get("delivery") or {}).get("lost")
+    cards.append({"key": "lost", "value": "unknown" if lost is None else _count(lost)})
+    errors = (summary.get("errors") or {}).get("total", 0) + (summary.get("connect") or {}).get("errors", 0)
     cards.append({"key": "errors", "value": _count(errors)})
-    if run.has_samples("generator", "cpu_pct"):
-        cards.append({"key": "generator CPU max", "value": f"{np.nanmax(run.generator['cpu_pct']):.0f}%"})
+    cpu = (summary.get("generator") or {}).get("cpu_pct_max")
+    if cpu is not None:
+        cards.append({"key": "generator CPU peak", "value": f"{cpu:.0f}%"})
     return cards
 
 
@@ -249,18 +289,16 @@ def _conformance(results_list: Sequence[Results]) -> dict[str, Any] | None:
     return {"servers": servers, "rows": rows, "totals": totals, "details": details}
 
 
-def _warnings(results: Results, label: str | None = None) -> list[str]:
+def _warnings(run: RunData, label: str | None = None) -> list[str]:
+    """The summary's warnings (truncation, unknown losses, a generator bottleneck) and why a run stopped."""
+    results = run.results
     prefix = f"{label}: " if label else ""
-    out = [prefix + w for w in results.warnings]
+    warnings = list(run.summary.get("warnings") or []) if results.kind == "run" else list(results.warnings)
     footer = results.footer or {}
     if footer.get("status") in ("broken", "interrupted"):
-        out.append(
-            f"{prefix}the run {'broke' if footer['status'] == 'broken' else 'was interrupted'}"
-            f"{': ' + str(footer.get('reason')) if footer.get('reason') else ''}"
-        )
-    for e in results.events_of("warning"):
-        out.append(f"{prefix}{e.get('detail') or e.get('reason') or 'warning'}")
-    return out
+        reason = f": {footer['reason']}" if footer.get("reason") else ""
+        warnings.append(f"the run {'broke' if footer['status'] == 'broken' else 'was interrupted'}{reason}")
+    return [prefix + w for w in dict.fromkeys(warnings)]
 
 
 def _page(**context: Any) -> str:
@@ -287,8 +325,8 @@ def render_report(results: Results, label: str | None = None) -> str:
             f"{(results.footer or {}).get('duration_s', run.end_s.max() if run.n else 0):.1f} s · {results.path}"
         ),
         status=results.status,
-        warnings=_warnings(results),
-        cards=_cards(results, run) if is_run and run.n else [],
+        warnings=_warnings(run),
+        cards=_cards(run.summary) if is_run and run.n else [],
         plots=plots.all_plots([run]) if is_run else [],
         conformance=_conformance([results]),
         runs=[_run_view(run, 0)],
@@ -344,7 +382,7 @@ def render_comparison(comparison: Comparison, verdicts: Sequence[ThresholdVerdic
     scenario = {str((run.results.header.get("scenario") or {}).get("name") or "") for run in comparison.runs}
     warnings = list(comparison.warnings)
     for run in comparison.runs:
-        warnings += [w for w in _warnings(run.results, run.label) if w.split(": ", 1)[-1] not in run.results.warnings]
+        warnings += [w for w in _warnings(run, run.label) if f"{run.label}: " + w.split(": ", 1)[-1] not in warnings]
     return _page(
         title=f"wsbench comparison: {' vs '.join(labels)}",
         subtitle=f"scenario {', '.join(sorted(s for s in scenario if s)) or '?'} · baseline {labels[0]}",

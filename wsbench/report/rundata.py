@@ -23,6 +23,7 @@ import numpy as np
 
 from wsbench.core import histograms
 from wsbench.core.results import UNMEASURED_PHASES, Results
+from wsbench.core.summary import summarize
 
 HISTOGRAM_NAMES = ("latency", "latency_uncorrected", "fanout", "connect")
 #: Phases that are neither set-up nor drain: where the send schedule runs, so rates are meaningful.
@@ -122,6 +123,14 @@ class RunData:
     generator: dict[str, np.ndarray]
     server: dict[str, np.ndarray]
     _hist: dict[str, HistogramMatrix] = field(default_factory=dict, repr=False)
+    _summary: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """``wsbench.core.summary.summarize`` of the file (what ``wsbench report --json`` prints)."""
+        if self._summary is None:
+            self._summary = summarize(self.results)
+        return self._summary
 
     @classmethod
     def from_results(cls, results: Results, label: str | None = None) -> RunData:
@@ -164,8 +173,14 @@ class RunData:
 
     @property
     def sending(self) -> np.ndarray:
-        """Measured intervals where the send schedule runs (not the drain): the base of rates."""
-        return np.array([p not in NOT_SENDING_PHASES for p in self.phase], dtype=bool)
+        """Measured intervals where the send schedule runs (not a drain): the base of rates, as in the summary.
+
+        A phase's kind comes from its ``phase`` event (``name``, ``phase_kind``); names alone otherwise.
+        """
+        drains = {"drain"} | {
+            str(e.get("name")) for e in self.results.events_of("phase") if e.get("phase_kind") == "drain"
+        }
+        return np.array([p not in NOT_SENDING_PHASES and p not in drains for p in self.phase], dtype=bool)
 
     def histogram(self, name: str) -> HistogramMatrix:
         if name not in self._hist:

@@ -41,7 +41,7 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     )
     c.print(title)
     where = target.get("url") or ""
-    server = target.get("server") or target.get("command") or target.get("mode") or ""
+    server = target.get("server") or ("command" if target.get("command") else target.get("mode")) or ""
     c.print(
         f"[dim]target[/] {escape(str(server))} {escape(str(where))}   "
         f"[dim]clients[/] {sc.get('clients')}  [dim]senders[/] {sc.get('senders')}"
@@ -51,15 +51,19 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     if summary.get("reason"):
         c.print(f"[bold]reason:[/] {escape(str(summary['reason']))}")
 
-    lat = Table(title="latency (ms)", title_justify="left", header_style="bold")
+    lat = Table(
+        title="latency (ms): per delivery, from the intended send time (corrected) and the actual one",
+        title_justify="left",
+        header_style="bold",
+    )
     lat.add_column("")
     for col in ("p50", "p90", "p99", "p99.9", "max", "count"):
         lat.add_column(col, justify="right")
     rows = (
-        ("delivery (from intended send)", "latency"),
-        ("delivery (from actual send)", "latency_uncorrected"),
-        ("fan-out to last receiver", "fanout"),
-        ("connect (login + handshake)", "connect"),
+        ("from intended send", "latency"),
+        ("from actual send", "latency_uncorrected"),
+        ("fan-out, to the last", "fanout"),
+        ("connect", "connect"),
     )
     for label, key in rows:
         h = summary.get(key) or {}
