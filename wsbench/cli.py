@@ -44,7 +44,7 @@ def _print_error(message: str) -> None:
     try:
         from rich.console import Console
 
-        Console(stderr=True, highlight=False).print(f"[bold red]wsbench:[/] {message}", markup=True)
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]wsbench:[/] {message}", markup=True)
     except Exception:  # rich missing or the terminal is odd: plain text still tells the user
         print(f"wsbench: {message}", file=sys.stderr)
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -195,8 +196,12 @@ def _run_with_server(
         outcome = _drive(engine, view)
         accounting = engine.final_accounting()
         status, reason = outcome.status, outcome.reason
-        if server is not None and not server.alive() and status != "broken":
-            status, reason = "broken", server.death_message()
+        if server is not None and status == "broken" and server.alive():
+            # connections drop while the process is still exiting: give it a moment to be reaped
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                server.proc.wait(timeout=1.0)
+        if server is not None and not server.alive():
+            status, reason = "broken", f"the server died during the run: {server.death_message()}"
         if status == "broken":
             died = server is not None and not server.alive()
             writer.event(

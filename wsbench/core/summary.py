@@ -116,7 +116,7 @@ def summarize(results: Results) -> dict[str, Any]:
     closes: Counter[str] = Counter()
     unexpected = 0
     for e in results.events_of("close"):
-        closes[str(e.get("code"))] += 1
+        closes[str(e["code"]) if e.get("code") is not None else "dropped"] += 1
         if e.get("role") != "stalled":
             unexpected += 1
     errors: Counter[str] = Counter(str(e.get("error") or "error") for e in results.events_of("error"))

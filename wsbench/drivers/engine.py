@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import math
 import random
 import secrets
+import struct
+import termios
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -311,6 +314,16 @@ class Engine:
         if st.close_code is not None:
             self.writer.event(
                 "close", self.t_s(now), client=st.cid, code=st.close_code, reason=st.close_reason, role=st.role
+            )
+        elif st.role == "stalled":  # SPEC 11.1 allows dropping a slow consumer without a close frame
+            self.writer.event(
+                "close",
+                self.t_s(now),
+                client=st.cid,
+                code=None,
+                reason="",
+                role=st.role,
+                detail="dropped without a close frame",
             )
         else:
             self.cur.counters["errors"] += 1
@@ -653,7 +666,7 @@ class Engine:
         }
         self.writer.interval(record)
         self.intervals_written += 1
-        if cur.phase not in ("connect",):
+        if cur.phase not in ("connect",) and now - cur.start_ns >= self.interval_ns // 2:
             reasons = bottleneck_reasons(cpu_pct, lag_ms, send_lag_ms)
             if reasons and not self._warned_bottleneck and cur.phase != "drain":
                 self._warned_bottleneck = True
@@ -780,6 +793,7 @@ class Engine:
             self.lag.stop()
         for task in self._tasks:
             task.cancel()
+        await self._unstall()
         # the last, partial interval
         self._cut_interval(max(now, self.cur.start_ns + 1))
         self.closing = True
@@ -801,6 +815,32 @@ class Engine:
                 await task
         if self.session is not None:
             await self.session.close()
+
+    async def _unstall(self) -> None:
+        """Read the stalled clients again (discarding the backlog) to see how the server treated them.
+
+        A client that does not read cannot see its close frame: the server's verdict (SPEC 11.1: 1008)
+        sits behind megabytes of unread frames. They are read now, for up to two seconds.
+        """
+        stalled = [c for c in self.clients if c.role == "stalled" and c.transport is not None and not c.closed_ns]
+        if not stalled:
+            return
+        for c in stalled:
+            if c.listener is not None:
+                c.listener.add_frame = _discard
+                c.listener.add_time = _discard
+                c.listener.frames.clear()
+                c.listener.times.clear()
+            with contextlib.suppress(Exception):
+                c.transport.underlying_transport.resume_reading()  # type: ignore[union-attr]
+        deadline = _clock() + 2_000_000_000
+        quiet = 0
+        while _clock() < deadline and any(not c.closed_ns for c in stalled):
+            await asyncio.sleep(0.02)
+            # still open with nothing left to read (twice in a row): the server did not close it
+            quiet = quiet + 1 if all(c.closed_ns or _unread_bytes(c) == 0 for c in stalled) else 0
+            if quiet >= 2:
+                break
 
     def final_accounting(self) -> dict[str, Any]:
         """Totals after the drain, and per phase (by when messages were sent)."""
@@ -841,6 +881,20 @@ class Engine:
         with contextlib.suppress(Exception):
             self.writer.event("error", self.t_s(), error="internal", detail=detail[-2000:])
         self.request_stop("broken", f"internal error in the load engine: {type(exc).__name__}: {exc}")
+
+
+def _discard(_item: object) -> None:
+    return None
+
+
+def _unread_bytes(c: ClientState) -> int | None:
+    """Bytes waiting in the kernel for a client's socket (``None`` when that cannot be asked)."""
+    try:
+        sock = c.transport.underlying_transport.get_extra_info("socket")  # type: ignore[union-attr]
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return int(struct.unpack("i", raw)[0])
+    except Exception:  # no socket to ask
+        return None
 
 
 class _SizeSampler:

@@ -1,0 +1,145 @@
+"""The numbers are true: runs against a relay that misbehaves on purpose, and the reference servers.
+
+The relay (tests/fixtures/relay.py) adds a known delay, drops, duplicates or reorders every k-th
+delivery to each receiver, or stalls periodically; each test checks wsbench reports exactly that.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.drivers.conftest import relay_cmd
+
+BASE = """
+name: t
+clients: {clients}
+senders: {senders}
+rate: {rate}/s
+size: 100B
+connect: {{rate: 500/s}}
+warmup: 0s
+duration: {duration}s
+drain: 1s
+stats: true
+"""
+
+
+def scenario(clients: int = 5, senders: int = 1, rate: int = 200, duration: float = 2, extra: str = "") -> str:
+    return BASE.format(clients=clients, senders=senders, rate=rate, duration=duration) + extra
+
+
+def test_known_delay_is_reported_within_a_millisecond(run_scenario) -> None:
+    run = run_scenario(scenario(rate=100), "--server-cmd", relay_cmd("--delay-ms", "20"))
+    s = run.summary
+    assert run.code == 0, s
+    assert s["status"] == "completed"
+    assert 20.0 <= s["latency"]["p50"] <= 21.0, s["latency"]
+    assert 20.0 <= s["latency_uncorrected"]["p50"] <= 21.0, s["latency_uncorrected"]
+    assert s["latency"]["min"] >= 20.0
+    assert s["delivery"]["lost"] == 0
+
+
+@pytest.mark.parametrize("k", [7, 10])
+def test_drop_every_kth_gives_the_exact_loss(run_scenario, k: int) -> None:
+    run = run_scenario(scenario(clients=4, rate=300), "--server-cmd", relay_cmd("--drop-every", str(k)))
+    s = run.summary
+    sent = s["messages"]["sent"]
+    receivers = 3
+    assert sent > 500
+    assert s["delivery"]["lost"] == receivers * (sent // k)
+    assert s["delivery"]["expected"] == receivers * sent
+    assert s["delivery"]["delivered"] == receivers * (sent - sent // k)
+    assert s["delivery"]["duplicated"] == 0 and s["delivery"]["reordered"] == 0
+    assert s["delivery"]["pairs_with_loss"] == receivers
+
+
+def test_duplicates_are_counted_and_not_delivered_twice(run_scenario) -> None:
+    run = run_scenario(scenario(clients=4, rate=300), "--server-cmd", relay_cmd("--duplicate-every", "5"))
+    s = run.summary
+    sent = s["messages"]["sent"]
+    assert s["delivery"]["duplicated"] == 3 * (sent // 5)
+    assert s["delivery"]["lost"] == 0 and s["delivery"]["delivered"] == 3 * sent
+    assert s["latency"]["count"] == 3 * sent  # a duplicate is not a second latency sample
+
+
+def test_reorders_are_counted(run_scenario) -> None:
+    run = run_scenario(scenario(clients=4, rate=300), "--server-cmd", relay_cmd("--reorder-every", "6"))
+    s = run.summary
+    sent = s["messages"]["sent"]
+    held_at_end = 1 if sent % 6 == 0 else 0  # the last one held back is never released: lost
+    assert s["delivery"]["reordered"] == 3 * (sent // 6 - held_at_end)
+    assert s["delivery"]["lost"] == 3 * held_at_end
+    assert s["delivery"]["duplicated"] == 0
+
+
+def test_periodic_stall_shows_in_the_corrected_p99(run_scenario) -> None:
+    run = run_scenario(
+        scenario(clients=4, rate=200, duration=4),
+        "--server-cmd",
+        relay_cmd("--stall-every", "1.5", "--stall-ms", "500"),
+    )
+    s = run.summary
+    assert s["delivery"]["lost"] == 0
+    # about a quarter of the messages wait for the end of a stall, up to 500 ms
+    assert s["latency"]["p99"] >= 400.0, s["latency"]
+    assert s["latency"]["p50"] < 100.0, s["latency"]
+    assert s["latency"]["max"] <= 650.0
+    assert s["latency"]["p99"] >= s["latency_uncorrected"]["p99"]
+
+
+@pytest.mark.parametrize("kind", ["tornado", "aiohttp"])
+def test_broadcast_against_the_reference_servers(run_scenario, kind: str) -> None:
+    text = scenario(clients=12, senders=3, rate=150, duration=1.5, extra="thresholds: ['delivery.lost == 0']\n")
+    run = run_scenario(text, "--server", kind)
+    s = run.summary
+    assert run.code == 0, s
+    sent = s["messages"]["sent"]
+    assert sent == pytest.approx(150 * 1.5, abs=2)
+    assert s["delivery"]["expected"] == 11 * sent
+    assert s["delivery"]["delivered"] == 11 * sent
+    assert s["delivery"]["lost"] == 0 and s["delivery"]["duplicated"] == 0 and s["delivery"]["reordered"] == 0
+    assert s["fanout"]["count"] == sent
+    assert s["connect"]["ok"] == 12 and s["connect"]["errors"] == 0
+    assert s["server"]["connections_max"] == 12
+    assert s["target"]["server"] == kind
+    assert s["latency"]["p50"] < 50
+    assert not [e for e in run.results.events if e["kind"] == "warning" and "join lines" in e.get("detail", "")]
+
+
+def test_nagle_stall_shows_in_a_conversation_without_nodelay(run_scenario) -> None:
+    text = scenario(clients=6, senders=6, rate=120, duration=2, extra="size: 64B\n").replace("size: 100B\n", "")
+    run = run_scenario(text, "--server", "tornado:--no-nodelay")
+    s = run.summary
+    assert s["delivery"]["lost"] == 0
+    assert s["latency"]["p90"] >= 30.0, s["latency"]
+
+
+def test_stalled_client_is_closed_by_the_server_and_others_are_unaffected(run_scenario) -> None:
+    text = scenario(clients=5, senders=3, rate=400, duration=3, extra="stalled_clients: 1\nsize: 8KiB\n").replace(
+        "size: 100B\n", ""
+    )
+    run = run_scenario(text, "--server", "aiohttp:--send-buffer-limit 65536")
+    s = run.summary
+    # closed with 1008, or dropped when even the close frame could not be queued (SPEC 11.1)
+    stalled = [e for e in run.results.events if e["kind"] == "close" and e.get("client") == 4]
+    assert len(stalled) == 1 and stalled[0]["code"] in (1008, None), stalled
+    assert s["closes"]["total"] == 1 and s["closes"]["unexpected"] == 0
+    assert s["server"]["slow_consumer_closes"] == 1
+    assert s["errors"]["total"] == 0
+    assert s["delivery"]["lost"] == 0
+    assert s["delivery"]["pairs"] == 3 * 3  # the stalled client is no receiver: 3 senders x 3 other readers
+
+
+def test_a_receiver_leaving_mid_run_is_accounted(run_scenario) -> None:
+    """The relay closes one receiver 1.5 s in: what was sent to it before counts, nothing after."""
+    run = run_scenario(scenario(clients=4, rate=200, duration=3), "--server-cmd", relay_cmd("--kick-after", "1.5"))
+    s = run.summary
+    sent = s["messages"]["sent"]
+    kicked = [e for e in run.results.events if e["kind"] == "close"]
+    assert [(e["code"], e["reason"]) for e in kicked] == [(4000, "kicked")]
+    assert s["closes"]["unexpected"] == 1
+    assert s["delivery"]["lost"] == 0
+    # two receivers got everything; the kicked one about half (sent before it left)
+    got = s["delivery"]["delivered"] - 2 * sent
+    assert 0.3 * sent < got < 0.7 * sent
+    assert s["delivery"]["expected"] == s["delivery"]["delivered"]
