@@ -119,3 +119,15 @@ def test_conformance_matrix_of_a_real_conform_run(tmp_path: Path) -> None:
     assert "<th>tornado</th><th>aiohttp</th>" in matrix
     assert matrix.count('<td class="pass"') == len(results.cases)
     assert "http.not_found" in matrix and "Target tornado" in html and "Target aiohttp" in html
+
+
+def test_wsbench_report_html_option(truncated_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from wsbench.cli import main
+
+    out = tmp_path / "out" / "report.html"
+    assert main(["report", str(truncated_file), "--html", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"HTML report: {out}" in captured.err
+    assert '"status": "truncated"' in captured.out  # --json output stays pure JSON on stdout
+    html = out.read_text(encoding="utf-8")
+    assert 'id="warnings"' in html and "no footer" in html

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from wsbench.core.results import read_results
 from wsbench.core.summary import summarize
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", help="results file (.jsonl)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON (keys: docs/summary-json.md)")
+    p.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report (plots, tables) to OUT")
     p.add_argument(
         "--check", action="store_true", help="exit with the run's verdict (0 ok, 1 threshold failed, 3 broken)"
     )
@@ -30,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results = read_results(args.file)
+    if args.html:
+        from wsbench.report.html import render_report, write_html
+
+        print(f"HTML report: {write_html(render_report(results), args.html)}", file=sys.stderr)
     summary = summarize(results)
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
