@@ -24,6 +24,12 @@ import numpy as np
 
 from tests.servers.wsclient import WsClient, login_cookie
 
+SEND_STALL = 5.0  # seconds one send may block before the probe gives up
+
+
+class ProbeStalled(AssertionError):
+    """The server stopped reading the sender: the whole broadcast is stuck."""
+
 
 @dataclass
 class ProbeResult:
@@ -174,7 +180,13 @@ async def run_probe(
                 await asyncio.sleep(delay)
             body = f"{seq} {intended:.6f} "
             sent_at[seq] = time.perf_counter()
-            await sender.send_str(body + pad[: max(0, size - len(body))])
+            try:
+                await asyncio.wait_for(sender.send_str(body + pad[: max(0, size - len(body))]), SEND_STALL)
+            except TimeoutError:
+                raise ProbeStalled(
+                    f"sending message {seq} blocked for {SEND_STALL:g} s: the server stopped reading the "
+                    "sender (does its broadcast wait on the stalled client?)"
+                ) from None
         await readers_done
         # Give the leave line of the stalled client a moment, if it is not in yet.
         if stall:

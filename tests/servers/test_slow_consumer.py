@@ -23,9 +23,10 @@ def stats(server: ServerProcess) -> dict[str, int]:
 def test_stalled_client_is_closed_and_others_are_not_delayed(server_kind: str, start_reference_server) -> None:
     server = start_reference_server(server_kind, send_buffer_limit=LIMIT)
     readers = 3
-    # 1,000 messages/s of 4 KiB for 2 s: an unbounded buffer for the stalled client would grow by
-    # ~8 MiB (measured), the bounded one by at most LIMIT.
-    result = asyncio.run(run_probe(server.url, seconds=2.0, rate=1000, size=4096, readers=readers, stall=True))
+    # 1,000 messages/s of 8 KiB for 2 s: more than the kernel's socket buffers take (4 MiB here), so an
+    # unbounded buffer for the stalled client would grow by several MiB and a broadcast that waits on
+    # it would stall (ProbeStalled); the bounded one grows by at most LIMIT.
+    result = asyncio.run(run_probe(server.url, seconds=2.0, rate=1000, size=8192, readers=readers, stall=True))
     print(result.summary())
     assert result.lost == 0 and result.out_of_order == 0  # SPEC 7.3 for everyone else
     assert result.slow_consumer_closes == 1  # SPEC 11.2
