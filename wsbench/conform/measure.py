@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 
 from wsbench.conform.checks import join_room
 from wsbench.conform.model import Outcome
-from wsbench.conform.session import REPLY_TIMEOUT, SAID, CaseContext, Peer, join_line, leave_line
+from wsbench.conform.session import REPLY_TIMEOUT, SAID, CaseContext, CaseSkipped, Peer, join_line, leave_line
 from wsbench.conform.wire import OP_TEXT, CloseObservation, encode_frame, fmt_duration, now
 from wsbench.core import histograms
 
@@ -139,7 +139,9 @@ async def broadcast_phase(
 
 
 async def run_slow_consumer(ctx: CaseContext) -> SlowConsumerRun:
-    size = max(64, min(SLOW_MESSAGE_SIZE, ctx.options.max_message_size))
+    size = min(SLOW_MESSAGE_SIZE, ctx.options.max_message_size)
+    if size < 16:
+        raise CaseSkipped(f"max_message_size {size} is too small for the timed messages of this case")
     peers = await join_room(ctx, 1 + FAST_RECEIVERS)
     sender, receivers = peers[0], peers[1:]
     baseline, _ = await broadcast_phase(sender, receivers, size, SLOW_RATE, SLOW_DURATION, "a")

@@ -488,27 +488,21 @@ class WsConnection:
             self._task = asyncio.get_running_loop().create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
-        try:
-            if self._leftover:
-                await self._handle(self._parser.feed(self._leftover, now()))
-                self.bytes_received += len(self._leftover)
-                self._leftover = b""
-            while True:
-                try:
-                    chunk = await self.reader.read(READ_CHUNK)
-                except (ConnectionResetError, BrokenPipeError):
-                    await self._ended("rst")
-                    return
-                except OSError:
-                    await self._ended("rst")
-                    return
-                if not chunk:
-                    await self._ended("fin")
-                    return
-                self.bytes_received += len(chunk)
-                await self._handle(self._parser.feed(chunk, now()))
-        except asyncio.CancelledError:
-            raise
+        if self._leftover:
+            await self._handle(self._parser.feed(self._leftover, now()))
+            self.bytes_received += len(self._leftover)
+            self._leftover = b""
+        while True:
+            try:
+                chunk = await self.reader.read(READ_CHUNK)
+            except OSError:  # ConnectionResetError and kin: the peer reset the connection
+                await self._ended("rst")
+                return
+            if not chunk:
+                await self._ended("fin")
+                return
+            self.bytes_received += len(chunk)
+            await self._handle(self._parser.feed(chunk, now()))
 
     async def _ended(self, kind: EndKind) -> None:
         async with self._changed:
