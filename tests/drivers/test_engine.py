@@ -143,3 +143,60 @@ def test_a_receiver_leaving_mid_run_is_accounted(run_scenario) -> None:
     got = s["delivery"]["delivered"] - 2 * sent
     assert 0.3 * sent < got < 0.7 * sent
     assert s["delivery"]["expected"] == s["delivery"]["delivered"]
+
+
+def test_closed_model_sends_when_the_last_message_arrived(run_scenario) -> None:
+    text = scenario(clients=4, senders=2, duration=1.5).replace("rate: 200/s\n", "") + "model: closed\noutstanding: 1\n"
+    run = run_scenario(text, "--server-cmd", relay_cmd("--delay-ms", "10"))
+    s = run.summary
+    assert run.code == 0, s
+    # each sender has one message in flight, done after ~10 ms: about 100 per second each
+    assert 100 < s["messages"]["sent"] < 2 * 1.5 * 100 * 1.1
+    assert s["delivery"]["lost"] == 0 and s["delivery"]["delivered"] == 3 * s["messages"]["sent"]
+    assert 10.0 <= s["latency"]["p50"] <= 15.0
+    assert s["rate"]["target"] is None
+
+
+def test_capacity_search_stops_at_the_first_stage_that_breaks(run_scenario) -> None:
+    text = """
+name: ramp
+clients: 3
+senders: 1
+size: 64B
+steps: {start: 100/s, stop: 500/s, step: 100/s, duration: 1s}
+drain: 0.5s
+search:
+  thresholds: ['rate.sent < 250/s', 'delivery.lost == 0']
+  grace: 0.2s
+"""
+    run = run_scenario(text, "--server-cmd", relay_cmd())
+    s = run.summary
+    assert run.code == 0, s
+    assert [(st["name"], st["passed"]) for st in s["stages"]] == [
+        ("step-1", True),
+        ("step-2", True),
+        ("step-3", False),
+    ]
+    assert s["capacity"]["highest_rate_held"] == 200.0 and s["capacity"]["broke_at_rate"] == 300.0
+    assert s["messages"]["sent"] == pytest.approx(600, abs=3)  # steps 4 and 5 never ran
+    assert s["delivery"]["lost"] == 0
+
+
+def test_refused_clients_are_connect_errors(run_scenario) -> None:
+    text = (
+        scenario(clients=5, duration=1) + "connect: {rate: 500/s, max_errors: 2}\nthresholds: ['connect.errors == 0']\n"
+    )
+    text = text.replace("connect: {rate: 500/s}\n", "", 1)
+    run = run_scenario(text, "--server", "aiohttp:--max-connections 3")
+    s = run.summary
+    assert run.code == 1  # the run held (2 errors allowed) but the threshold failed
+    assert s["connect"]["ok"] == 3 and s["connect"]["errors"] == 2
+    assert s["errors"]["by_kind"] == {"handshake": 2}
+    assert s["delivery"]["lost"] == 0 and s["delivery"]["delivered"] == 2 * s["messages"]["sent"]
+
+
+def test_too_many_refused_clients_break_the_run(run_scenario, capsys) -> None:
+    run = run_scenario(scenario(clients=5, duration=1), "--server", "aiohttp:--max-connections 3")
+    assert run.code == 3
+    assert run.results.footer["status"] == "broken"
+    assert "could not connect" in run.results.footer["reason"] and "503" in run.results.footer["reason"]

@@ -46,22 +46,27 @@ def _phase_kinds(results: Results) -> dict[str, str]:
     return kinds
 
 
-def stage_metrics(results: Results, phase: str, totals: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The metrics of one phase alone (for per-stage verdicts of a capacity search)."""
-    recs = [r for r in results.intervals if r.get("phase") == phase]
-    span = _span(recs)
-    sent, delivered = _count(recs, "sent"), _count(recs, "delivered")
+def metrics(
+    latency: Any,
+    latency_uncorrected: Any,
+    fanout: Any,
+    counters: dict[str, int],
+    span_s: float,
+    totals: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Summary-shaped metrics of one span (a stage): what per-stage thresholds are checked against."""
+    sent, delivered = int(counters.get("sent", 0)), int(counters.get("delivered", 0))
     out: dict[str, Any] = {
-        "latency": _latency(results.histogram("latency", [phase])),
-        "latency_uncorrected": _latency(results.histogram("latency_uncorrected", [phase])),
-        "fanout": _latency(results.histogram("fanout", [phase])),
-        "rate": {"sent": _ratio(sent, span), "delivered": _ratio(delivered, span)},
+        "latency": _latency(latency),
+        "latency_uncorrected": _latency(latency_uncorrected),
+        "fanout": _latency(fanout),
+        "rate": {"sent": _ratio(sent, span_s), "delivered": _ratio(delivered, span_s)},
         "messages": {"sent": sent},
-        "errors": {"total": _count(recs, "errors")},
+        "errors": {"total": int(counters.get("errors", 0))},
         "delivery": {
             "delivered": delivered,
-            "duplicated": _count(recs, "duplicated"),
-            "reordered": _count(recs, "reordered"),
+            "duplicated": int(counters.get("duplicated", 0)),
+            "reordered": int(counters.get("reordered", 0)),
         },
     }
     if totals:
@@ -69,6 +74,20 @@ def stage_metrics(results: Results, phase: str, totals: dict[str, Any] | None = 
         d.update({k: totals[k] for k in ("expected", "lost", "pairs_with_loss") if k in totals})
         d["loss_ratio"] = _ratio(totals.get("lost"), totals.get("expected"))
     return out
+
+
+def stage_metrics(results: Results, phase: str, totals: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metrics of one phase alone, from a results file."""
+    recs = [r for r in results.intervals if r.get("phase") == phase]
+    counters = {k: _count(recs, k) for k in ("sent", "delivered", "errors", "duplicated", "reordered")}
+    return metrics(
+        results.histogram("latency", [phase]),
+        results.histogram("latency_uncorrected", [phase]),
+        results.histogram("fanout", [phase]),
+        counters,
+        _span(recs),
+        totals,
+    )
 
 
 def summarize(results: Results) -> dict[str, Any]:
@@ -122,6 +141,9 @@ def summarize(results: Results) -> dict[str, Any]:
     errors: Counter[str] = Counter(str(e.get("error") or "error") for e in results.events_of("error"))
 
     gen_recs = [r.get("generator") or {} for r in measured]
+    # CPU % of an interval much shorter than the others (cut at a phase boundary) is noise
+    full = float(header.get("interval_s") or 1.0) * 0.5
+    gen_full = [r.get("generator") or {} for r in measured if _span([r]) >= full]
     gen_all = [r.get("generator") or {} for r in results.intervals]
     cpu_measured = sum(float(g.get("cpu_s", 0.0)) for g in gen_recs)
     delivered_measured = _count(measured, "delivered")
@@ -129,8 +151,8 @@ def summarize(results: Results) -> dict[str, Any]:
     generator = {
         "cpu_s": round(sum(float(g.get("cpu_s", 0.0)) for g in gen_all), 4),
         "cpu_s_measured": round(cpu_measured, 4),
-        "cpu_pct_max": max((float(g.get("cpu_pct", 0.0)) for g in gen_recs), default=None),
-        "cpu_pct_mean": _ratio(sum(float(g.get("cpu_pct", 0.0)) for g in gen_recs), len(gen_recs)),
+        "cpu_pct_max": max((float(g.get("cpu_pct", 0.0)) for g in gen_full), default=None),
+        "cpu_pct_mean": _ratio(sum(float(g.get("cpu_pct", 0.0)) for g in gen_full), len(gen_full)),
         "cpu_us_per_delivery": _ratio(cpu_measured * 1e6, delivered_measured),
         "loop_lag_ms_max": max((float(g.get("loop_lag_ms_max", 0.0)) for g in gen_recs), default=None),
         "send_lag_ms_max": max((float(g.get("send_lag_ms_max", 0.0)) for g in gen_recs), default=None),

@@ -47,6 +47,7 @@ from wsbench.core.fanout import FanoutTracker
 from wsbench.core.pacing import MEASURED, ClosedLoop, OpenSchedule, Phase, plan_phases
 from wsbench.core.results import ResultsWriter
 from wsbench.core.scenario import Scenario
+from wsbench.core.summary import metrics
 from wsbench.core.thresholds import evaluate
 from wsbench.drivers.chat_client import ClientState, LoginFailed, client_of, login, nickname_for, open_chat
 from wsbench.drivers.precise_timer import PreciseTimer
@@ -83,6 +84,17 @@ class _Interval:
     connect: Any = field(default_factory=histograms.new_histogram)
     send_lag: histograms.BatchRecorder = field(default_factory=histograms.BatchRecorder)
     send_lag_us_max: int = 0
+
+
+@dataclass
+class _PhaseAcc:
+    """A phase's intervals folded together (for the capacity search's per-stage verdicts)."""
+
+    latency: Any = field(default_factory=histograms.new_histogram)
+    latency_uncorrected: Any = field(default_factory=histograms.new_histogram)
+    fanout: Any = field(default_factory=histograms.new_histogram)
+    counters: Counter[str] = field(default_factory=Counter)
+    span_s: float = 0.0
 
 
 class Engine:
@@ -157,6 +169,7 @@ class Engine:
         self._warned_bottleneck = False
         self.unknown_frames = 0
         self.stage_verdicts: list[dict[str, Any]] = []
+        self.phase_acc: dict[str, _PhaseAcc] = {}
         self.session: aiohttp.ClientSession | None = None
         self.sizes = _SizeSampler(scenario, self.rng)
 
@@ -350,9 +363,8 @@ class Engine:
     def _start_load(self) -> None:
         self._cut_interval(_clock())
         now = _clock()
-        self.cur.start_ns = now
         self.load_start_ns = -(-now // 1_000_000) * 1_000_000
-        self._schedule_interval_end(self._next_boundary(now))
+        self._schedule_interval_end(self._next_boundary(self.load_start_ns))
         for st in self.clients:
             if st.role == "stalled" and st.transport is not None:
                 with contextlib.suppress(Exception):
@@ -471,7 +483,7 @@ class Engine:
 
     # closed model -----------------------------------------------------------------------------------
     def _closed_tick(self) -> None:
-        if self.stopping_load or self._closed is None:
+        if self.stopping_load or self._closed is None or not self.phases[self.phase_index].sends:
             return
         now = _clock()
         self._ingest_tick()
@@ -666,6 +678,12 @@ class Engine:
         }
         self.writer.interval(record)
         self.intervals_written += 1
+        pa = self.phase_acc.setdefault(cur.phase, _PhaseAcc())
+        pa.latency.add(cur.latency)
+        pa.latency_uncorrected.add(cur.latency_uncorrected)
+        pa.fanout.add(cur.fanout)
+        pa.counters.update(cur.counters)
+        pa.span_s += (now - cur.start_ns) / 1e9
         if cur.phase not in ("connect",) and now - cur.start_ns >= self.interval_ns // 2:
             reasons = bottleneck_reasons(cpu_pct, lag_ms, send_lag_ms)
             if reasons and not self._warned_bottleneck and cur.phase != "drain":
@@ -730,11 +748,10 @@ class Engine:
             self._stop_load_early(f"stage {phase.name} broke the search thresholds")
 
     def _stage_summary(self, name: str, totals: dict[str, int]) -> dict[str, Any]:
-        from wsbench.core.results import read_results
-        from wsbench.core.summary import stage_metrics
-
-        results = read_results(self.writer.path)
-        return stage_metrics(results, name, totals)
+        acc = self.phase_acc.get(name)
+        if acc is None:
+            acc = _PhaseAcc()
+        return metrics(acc.latency, acc.latency_uncorrected, acc.fanout, acc.counters, acc.span_s, totals)
 
     def _stop_load_early(self, why: str) -> None:
         """Skip the remaining stages: go to the drain now."""
@@ -794,8 +811,10 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         await self._unstall()
-        # the last, partial interval
-        self._cut_interval(max(now, self.cur.start_ns + 1))
+        # the last, partial interval (unless the last boundary was just written)
+        self._ingest()
+        if now - self.cur.start_ns > 10_000_000 or any(self.cur.counters.values()):
+            self._cut_interval(max(now, self.cur.start_ns + 1))
         self.closing = True
         open_clients = [c for c in self.clients if c.transport is not None and not c.closed_ns]
         for c in open_clients:
