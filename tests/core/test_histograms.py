@@ -57,3 +57,17 @@ def test_percentile_distribution_reaches_the_tail() -> None:
     assert points[0][0] <= 1.0
     assert points[-1][0] == pytest.approx(100.0)
     assert points[-1][1] == pytest.approx(100.0, rel=0.001)
+
+
+def test_vectorized_percentiles_and_mean_equal_hdrh() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        hist = h.new_histogram()
+        n = int(rng.integers(1, 20000))
+        values = rng.lognormal(rng.uniform(0, 14), rng.uniform(0.1, 3), n).astype(np.int64)
+        h.record_many(hist, np.clip(values, 0, h.HIGHEST_US))
+        ps = [0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
+        assert h.percentiles_us(hist, ps) == [hist.get_value_at_percentile(p) for p in ps]
+        assert h.mean_us(hist) == pytest.approx(hist.get_mean_value(), rel=1e-12)

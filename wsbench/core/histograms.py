@@ -59,6 +59,43 @@ def value_ms(histogram: HdrHistogram, percentile: float) -> float:
     return histogram.get_value_at_percentile(percentile) / 1000.0
 
 
+def _index_tables(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
+    """Per counts-array index: the lowest value it holds and the size of its value range (vectorized
+    ``get_value_from_index`` and ``_hdr_size_of_equiv_value_range``)."""
+    i = np.arange(h.counts_len, dtype=np.int64)
+    bucket = (i >> h.sub_bucket_half_count_magnitude) - 1
+    sub = (i & (h.sub_bucket_half_count - 1)) + h.sub_bucket_half_count
+    low_bucket = bucket < 0
+    sub = np.where(low_bucket, sub - h.sub_bucket_half_count, sub)
+    bucket = np.where(low_bucket, 0, bucket)
+    return sub << (bucket + h.unit_magnitude), np.left_shift(1, bucket + h.unit_magnitude)
+
+
+_TABLES = _index_tables(new_histogram())
+
+
+def percentiles_us(histogram: HdrHistogram, percentiles: Sequence[float]) -> list[int]:
+    """``get_value_at_percentile`` for several percentiles at once, vectorized (the hdrh package walks
+    the 17,408 counts in Python for each call: about half a second for a summary)."""
+    counts = np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len]
+    cumulative = np.cumsum(counts, dtype=np.int64)
+    total = int(cumulative[-1]) if len(cumulative) else 0
+    targets = [max(int(min(p, 100.0) * total / 100 + 0.5), 1) for p in percentiles]
+    idx = np.minimum(np.searchsorted(cumulative, targets, side="left"), len(counts) - 1)
+    lows, sizes = _TABLES
+    return [int(lows[i] + sizes[i] - 1) if p else int(lows[i]) for i, p in zip(idx, percentiles, strict=True)]
+
+
+def mean_us(histogram: HdrHistogram) -> float:
+    """``get_mean_value`` vectorized (each count at the middle of its value range)."""
+    counts = np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len]
+    total = int(counts.sum())
+    if not total:
+        return 0.0
+    lows, sizes = _TABLES
+    return float((counts * (lows + (sizes >> 1))).sum()) / total
+
+
 def summary_ms(histogram: HdrHistogram) -> dict[str, float | int | None]:
     """Percentiles, min, max and mean in milliseconds, and the count. ``None`` values when empty."""
     count = histogram.get_total_count()
@@ -68,12 +105,12 @@ def summary_ms(histogram: HdrHistogram) -> dict[str, float | int | None]:
             out[key] = None
         out.update(min=None, max=None, mean=None)
         return out
-    values = histogram.get_percentile_to_value_dict([p for _, p in PERCENTILES])
-    for key, p in PERCENTILES:
-        out[key] = values[p] / 1000.0
+    values = percentiles_us(histogram, [p for _, p in PERCENTILES])
+    for (key, _), value in zip(PERCENTILES, values, strict=True):
+        out[key] = value / 1000.0
     out["min"] = histogram.get_min_value() / 1000.0
     out["max"] = histogram.get_max_value() / 1000.0
-    out["mean"] = histogram.get_mean_value() / 1000.0
+    out["mean"] = mean_us(histogram) / 1000.0
     return out
 
 
