@@ -149,3 +149,37 @@ def test_thresholds_against_baseline(tornado_file: Path, aiohttp_file: Path) -> 
     )
     assert [v.passed for v in verdicts] == [True, False, False]
     assert verdicts[0].run == "aiohttp" and verdicts[0].observed == c.row("p50").cells[1].ratio
+
+
+def test_repeats_are_pooled_and_their_spread_counts_as_noise(tmp_path: Path) -> None:
+    """One repeat of each run drew a busy machine (+20 % latency). Judged on one repeat each, the
+    difference looks real; pooled over two interleaved repeats, the between-repeat spread enters the
+    interval and the difference is (rightly) within noise."""
+    a1 = write_run(tmp_path / "a1.jsonl", base_ms=2.0, seed=1, stall_every=0)
+    a2 = write_run(tmp_path / "a2.jsonl", base_ms=2.4, seed=2, stall_every=0)
+    b1 = write_run(tmp_path / "b1.jsonl", server="aiohttp", base_ms=2.4, seed=3, stall_every=0)
+    b2 = write_run(tmp_path / "b2.jsonl", server="aiohttp", base_ms=2.0, seed=4, stall_every=0)
+    single = _compare(a1, b1).row("p50").cells[1]
+    assert single.verdict == "worse" and single.ratio > 1.15
+    results = [read_results(p) for p in (a1, b1, a2, b2)]
+    pooled = compare_runs(load_runs(results, ["tornado", "aiohttp", "tornado", "aiohttp"]))
+    assert pooled.labels == ["tornado", "aiohttp"]
+    assert [len(run.parts) for run in pooled.runs] == [2, 2]
+    cell = pooled.row("p50").cells[1]
+    assert cell.within_noise and cell.low < 1.0 < cell.high
+    # the pooled value is the percentile of the merged histograms of both repeats
+    from wsbench.core import histograms
+
+    merged = histograms.merge([read_results(a1).histogram("latency"), read_results(a2).histogram("latency")])
+    assert pooled.row("p99").cells[0].value == histograms.summary_ms(merged)["p99"]
+    lost, expected = pooled.runs[0].parts[0].footer["accounting"], pooled.runs[0].parts[1].footer["accounting"]
+    assert pooled.row("loss").cells[0].value == 100.0 * (lost["lost"] + expected["lost"]) / (
+        lost["expected"] + expected["expected"]
+    )
+    assert pooled.to_dict()["runs"][0]["repeats"][1]["path"].endswith("a2.jsonl")
+
+
+def test_a_file_name_yields_to_a_given_label(tmp_path: Path, tornado_file: Path) -> None:
+    other = write_run(tmp_path / "other.jsonl", server="tornado", seed=9)
+    c = compare_runs(load_runs([read_results(tornado_file), read_results(other)], [None, "tornado"]))
+    assert c.labels == ["tornado (tornado)", "tornado"]

@@ -56,6 +56,8 @@ def test_labels(tornado_file: Path, aiohttp_file: Path, capsys: pytest.CaptureFi
         (["compare", "A", "missing.jsonl"], "no such results file"),
         (["compare", "A", "B", "--threshold", "p98 < 2x"], "unknown metric 'p98'"),
         (["compare", "A", "B", "--server", "tornado"], "apply to a scenario"),
+        (["compare", "A", "B", "--repeat", "2"], "apply to a scenario"),
+        (["compare", "scenario.yaml", "--server", "tornado", "--server", "aiohttp", "--repeat", "0"], "--repeat 0"),
         (["compare", "scenario.yaml", "--server", "tornado"], "at least 2 --server"),
         (["compare", "nothere.yaml", "--server", "tornado", "--server", "aiohttp"], "no such scenario file"),
         (["compare", "scenario.yaml", "A", "--server", "tornado", "--server", "aiohttp"], "either one scenario"),
@@ -79,3 +81,26 @@ def test_usage_errors_exit_2_with_a_clear_message(
     err = capsys.readouterr().err
     assert message in " ".join(err.split()), err
     assert "Traceback" not in err
+
+
+def test_same_label_pools_files_as_repeats(
+    tornado_file: Path, aiohttp_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.report.synthetic import write_run
+
+    t2 = write_run(tmp_path / "t2.jsonl", server="tornado", seed=21)
+    a2 = write_run(tmp_path / "a2.jsonl", server="aiohttp", seed=22, base_ms=1.6)
+    html = tmp_path / "pooled.html"
+    files = [str(tornado_file), str(aiohttp_file), str(t2), str(a2)]
+    labels = ["--label", "T", "--label", "A", "--label", "T", "--label", "A"]
+    assert main(["compare", *files, *labels, "--json", "--html", str(html)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in data["runs"]] == ["T", "A"]
+    assert [len(r["repeats"]) for r in data["runs"]] == [2, 2]
+    page = html.read_text(encoding="utf-8")
+    assert page.count('class="run"') == 4 and "T #2" in page and "A #1" in page
+
+
+def test_label_count_must_match(tornado_file: Path, aiohttp_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(tornado_file), str(aiohttp_file), "--label", "x"]) == 2
+    assert "give one per file" in capsys.readouterr().err

@@ -68,3 +68,13 @@ def test_ids_do_not_clash_between_plots_and_output_is_stable(tornado_file: Path)
     assert len(clip_ids) == len(set(clip_ids))
     again = plots.all_plots([run])
     assert [p.svg for p in again] == [p.svg for p in first]
+
+
+def test_repeats_are_drawn_each_from_time_zero(tmp_path: Path) -> None:
+    parts = [read_results(write_run(tmp_path / f"r{k}.jsonl", seed=k)) for k in (1, 2)]
+    pooled = RunData.from_repeats(parts, "tornado")
+    single = RunData.from_results(parts[0], "tornado")
+    for make in (plots.latency_over_time, plots.generator_over_time):
+        assert _lines(make([pooled]).svg or "") > _lines(make([single]).svg or "")
+    svg = plots.latency_over_time([pooled, single]).svg or ""
+    assert svg.count(">tornado p50<") == 2  # one legend entry per run, not per repeat

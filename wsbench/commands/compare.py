@@ -67,7 +67,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="EXPR",
         help="a limit on a ratio run/baseline, e.g. 'compare.p99 < 1.1x' (repeat); a failed one exits 1",
     )
-    p.add_argument("--label", action="append", default=[], metavar="NAME", help="names for the runs, in order")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with a scenario: run each server N times, interleaved (A B A B ...), and pool the repeats, so "
+        "that the noise includes what changes between runs (default 1)",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="names for the results files, in order; files with the same name are pooled as repeats of one run",
+    )
     p.add_argument("--html", metavar="OUT", help="also write the comparison as a self-contained HTML file")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON instead of a table")
     p.add_argument("-o", "--output-dir", default="reports", metavar="DIR", help="with a scenario: where results go")
@@ -83,6 +97,16 @@ def spec_label(spec: str) -> str:
     """``tornado:--no-nodelay`` -> ``tornado --no-nodelay`` (a column name)."""
     kind, _, extra = spec.partition(":")
     return f"{kind} {extra.strip()}".strip()
+
+
+def spec_labels(specs: list[str]) -> list[str]:
+    """Column names for ``--server`` specs; the same spec given twice gets ``(2)``, ``(3)``..."""
+    out: list[str] = []
+    for spec in specs:
+        name = spec_label(spec)
+        count = sum(1 for earlier in out if earlier == name or earlier.startswith(f"{name} ("))
+        out.append(name if count == 0 else f"{name} ({count + 1})")
+    return out
 
 
 def run_scenario(scenario: str, spec: str, sets: list[str], out: Path, console: Console) -> Path:
@@ -136,21 +160,28 @@ def run(args: argparse.Namespace) -> int:
         scenario = args.inputs[0]
         if not Path(scenario).is_file():
             raise UsageError(f"{scenario}: no such scenario file")
+        if args.repeat < 1:
+            raise UsageError(f"--repeat {args.repeat}: expected 1 or more")
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path(args.output_dir)
-        for n, spec in enumerate(args.server, start=1):
-            out = out_dir / f"compare-{Path(scenario).stem}-{stamp}-{n}-{_slug(spec_label(spec))}.jsonl"
-            paths.append(str(run_scenario(scenario, spec, args.set, out, console)))
-            labels.append(spec_label(spec))
+        names = spec_labels(args.server)
+        for rep in range(1, args.repeat + 1):  # interleaved, so that a slow drift hits every server alike
+            for n, (spec, name) in enumerate(zip(args.server, names, strict=True), start=1):
+                tag = f"-r{rep}" if args.repeat > 1 else ""
+                out = out_dir / f"compare-{Path(scenario).stem}-{stamp}-{n}-{_slug(name)}{tag}.jsonl"
+                paths.append(str(run_scenario(scenario, spec, args.set, out, console)))
+                labels.append(name)
     else:
-        if args.server or args.set:
-            raise UsageError("--server and --set apply to a scenario (.yaml), not to results files")
+        if args.server or args.set or args.repeat != 1:
+            raise UsageError("--server, --set and --repeat apply to a scenario (.yaml), not to results files")
         paths += args.inputs
         labels += [None] * len(args.inputs)
     if len(paths) < 2:
         raise UsageError("a comparison needs at least two runs (two results files, or one and --baseline)")
-    for i, label in enumerate(args.label[: len(labels)]):
-        labels[i] = label
+    if args.label and len(args.label) != len(paths):
+        raise UsageError(f"{len(args.label)} --label options for {len(paths)} results files: give one per file")
+    if args.label:
+        labels = list(args.label)
     results = [read_results(p) for p in paths]
     comparison = compare_runs(load_runs(results, labels), resamples=args.resamples)
     verdicts = evaluate_thresholds(comparison, thresholds)

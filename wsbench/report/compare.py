@@ -38,6 +38,7 @@ import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -141,7 +142,15 @@ class Comparison:
 
         return {
             "baseline": self.labels[0],
-            "runs": [{"label": run.label, "path": run.results.path, "status": run.results.status} for run in self.runs],
+            "runs": [
+                {
+                    "label": run.label,
+                    "path": run.results.path,
+                    "status": run.results.status,
+                    "repeats": [{"path": p.path, "status": p.status} for p in run.parts],
+                }
+                for run in self.runs
+            ],
             "metrics": {
                 row.spec.key: {
                     "title": row.spec.title,
@@ -270,13 +279,36 @@ def _rows_for(key: str, run: RunData, cpu_source: str) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
-def _block_weights(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """``(resamples, n)`` interval weights: multinomial resampling of contiguous blocks of intervals."""
+def _block_weights(n: int, resamples: int, rng: np.random.Generator, scale: np.ndarray | None = None) -> np.ndarray:
+    """``(resamples, n)`` interval weights: multinomial resampling of contiguous blocks of intervals.
+
+    ``scale`` (one factor per resample) multiplies the weights: how often a repeat was drawn.
+    """
     blocks = min(n, MAX_BLOCKS)
     edges = np.linspace(0, n, blocks + 1).round().astype(int)
-    picks = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=resamples)  # (B, blocks)
-    sizes = np.diff(edges)
-    return np.repeat(picks, sizes, axis=1).astype(np.float64)
+    picks = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=resamples).astype(np.float64)  # (B, blocks)
+    if scale is not None:
+        picks *= scale[:, None]
+    return np.repeat(picks, np.diff(edges), axis=1)
+
+
+def _weights(run: RunData, rows: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap weights over ``rows``: blocks of intervals, and with repeats, repeats first (two stages).
+
+    With several repeats of a run, each resample first draws repeats with replacement, then blocks of
+    intervals within each drawn repeat, so that differences between repeats (the machine was busier
+    during one of them) widen the interval as they should.
+    """
+    groups = run.repeat[rows]
+    present = np.unique(groups)
+    if present.size <= 1:
+        return _block_weights(rows.size, resamples, rng)
+    drawn = rng.multinomial(present.size, np.full(present.size, 1.0 / present.size), size=resamples)
+    weights = np.zeros((resamples, rows.size))
+    for k, group in enumerate(present):
+        columns = np.flatnonzero(groups == group)
+        weights[:, columns] = _block_weights(columns.size, resamples, rng, scale=drawn[:, k].astype(np.float64))
+    return weights
 
 
 def _seed(key: str, index: int) -> int:
@@ -284,15 +316,20 @@ def _seed(key: str, index: int) -> int:
 
 
 def _loss(run: RunData) -> tuple[float, float]:
-    """``(lost, expected)``: the footer's final accounting, else what the intervals show (truncated run)."""
-    footer = run.results.footer or {}
-    accounting = footer.get("accounting") or {}
-    if "lost" in accounting and accounting.get("expected"):
-        return float(accounting["lost"]), float(accounting["expected"])
-    rows = run.measured
-    expected = float(run.counters["expected"][rows].sum())
-    delivered = float(run.counters["delivered"][rows].sum())
-    return max(expected - delivered, 0.0), expected
+    """``(lost, expected)``: each repeat's final accounting (footer), else what its intervals show."""
+    lost_total = expected_total = 0.0
+    for i, part in enumerate(run.parts):
+        accounting = (part.footer or {}).get("accounting") or {}
+        if "lost" in accounting and accounting.get("expected"):
+            lost_total += float(accounting["lost"])
+            expected_total += float(accounting["expected"])
+            continue
+        rows = run.measured & (run.repeat == i)
+        expected = float(run.counters["expected"][rows].sum())
+        delivered = float(run.counters["delivered"][rows].sum())
+        lost_total += max(expected - delivered, 0.0)
+        expected_total += expected
+    return lost_total, expected_total
 
 
 def _cell_bootstrap(key: str, run: RunData, index: int, statistic: Statistic, rows: np.ndarray, resamples: int) -> Cell:
@@ -301,7 +338,7 @@ def _cell_bootstrap(key: str, run: RunData, index: int, statistic: Statistic, ro
     point = statistic(run, rows, np.ones((1, rows.size)))[0]
     if not np.isfinite(point):
         return Cell(value=None)
-    weights = _block_weights(rows.size, resamples, np.random.default_rng(_seed(key, index)))
+    weights = _weights(run, rows, resamples, np.random.default_rng(_seed(key, index)))
     return Cell(value=float(point), samples=statistic(run, rows, weights))
 
 
@@ -384,10 +421,11 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
     runs = list(runs)
     warnings: list[str] = []
     for run in runs:
-        if run.results.kind != "run":
-            raise UsageError(f"{run.results.path}: a {run.results.kind} file holds no load run to compare")
-        warnings += [f"{run.label}: {w}" for w in run.results.warnings]
-    scenarios = {str((run.results.header.get("scenario") or {}).get("name", "")) for run in runs}
+        for part in run.parts:
+            if part.kind != "run":
+                raise UsageError(f"{part.path}: a {part.kind} file holds no load run to compare")
+            warnings += [f"{run.label}: {w}" for w in part.warnings]
+    scenarios = {str((part.header.get("scenario") or {}).get("name", "")) for run in runs for part in run.parts}
     if len(scenarios) > 1:
         warnings.append(f"the runs come from different scenarios ({', '.join(sorted(scenarios))}): ratios may mislead")
     cpu_source = _cpu_source(runs)
@@ -424,9 +462,29 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
     return Comparison(runs=runs, rows=rows, warnings=warnings)
 
 
-def load_runs(results: Sequence[Results], labels: Sequence[str] | None = None) -> list[RunData]:
-    runs = [RunData.from_results(r, label) for r, label in zip(results, labels or [None] * len(results), strict=True)]
-    for run, label in zip(runs, unique_labels([r.label for r in runs], [r.results.path for r in runs]), strict=True):
+def load_runs(results: Sequence[Results], labels: Sequence[str | None] | None = None) -> list[RunData]:
+    """One run per results file; files given the same label are pooled as repeats of one run."""
+    labels = list(labels) if labels is not None else [None] * len(results)
+    if len(labels) != len(results):
+        raise UsageError(f"{len(labels)} labels for {len(results)} results files")
+    groups: list[tuple[list[Results], str | None]] = []
+    by_label: dict[str, list[Results]] = {}
+    for result, label in zip(results, labels, strict=True):
+        if label is not None and label in by_label:
+            by_label[label].append(result)
+            continue
+        parts = [result]
+        if label is not None:
+            by_label[label] = parts
+        groups.append((parts, label))
+    runs = [RunData.from_repeats(parts, label) for parts, label in groups]
+    given = {label for _, label in groups if label is not None}
+    defaults = [run for run, (_, label) in zip(runs, groups, strict=True) if label is None]
+    for run in defaults:  # a file's own name must not take a name given on the command line
+        if run.label in given:
+            run.label = f"{run.label} ({Path(run.results.path).stem})"
+    unique = unique_labels([r.label for r in defaults], [r.results.path for r in defaults])
+    for run, label in zip(defaults, unique, strict=True):
         run.label = label
     return runs
 

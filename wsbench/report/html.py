@@ -379,10 +379,16 @@ def render_comparison(comparison: Comparison, verdicts: Sequence[ThresholdVerdic
             for v in verdicts
         ],
     }
-    scenario = {str((run.results.header.get("scenario") or {}).get("name") or "") for run in comparison.runs}
+    scenario = {str((p.header.get("scenario") or {}).get("name") or "") for run in comparison.runs for p in run.parts}
+    # each results file gets its own section; repeats of a run are numbered
+    files: list[tuple[RunData, int]] = []
+    for i, run in enumerate(comparison.runs):
+        for k, part in enumerate(run.parts):
+            label = run.label if len(run.parts) == 1 else f"{run.label} #{k + 1}"
+            files.append((run if len(run.parts) == 1 else RunData.from_results(part, label), i))
     warnings = list(comparison.warnings)
-    for run in comparison.runs:
-        warnings += [w for w in _warnings(run, run.label) if f"{run.label}: " + w.split(": ", 1)[-1] not in warnings]
+    for view, _ in files:
+        warnings += [w for w in _warnings(view, view.label) if w not in warnings]
     return _page(
         title=f"wsbench comparison: {' vs '.join(labels)}",
         subtitle=f"scenario {', '.join(sorted(s for s in scenario if s)) or '?'} · baseline {labels[0]}",
@@ -391,8 +397,8 @@ def render_comparison(comparison: Comparison, verdicts: Sequence[ThresholdVerdic
         headline=comparison.headline(),
         comparison=model,
         plots=plots.all_plots(comparison.runs),
-        runs=[_run_view(run, i) for i, run in enumerate(comparison.runs)],
-        sources=", ".join(os.path.basename(run.results.path) for run in comparison.runs),
+        runs=[_run_view(view, i) for view, i in files],
+        sources=", ".join(os.path.basename(view.results.path) for view, _ in files),
     )
 
 

@@ -16,6 +16,7 @@ import io
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -76,8 +77,9 @@ def _empty(plot_id: str, title: str, note: str) -> Plot:
 
 
 def _shade_phases(ax: Axes, run: RunData) -> None:
-    """Background bands for the set-up and drain phases of the first run, labelled once."""
-    for start, end, phase in zip(run.start_s, run.end_s, run.phase, strict=True):
+    """Background bands for the set-up and drain phases of the first run (its first repeat)."""
+    rows = run.repeats[0] if run.n else np.zeros(0, dtype=np.int64)
+    for start, end, phase in zip(run.start_s[rows], run.end_s[rows], [run.phase[i] for i in rows], strict=True):
         shade = PHASE_SHADES.get(phase)
         if shade:
             ax.axvspan(start, end, color=shade, zorder=0, linewidth=0)
@@ -91,7 +93,21 @@ def _time_axis(ax: Axes, runs: Sequence[RunData]) -> None:
 
 def _marker(run: RunData) -> str:
     """Dots on each interval while they can be told apart; a plain line for long runs (smaller file)."""
-    return "." if run.n <= 120 else ""
+    return "." if run.n <= 120 * len(run.parts) else ""
+
+
+def _line(ax: Axes, run: RunData, index: int, y: np.ndarray, label: str, **style: Any) -> None:
+    """A series over time in the run's colour; repeats of a run are drawn each from time 0, labelled once."""
+    style.setdefault("marker", _marker(run))
+    for k, rows in enumerate(run.repeats):
+        ax.plot(run.mid_s[rows], y[rows], color=color(index), label=label if k == 0 else "_nolegend_", **style)
+
+
+def _per_repeat_cumsum(run: RunData, values: np.ndarray) -> np.ndarray:
+    out = np.zeros(run.n)
+    for rows in run.repeats:
+        out[rows] = np.cumsum(values[rows])
+    return out
 
 
 def _label(runs: Sequence[RunData], run: RunData, what: str) -> str:
@@ -173,10 +189,9 @@ def latency_over_time(runs: Sequence[RunData]) -> Plot:
         ax = fig.subplots()
         for i, run in enumerate(runs):
             series = run.latency_series_ms("latency", (50.0, 99.0))
-            x, marker = run.mid_s, _marker(run)
-            ax.plot(x, series[:, 0], color=color(i), linestyle="-", marker=marker, label=_label(runs, run, "p50"))
-            ax.plot(x, series[:, 1], color=color(i), linestyle="--", marker=marker, label=_label(runs, run, "p99"))
-            ax.plot(x, run.max_series_ms("latency"), color=color(i), linestyle=":", label=_label(runs, run, "max"))
+            _line(ax, run, i, series[:, 0], _label(runs, run, "p50"), linestyle="-")
+            _line(ax, run, i, series[:, 1], _label(runs, run, "p99"), linestyle="--")
+            _line(ax, run, i, run.max_series_ms("latency"), _label(runs, run, "max"), linestyle=":", marker="")
         _time_axis(ax, runs)
         _ms_log_axis(ax)
         ax.legend(loc="upper left", ncols=min(3 * len(runs), 6))
@@ -190,16 +205,13 @@ def rates_over_time(runs: Sequence[RunData]) -> Plot:
     def draw(fig: Figure) -> None:
         sent_ax, delivered_ax, lost_ax = fig.subplots(3, 1, sharex=True)
         for i, run in enumerate(runs):
-            x = run.mid_s
-            sent_ax.plot(x, run.rate("sent"), color=color(i), marker=_marker(run), label=_label(runs, run, "sent/s"))
-            delivered_ax.plot(
-                x, run.rate("delivered"), color=color(i), marker=_marker(run), label=_label(runs, run, "deliveries/s")
-            )
-            outstanding = np.cumsum(run.counters["expected"] - run.counters["delivered"])
-            lost_ax.plot(x, np.maximum(outstanding, 0), color=color(i), label=_label(runs, run, "undelivered"))
+            _line(sent_ax, run, i, run.rate("sent"), _label(runs, run, "sent/s"))
+            _line(delivered_ax, run, i, run.rate("delivered"), _label(runs, run, "deliveries/s"))
+            outstanding = np.maximum(_per_repeat_cumsum(run, run.counters["expected"] - run.counters["delivered"]), 0)
+            _line(lost_ax, run, i, outstanding, _label(runs, run, "undelivered"), marker="")
             final = (run.results.footer or {}).get("accounting", {}).get("lost")
-            if final:
-                lost_ax.annotate(f"lost: {final:,}", (x[-1], max(float(outstanding[-1]), 0)), color=color(i))
+            if final and len(run.parts) == 1:
+                lost_ax.annotate(f"lost: {final:,}", (run.mid_s[-1], float(outstanding[-1])), color=color(i))
         sent_ax.set_ylabel("messages sent/s")
         delivered_ax.set_ylabel("deliveries/s")
         lost_ax.set_ylabel("undelivered")
@@ -222,11 +234,10 @@ def server_over_time(runs: Sequence[RunData]) -> Plot:
     def draw(fig: Figure) -> None:
         rss_ax, conn_ax = fig.subplots(2, 1, sharex=True)
         for i, run in enumerate(runs):
-            x = run.mid_s
             if "rss_bytes" in run.server:
-                rss_ax.plot(x, run.server["rss_bytes"] / 2**20, color=color(i), marker=_marker(run), label=run.label)
+                _line(rss_ax, run, i, run.server["rss_bytes"] / 2**20, run.label)
             if "connections" in run.server:
-                conn_ax.plot(x, run.server["connections"], color=color(i), marker=_marker(run), label=run.label)
+                _line(conn_ax, run, i, run.server["connections"], run.label)
         rss_ax.set_ylabel("RSS (MiB)")
         conn_ax.set_ylabel("connections")
         for ax in (rss_ax, conn_ax):
@@ -247,11 +258,10 @@ def generator_over_time(runs: Sequence[RunData]) -> Plot:
     def draw(fig: Figure) -> None:
         cpu_ax, lag_ax = fig.subplots(2, 1, sharex=True)
         for i, run in enumerate(runs):
-            x = run.mid_s
             if "cpu_pct" in run.generator:
-                cpu_ax.plot(x, run.generator["cpu_pct"], color=color(i), marker=_marker(run), label=run.label)
+                _line(cpu_ax, run, i, run.generator["cpu_pct"], run.label)
             if "loop_lag_ms_max" in run.generator:
-                lag_ax.plot(x, run.generator["loop_lag_ms_max"], color=color(i), marker=_marker(run), label=run.label)
+                _line(lag_ax, run, i, run.generator["loop_lag_ms_max"], run.label)
         cpu_ax.set_ylabel("CPU %")
         cpu_ax.axhline(100.0, color="#999999", linewidth=0.8, linestyle=":")
         lag_ax.set_ylabel("loop lag max (ms)")

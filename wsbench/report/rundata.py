@@ -1,4 +1,4 @@
-"""The numbers a report plots and a comparison compares, taken once from one results file.
+"""The numbers a report plots and a comparison compares, taken once from a results file (or repeats).
 
 :class:`RunData` holds a run's intervals as numpy columns (time, phase, counters, generator and server
 samples) and each latency histogram as a :class:`HistogramMatrix`: one row of HdrHistogram counts per
@@ -111,9 +111,11 @@ def _column(records: Sequence[dict[str, Any]], section: str, key: str) -> np.nda
 
 @dataclass
 class RunData:
-    """One results file, ready for plots and comparisons."""
+    """One run, ready for plots and comparisons: one results file, or several repeats of the same run
+    pooled (their intervals one after the other; ``repeat[i]`` says which file interval ``i`` came from).
+    """
 
-    results: Results
+    results: Results  # the first (or only) file
     label: str
     start_s: np.ndarray
     end_s: np.ndarray
@@ -122,6 +124,9 @@ class RunData:
     clients_connected: np.ndarray
     generator: dict[str, np.ndarray]
     server: dict[str, np.ndarray]
+    parts: list[Results] = field(default_factory=list)
+    repeat: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    _records: list[dict[str, Any]] = field(default_factory=list, repr=False)
     _hist: dict[str, HistogramMatrix] = field(default_factory=dict, repr=False)
     _summary: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -134,7 +139,15 @@ class RunData:
 
     @classmethod
     def from_results(cls, results: Results, label: str | None = None) -> RunData:
-        records = results.intervals
+        return cls.from_repeats([results], label)
+
+    @classmethod
+    def from_repeats(cls, parts: Sequence[Results], label: str | None = None) -> RunData:
+        """Pool repeats of one run (same scenario, same server): percentiles merge their histograms."""
+        if not parts:
+            raise ValueError("no results to pool")
+        records = [r for part in parts for r in part.intervals]
+        repeat = np.concatenate([np.full(len(part.intervals), i, dtype=np.int64) for i, part in enumerate(parts)])
         counter_names = sorted({k for r in records for k in (r.get("counters") or {})})
         counters = {name: np.nan_to_num(_column(records, "counters", name)) for name in counter_names}
         for name in ("sent", "delivered", "expected", "duplicated", "reordered", "connect_ok", "connect_errors"):
@@ -142,8 +155,8 @@ class RunData:
         generator_keys = sorted({k for r in records for k in (r.get("generator") or {})})
         server_keys = sorted({k for r in records for k in (r.get("server") or {})})
         return cls(
-            results=results,
-            label=label or default_label(results),
+            results=parts[0],
+            label=label or default_label(parts[0]),
             start_s=np.nan_to_num(_column(records, "", "start_s")),
             end_s=np.nan_to_num(_column(records, "", "end_s")),
             phase=[str(r.get("phase", "")) for r in records],
@@ -151,7 +164,15 @@ class RunData:
             clients_connected=_column(records, "", "clients_connected"),
             generator={k: _column(records, "generator", k) for k in generator_keys},
             server={k: _column(records, "server", k) for k in server_keys},
+            parts=list(parts),
+            repeat=repeat,
+            _records=records,
         )
+
+    @property
+    def repeats(self) -> list[np.ndarray]:
+        """The interval indexes of each repeat (one array per results file)."""
+        return [np.flatnonzero(self.repeat == i) for i in range(len(self.parts))]
 
     # -- interval selections -------------------------------------------------------------------
     @property
@@ -178,19 +199,19 @@ class RunData:
         A phase's kind comes from its ``phase`` event (``name``, ``phase_kind``); names alone otherwise.
         """
         drains = {"drain"} | {
-            str(e.get("name")) for e in self.results.events_of("phase") if e.get("phase_kind") == "drain"
+            str(e.get("name")) for part in self.parts for e in part.events_of("phase") if e.get("phase_kind") == "drain"
         }
         return np.array([p not in NOT_SENDING_PHASES and p not in drains for p in self.phase], dtype=bool)
 
     def histogram(self, name: str) -> HistogramMatrix:
         if name not in self._hist:
             self._hist[name] = HistogramMatrix.from_encoded(
-                [(r.get("histograms") or {}).get(name) for r in self.results.intervals]
+                [(r.get("histograms") or {}).get(name) for r in self._records]
             )
         return self._hist[name]
 
     def has_histogram(self, name: str) -> bool:
-        return any((r.get("histograms") or {}).get(name) for r in self.results.intervals)
+        return any((r.get("histograms") or {}).get(name) for r in self._records)
 
     def has_samples(self, section: str, key: str) -> bool:
         column = (self.generator if section == "generator" else self.server).get(key)
