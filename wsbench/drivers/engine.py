@@ -170,6 +170,7 @@ class Engine:
         self.unknown_frames = 0
         self.stage_verdicts: list[dict[str, Any]] = []
         self.phase_acc: dict[str, _PhaseAcc] = {}
+        self.ingest_s = 0.0  # wall time spent decoding and accounting batches (a self-check)
         self.session: aiohttp.ClientSession | None = None
         self.sizes = _SizeSampler(scenario, self.rng)
 
@@ -495,7 +496,9 @@ class Engine:
     # -- receiving ----------------------------------------------------------------------------------------
     def _ingest_tick(self) -> None:
         try:
+            t0 = time.perf_counter()
             self._ingest()
+            self.ingest_s += time.perf_counter() - t0
         except Exception as exc:
             self._crash(exc)
 
@@ -633,6 +636,7 @@ class Engine:
         self._collect_fanout()
         cur = self.cur
         cpu_s, cpu_pct = self.cpu.sample()
+        batch_s, self.ingest_s = self.ingest_s, 0.0
         lag_ms = self.lag.take_max_ms() if self.lag else 0.0
         send_lag_ms = round(cur.send_lag_us_max / 1000.0, 3)
         online = sum(1 for c in self.clients if c.connected_ns and not c.closed_ns)
@@ -672,6 +676,7 @@ class Engine:
                 "cpu_pct": round(cpu_pct, 1),
                 "loop_lag_ms_max": lag_ms,
                 "send_lag_ms_max": send_lag_ms,
+                "batch_ms": round(batch_s * 1e3, 2),
                 "open_fds": self.cpu.open_fds(),
             },
             "server": self.last_stats,
