@@ -13,7 +13,8 @@ followed by a fixed-width ASCII trailer at its very end::
 Because the trailer is fixed-width and at the end of the frame, a receiver never needs to find the
 nickname or decode UTF-8: it takes the last :data:`TRAILER_LEN` bytes. A whole batch of frames is
 decoded at once with numpy (:func:`decode_batch`): the frames are joined, the trailers gathered with one
-fancy index and their digits turned into numbers by one matrix product. :func:`decode_one` is the scalar form for drivers that handle one frame at a time.
+fancy index and their digits turned into numbers by one matrix product. :func:`decode_one` is the
+scalar form for drivers that handle one frame at a time.
 """
 
 from __future__ import annotations
