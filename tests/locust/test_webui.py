@@ -44,14 +44,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30.0) -> None:
+def wait_for_port(port: int, proc: subprocess.Popen[str], log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert proc.poll() is None, log.read_text()
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return
         time.sleep(0.2)
     raise AssertionError(f"the web UI did not open port {port}")
+
+
+def locust_pid(log: Path) -> int:
+    for line in log.read_text().splitlines():
+        if line.startswith("wsbench: Locust pid"):
+            return int(line.split()[3].rstrip(","))
+    raise AssertionError("wsbench locust did not say its Locust pid")
 
 
 def latency_count(page: object) -> int:
@@ -69,13 +76,16 @@ def test_start_watch_and_stop_from_the_web_ui(start_reference_server: object, tm
     scenario.write_text(SCENARIO)
     out = tmp_path / "ui.jsonl"
     port = free_port()
+    dump = tmp_path / "greenlets.txt"
+    log = tmp_path / "wsbench-locust.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "wsbench.cli", "locust", str(scenario), "--url", server.url,
          "--web-port", str(port), "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "WSBENCH_GREENLET_DUMP": str(dump)},
     )  # fmt: skip
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, log)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
@@ -104,17 +114,23 @@ def test_start_watch_and_stop_from_the_web_ui(start_reference_server: object, tm
                 expect(page.get_by_role("row").filter(has_text="deliveries")).to_be_visible()
                 page.screenshot(path=str(SCREENSHOTS / "locust-delivery.png"))
                 page.get_by_role("button", name=re.compile("stop", re.I)).click()
-                expect(page.get_by_text(re.compile("stopped", re.I)).first).to_be_visible(timeout=30_000)
+                try:
+                    expect(page.get_by_text(re.compile("stopped", re.I)).first).to_be_visible(timeout=30_000)
+                except AssertionError:  # say where Locust is stuck
+                    os.kill(locust_pid(log), signal.SIGUSR2)
+                    time.sleep(1)
+                    raise AssertionError(dump.read_text() if dump.exists() else "no greenlet dump") from None
             finally:
                 browser.close()
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGINT)
         try:
-            output, _ = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
+            proc.wait()
+    output = log.read_text()
     results = read_results(out)
     assert results.footer is not None, output
     assert results.footer["status"] == "interrupted"  # stopped from the UI before the plan's end

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ from pathlib import Path
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, RunBroken, ServerDied, UsageError
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locust" / "locustfile.py"
+TARGET_ENV = "WSBENCH_TARGET"  # the target record for the results header, handed to the Locust master
 OVERRUN_S = 60.0
 
 
@@ -48,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--url", help="a running server on loopback, http://127.0.0.1:PORT")
     target.add_argument("--server-cmd", metavar="COMMAND", help="start this SPEC.md server (SPEC 15)")
     p.add_argument("--web-port", type=int, default=8089, help="web UI port on 127.0.0.1 (default 8089)")
+    p.add_argument("--cpu", metavar="CPUS", help="pin the Locust processes to these CPUs, e.g. 1 or 2,3")
+    p.add_argument("--server-cpu", metavar="CPUS", help="pin the server wsbench starts to these CPUs, e.g. 0")
     p.add_argument(
         "--no-delivery-events",
         action="store_true",
@@ -84,37 +88,26 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("wsbench locust: give a scenario file (or --path)")
     if args.workers < 0:
         raise UsageError("--workers must be 0 or more")
+    from wsbench.commands.run import _cpus, _target_record, apply_cli_target, start_target
     from wsbench.core.results import default_results_path
     from wsbench.core.scenario import load_scenario
     from wsbench.locust.plan import RunPlan, check_locust_limits
-    from wsbench.target import (
-        LOOPBACK_HOSTS,
-        command_server_argv,
-        option_flags,
-        parse_server_spec,
-        reference_server_argv,
-        start_server,
-    )
+    from wsbench.target import LOOPBACK_HOSTS
 
     scenario = load_scenario(args.scenario, args.overrides)
     plan = RunPlan(scenario)  # refuses what the Locust driver cannot run, before anything starts
     check_locust_limits(plan)
-    output = Path(args.output) if args.output else default_results_path("locust")
-    options = option_flags(scenario.target.options.flags())
-
-    server = None
-    if args.url or (scenario.target.url and not (args.server or args.server_cmd)):
-        url = (args.url or scenario.target.url or "").rstrip("/")
-        host = url.split("//", 1)[-1].rsplit(":", 1)[0]
+    # the target as `wsbench run` resolves and starts it (same flags, same defaults)
+    scenario, extra = apply_cli_target(scenario, args)
+    if scenario.target.mode == "url":
+        host = (scenario.target.url or "").split("//", 1)[-1].rsplit(":", 1)[0].strip("/")
         if host not in LOOPBACK_HOSTS:
-            raise UsageError(f"--url {url}: only loopback targets are allowed here (127.0.0.1, ::1)")
-    elif args.server_cmd or (scenario.target.command and not args.server):
-        server = start_server(command_server_argv(args.server_cmd or scenario.target.command, options), label="server")
-        url = server.url
-    else:
-        kind, extra = parse_server_spec(args.server or scenario.target.server or "tornado")
-        server = start_server(reference_server_argv(kind, [*options, *extra]), label=kind)
-        url = server.url
+            raise UsageError(f"{scenario.target.url}: only loopback targets are allowed here (127.0.0.1, ::1)")
+    own_cpus = _cpus(args.cpu, "--cpu")
+    server_cpus = _cpus(args.server_cpu, "--server-cpu")
+    output = Path(args.output) if args.output else default_results_path("locust")
+    url, server = start_target(scenario, extra, server_cpus)
+    target = _target_record(scenario, url, server)
 
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
     common = [
@@ -138,10 +131,14 @@ def run(args: argparse.Namespace) -> int:
         ]
     budget = float(scenario.connect.barrier_timeout) + plan.load_duration_s + OVERRUN_S
 
+    env = {**os.environ, TARGET_ENV: json.dumps(target)}
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(subprocess.Popen(master))
+        procs.append(subprocess.Popen(master, env=env))
         procs.extend(subprocess.Popen(argv) for argv in workers)
+        if own_cpus:
+            for proc in procs:
+                os.sched_setaffinity(proc.pid, own_cpus)
         pids = " ".join(str(p.pid) for p in procs[1:])
         said = f"wsbench: Locust pid {procs[0].pid}" + (f", workers {pids}" if pids else "")
         print(said, file=sys.stderr, flush=True)
@@ -170,9 +167,20 @@ def run(args: argparse.Namespace) -> int:
     return _report(output, master_code=procs[0].returncode if procs else None, server_died=died_message)
 
 
+def _latest(output: Path) -> Path:
+    """The results file of the last test: a web UI session writes FILE, then FILE-2, FILE-3, ..."""
+    numbered = []
+    for p in output.parent.glob(f"{output.stem}-*{output.suffix}"):
+        tail = p.name[len(output.stem) + 1 : len(p.name) - len(output.suffix)]
+        if tail.isdigit():
+            numbered.append((int(tail), p))
+    return max(numbered)[1] if numbered else output
+
+
 def _report(output: Path, master_code: int | None, server_died: str) -> int:
     from wsbench.locust.summary_bridge import print_summary
 
+    output = _latest(output)
     if not output.exists():
         if server_died:
             raise ServerDied(server_died)

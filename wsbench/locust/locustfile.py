@@ -17,6 +17,8 @@ Options (also in the web UI's custom parameters): ``--wsbench-scenario``, ``--ws
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import Any
 
 from locust import events
@@ -44,8 +46,21 @@ def _options(parser: Any, **kw: Any) -> None:
     )
 
 
+def _dump_greenlets(path: str) -> None:
+    """Debugging aid: ``WSBENCH_GREENLET_DUMP=FILE``, then ``kill -USR2 PID`` writes every greenlet's stack."""
+    import gevent.util
+
+    def dump(*_: Any) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(gevent.util.format_run_info()))
+
+    signal.signal(signal.SIGUSR2, dump)
+
+
 @events.init.add_listener
 def _init(environment: Environment, **kw: Any) -> None:
+    if os.environ.get("WSBENCH_GREENLET_DUMP"):
+        _dump_greenlets(os.environ["WSBENCH_GREENLET_DUMP"])
     node = runtime.install(environment)
     if environment.web_ui is not None:
         webui.install(environment, node)

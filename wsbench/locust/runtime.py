@@ -17,6 +17,7 @@ the same process): master -> workers ``wsbench_setup``, ``wsbench_id``, ``wsbenc
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -410,7 +411,7 @@ class Conductor:
             kind="run",
             scenario_path=scenario_path,
             scenario=scenario.resolved(),
-            target={"mode": "url", "server": None, "url": url, "command": None, "options": {}},
+            target=self._target(url),
             versions=library_versions("locust", "gevent", "websocket-client", "hdrhistogram", "tornado", "aiohttp"),
             driver="locust",
             interval_s=self.plan.interval_s,
@@ -426,6 +427,17 @@ class Conductor:
 
     def now_us(self) -> int:
         return (time.monotonic_ns() - self.epoch_ns) // 1000
+
+    @staticmethod
+    def _target(url: str) -> dict[str, Any]:
+        """What ``wsbench locust`` started (``WSBENCH_TARGET``), else just the ``--host`` URL."""
+        given = os.environ.get("WSBENCH_TARGET")
+        if given:
+            with contextlib.suppress(ValueError):
+                record = json.loads(given)
+                if isinstance(record, dict) and record.get("url", "").rstrip("/") == url:
+                    return record
+        return {"mode": "url", "server": None, "url": url, "command": None, "options": {}}
 
     def setup_message(self) -> dict[str, Any]:
         return {
