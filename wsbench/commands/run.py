@@ -245,9 +245,16 @@ def _drive(engine: Any, view: Any) -> Any:
 
     async def main() -> Any:
         loop = asyncio.get_running_loop()
+
+        def stop(sig: int, why: str) -> None:
+            engine.request_stop("interrupted", why)
+            # a second Ctrl-C is not polite any more: Python's default (KeyboardInterrupt) takes over
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
         for sig, why in ((signal.SIGINT, "interrupted (Ctrl-C)"), (signal.SIGTERM, "terminated (SIGTERM)")):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, engine.request_stop, "interrupted", why)
+                loop.add_signal_handler(sig, stop, sig, why)
         return await engine.run()
 
     with asyncio.Runner(loop_factory=factory) as runner:
