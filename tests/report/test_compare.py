@@ -183,3 +183,16 @@ def test_a_file_name_yields_to_a_given_label(tmp_path: Path, tornado_file: Path)
     other = write_run(tmp_path / "other.jsonl", server="tornado", seed=9)
     c = compare_runs(load_runs([read_results(tornado_file), read_results(other)], [None, "tornado"]))
     assert c.labels == ["tornado (tornado)", "tornado"]
+
+
+def test_a_broken_run_is_compared_with_a_warning(tmp_path: Path, tornado_file: Path) -> None:
+    import json
+
+    broken = tmp_path / "broken.jsonl"
+    lines = write_run(tmp_path / "b.jsonl", seed=8).read_text().splitlines()
+    footer = json.loads(lines[-1])
+    footer.update(status="broken", reason="server died")
+    broken.write_text("\n".join([*lines[:-1], json.dumps(footer)]) + "\n")
+    c = _compare(tornado_file, broken)
+    assert any("broken (server died)" in w for w in c.warnings)
+    assert "--repeat 3" in c.method

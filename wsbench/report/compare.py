@@ -59,6 +59,14 @@ NOISE_METHOD = (
     f"independently per run; ≈ marks a ratio whose {CONFIDENCE:.0%} interval contains 1.0 or that is within "
     f"{SAME_WITHIN:.1%} of 1. Loss uses a Poisson (Jeffreys) interval on the lost count instead."
 )
+NOISE_SINGLE = (
+    " With one run per column this is the noise within a run: a machine busier during one run than the other "
+    "is not in it (use --repeat 3: interleaved repeats, pooled)."
+)
+NOISE_REPEATS = (
+    " Repeats of a run are pooled: each resample first draws repeats with replacement, then blocks within "
+    "them, so the spread between repeats counts as noise."
+)
 
 
 @dataclass(frozen=True)
@@ -425,6 +433,12 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
             if part.kind != "run":
                 raise UsageError(f"{part.path}: a {part.kind} file holds no load run to compare")
             warnings += [f"{run.label}: {w}" for w in part.warnings]
+            footer = part.footer or {}
+            if footer and footer.get("status", "completed") != "completed":
+                reason = f" ({footer['reason']})" if footer.get("reason") else ""
+                warnings.append(
+                    f"{run.label}: {part.path} {footer['status']}{reason}: it counts with what it measured until then"
+                )
     scenarios = {str((part.header.get("scenario") or {}).get("name", "")) for run in runs for part in run.parts}
     if len(scenarios) > 1:
         warnings.append(f"the runs come from different scenarios ({', '.join(sorted(scenarios))}): ratios may mislead")
@@ -459,7 +473,8 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
         if spec.key == "rss" and all(c.value is None for c in cells):
             row.note = "no /stats samples"
         rows.append(row)
-    return Comparison(runs=runs, rows=rows, warnings=warnings)
+    method = NOISE_METHOD + (NOISE_REPEATS if any(len(run.parts) > 1 for run in runs) else NOISE_SINGLE)
+    return Comparison(runs=runs, rows=rows, warnings=warnings, method=method)
 
 
 def load_runs(results: Sequence[Results], labels: Sequence[str | None] | None = None) -> list[RunData]:
