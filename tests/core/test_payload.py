@@ -58,3 +58,9 @@ def test_decode_batch_matches_decode_one() -> None:
 
 def test_decode_batch_of_nothing() -> None:
     assert len(payload.decode_batch([]).valid) == 0
+
+
+@pytest.mark.parametrize("frames", [[b"short"], [b"~~~wsb1-1\xe8\xbf\x9b~~~"], [b"", b"x"], [b"a" * 45]])
+def test_decode_batch_of_short_frames_only(frames: list[bytes]) -> None:
+    batch = payload.decode_batch(frames)
+    assert not batch.valid.any() and len(batch.valid) == len(frames)

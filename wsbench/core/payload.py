@@ -108,6 +108,7 @@ _POW_SENDER = 10 ** np.arange(SENDER_DIGITS - 1, -1, -1, dtype=np.int64)
 _POW_SEQ = 10 ** np.arange(SEQ_DIGITS - 1, -1, -1, dtype=np.int64)
 _POW_TIME = 10 ** np.arange(TIME_DIGITS - 1, -1, -1, dtype=np.int64)
 _COLS = np.arange(TRAILER_LEN, dtype=np.int64)
+_BLANK = b"\0" * TRAILER_LEN
 # One matrix turns the 42 digits of a trailer into its four numbers: a float matrix product (BLAS) is
 # exact here, every value being below 10**13 < 2**53.
 _WEIGHTS = np.zeros((len(_DIGIT_COLS), 4), dtype=np.float64)
@@ -129,11 +130,12 @@ def decode_batch(frames: Sequence[bytes]) -> DecodedBatch:
         empty = np.empty(0, dtype=np.int64)
         return DecodedBatch(np.empty(0, dtype=bool), empty, empty, empty, empty)
     lengths = np.fromiter(map(len, frames), dtype=np.int64, count=n)
-    blob = np.frombuffer(b"".join(frames), dtype=np.uint8)
+    # a blank trailer after the last frame stands in for frames too short to hold one
+    blob = np.frombuffer(b"".join(frames) + _BLANK, dtype=np.uint8)
     starts = np.cumsum(lengths) - TRAILER_LEN
     short = lengths < TRAILER_LEN
     if short.any():
-        starts[short] = 0
+        starts[short] = len(blob) - TRAILER_LEN
     arr = blob[starts[:, None] + _COLS]
     valid = ~short
     for col, ch in _SEPARATORS.items():

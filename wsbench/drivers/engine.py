@@ -242,15 +242,18 @@ class Engine:
             )
             return False
         # the barrier: everyone online, and every sender has seen the join lines of later clients
-        deadline = _clock() + int(
-            min(s.connect.barrier_timeout, JOIN_SETTLE_S + 0.5 * s.clients / s.connect.rate) * 1e9
-        )
+        # (waiting while they keep coming, up to barrier_timeout; JOIN_SETTLE_S without progress ends it)
+        hard = _clock() + int(s.connect.barrier_timeout * 1e9)
+        last_missing, last_progress = -1, _clock()
         while self.stop_reason is None:
             self._ingest_tick()
             missing = self._missing_join_lines()
             if missing == 0:
                 break
-            if _clock() > deadline:
+            now = _clock()
+            if missing != last_missing:
+                last_missing, last_progress = missing, now
+            if now > hard or now - last_progress > JOIN_SETTLE_S * 1e9:
                 self.writer.event(
                     "warning",
                     self.t_s(),
