@@ -67,11 +67,40 @@ def latency_count(page: object) -> int:
     return int(cells[1])
 
 
+def drive(page: object, port: int) -> None:
+    """Start a test from the UI, see Locust's broadcast row and our live percentiles, stop it."""
+    from playwright.sync_api import expect
+
+    page.goto(f"http://127.0.0.1:{port}/")  # type: ignore[attr-defined]
+    page.get_by_role("button", name=re.compile("start", re.I)).click()  # type: ignore[attr-defined]
+    # Locust's own table gets the broadcast row (one request per delivery)
+    expect(page.get_by_role("row").filter(has_text="broadcast").first).to_be_visible(timeout=20_000)  # type: ignore[attr-defined]
+    # our tab: HdrHistogram percentiles to 0.01 ms, updated live
+    page.get_by_role("tab", name=re.compile("wsbench latency", re.I)).click()  # type: ignore[attr-defined]
+    row = page.get_by_role("row").filter(has_text="latency (from intended send)").first  # type: ignore[attr-defined]
+    expect(row).to_be_visible()
+    deadline = time.monotonic() + 20
+    while latency_count(page) == 0 and time.monotonic() < deadline:
+        page.wait_for_timeout(500)  # type: ignore[attr-defined]
+    first = latency_count(page)
+    assert first > 0
+    cells = row.get_by_role("cell")
+    assert re.fullmatch(r"\d+\.\d\d", cells.nth(2).inner_text()), cells.all_inner_texts()
+    page.wait_for_timeout(3000)  # type: ignore[attr-defined]
+    assert latency_count(page) > first  # live
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "locust.png"))  # type: ignore[attr-defined]
+    page.get_by_role("tab", name=re.compile("wsbench delivery", re.I)).click()  # type: ignore[attr-defined]
+    expect(page.get_by_role("row").filter(has_text="deliveries")).to_be_visible()  # type: ignore[attr-defined]
+    page.screenshot(path=str(SCREENSHOTS / "locust-delivery.png"))  # type: ignore[attr-defined]
+    page.get_by_role("button", name=re.compile("stop", re.I)).click()  # type: ignore[attr-defined]
+    expect(page.get_by_text(re.compile("stopped", re.I)).first).to_be_visible(timeout=30_000)  # type: ignore[attr-defined]
+
+
 def test_start_watch_and_stop_from_the_web_ui(start_reference_server: object, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     server = start_reference_server("tornado")  # type: ignore[operator]
-
     scenario = tmp_path / "ui.yaml"
     scenario.write_text(SCENARIO)
     out = tmp_path / "ui.jsonl"
@@ -84,42 +113,18 @@ def test_start_watch_and_stop_from_the_web_ui(start_reference_server: object, tm
         stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "WSBENCH_GREENLET_DUMP": str(dump)},
     )  # fmt: skip
+    failure: str | None = None
     try:
         wait_for_port(port, proc, log)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page(viewport={"width": 1400, "height": 800})
-                page.goto(f"http://127.0.0.1:{port}/")
-                page.get_by_role("button", name=re.compile("start", re.I)).click()
-                # Locust's own table gets the broadcast row (one request per delivery)
-                expect(page.get_by_role("row").filter(has_text="broadcast").first).to_be_visible(timeout=20_000)
-                # our tab: HdrHistogram percentiles to 0.01 ms, updated live
-                page.get_by_role("tab", name=re.compile("wsbench latency", re.I)).click()
-                expect(page.get_by_role("row").filter(has_text="latency (from intended send)")).to_be_visible()
-                deadline = time.monotonic() + 20
-                while latency_count(page) == 0 and time.monotonic() < deadline:
-                    page.wait_for_timeout(500)
-                first = latency_count(page)
-                assert first > 0
-                cells = (
-                    page.get_by_role("row").filter(has_text="latency (from intended send)").first.get_by_role("cell")
-                )
-                assert re.fullmatch(r"\d+\.\d\d", cells.nth(2).inner_text()), cells.all_inner_texts()
-                page.wait_for_timeout(3000)
-                assert latency_count(page) > first  # live
-                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(SCREENSHOTS / "locust.png"))
-                page.get_by_role("tab", name=re.compile("wsbench delivery", re.I)).click()
-                expect(page.get_by_role("row").filter(has_text="deliveries")).to_be_visible()
-                page.screenshot(path=str(SCREENSHOTS / "locust-delivery.png"))
-                page.get_by_role("button", name=re.compile("stop", re.I)).click()
-                try:
-                    expect(page.get_by_text(re.compile("stopped", re.I)).first).to_be_visible(timeout=30_000)
-                except AssertionError:  # say where Locust is stuck
+                drive(browser.new_page(viewport={"width": 1400, "height": 800}), port)
+            except AssertionError as exc:
+                failure = str(exc)
+                if proc.poll() is None:  # where is Locust stuck?
                     os.kill(locust_pid(log), signal.SIGUSR2)
                     time.sleep(1)
-                    raise AssertionError(dump.read_text() if dump.exists() else "no greenlet dump") from None
             finally:
                 browser.close()
     finally:
@@ -131,6 +136,9 @@ def test_start_watch_and_stop_from_the_web_ui(start_reference_server: object, tm
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
     output = log.read_text()
+    if failure is not None:
+        greenlets = dump.read_text() if dump.exists() else "(no greenlet dump)"
+        raise AssertionError(f"{failure}\n--- wsbench locust ---\n{output}\n--- greenlets ---\n{greenlets}")
     results = read_results(out)
     assert results.footer is not None, output
     assert results.footer["status"] == "interrupted"  # stopped from the UI before the plan's end

@@ -302,7 +302,11 @@ class ProcessSide:
         last_index = -1
         while True:
             gevent.sleep(FLUSH_S)
-            self._flush(interval_us, last_index)
+            try:
+                self._flush(interval_us, last_index)
+            except Exception as exc:  # a bug here must not silently stop all measuring: say it, go on
+                log.exception("wsbench: measuring failed")
+                self.collector.error(None, self.now_us(), "internal", f"{type(exc).__name__}: {exc}")
             last_index = self.now_us() // interval_us
 
     def _flush(self, interval_us: int, last_index: int, final: bool = False) -> None:
