@@ -46,6 +46,7 @@ def write_run(
     stall_every: int = 4,
     truncate_after: int | None = None,
     with_server_samples: bool = True,
+    generator_bottleneck: bool = False,
 ) -> Path:
     """Write a results file for a broadcast run; ``truncate_after`` intervals then stop with no footer."""
     rng = np.random.default_rng(seed)
@@ -72,6 +73,9 @@ def write_run(
         for index, phase in enumerate(phases):
             if truncate_after is not None and index >= truncate_after:
                 return path
+            if generator_bottleneck and index == 5:
+                detail = "the generator may have been the bottleneck: event-loop lag up to 101.2 ms"
+                writer.event("warning", float(index), warning="generator_bottleneck", detail=detail)
             if index in (1, 3, len(phases) - 1):
                 writer.event(
                     "phase", float(index), name=phase, phase_kind=phase, rate=0.0 if phase == "drain" else rate

@@ -196,3 +196,13 @@ def test_a_broken_run_is_compared_with_a_warning(tmp_path: Path, tornado_file: P
     c = _compare(tornado_file, broken)
     assert any("broken (server died)" in w for w in c.warnings)
     assert "--repeat 3" in c.method
+
+
+def test_headline_warns_when_the_generator_was_the_bottleneck(tmp_path: Path, aiohttp_file: Path) -> None:
+    busy = write_run(tmp_path / "busy.jsonl", server="tornado", seed=1, generator_bottleneck=True)
+    c = _compare(busy, aiohttp_file)
+    assert c.generator_bound == ["tornado"]
+    assert c.headline().startswith("Faster: aiohttp.")
+    assert "Caveat: the load generator was the bottleneck during tornado" in c.headline()
+    assert "tornado: the generator may have been the bottleneck: event-loop lag up to 101.2 ms" in c.warnings
+    assert "Caveat" not in _compare(aiohttp_file, aiohttp_file).headline()

@@ -44,6 +44,7 @@ from typing import Literal
 import numpy as np
 
 from wsbench.core.results import Results
+from wsbench.core.summary import summarize
 from wsbench.errors import UsageError
 from wsbench.report.rundata import RunData, percentiles_ms, unique_labels
 
@@ -131,6 +132,8 @@ class Comparison:
     rows: list[MetricRow]
     warnings: list[str] = field(default_factory=list)
     method: str = NOISE_METHOD
+    #: runs during which the load generator was the bottleneck (the summary's self-check)
+    generator_bound: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> list[str]:
@@ -207,7 +210,17 @@ class Comparison:
         return self.labels[row.winner], self.labels[second_i], r, row.winner_within_noise
 
     def headline(self) -> str:
-        """One sentence naming the faster run (by corrected latency p99, then p50) with its ratio."""
+        """One sentence naming the faster run (by corrected latency p99, then p50) with its ratio, and a
+        caveat when the load generator, not the server, was the bottleneck in some run."""
+        caveat = ""
+        if self.generator_bound:
+            caveat = (
+                f" Caveat: the load generator was the bottleneck during {', '.join(self.generator_bound)}: "
+                "latencies there are partly the generator's (see the warnings)."
+            )
+        return self._headline() + caveat
+
+    def _headline(self) -> str:
         p99, p50 = self._lead("p99"), self._lead("p50")
         decided = next((lead for lead in (p99, p50) if lead is not None and not lead[3]), None)
         if decided is None:
@@ -432,7 +445,7 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
         for part in run.parts:
             if part.kind != "run":
                 raise UsageError(f"{part.path}: a {part.kind} file holds no load run to compare")
-            warnings += [f"{run.label}: {w}" for w in part.warnings]
+            warnings += [f"{run.label}: {w}" for w in summarize(part)["warnings"]]
             footer = part.footer or {}
             if footer and footer.get("status", "completed") != "completed":
                 reason = f" ({footer['reason']})" if footer.get("reason") else ""
@@ -474,7 +487,8 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
             row.note = "no /stats samples"
         rows.append(row)
     method = NOISE_METHOD + (NOISE_REPEATS if any(len(run.parts) > 1 for run in runs) else NOISE_SINGLE)
-    return Comparison(runs=runs, rows=rows, warnings=warnings, method=method)
+    bound = [run.label for run in runs if any(summarize(p)["generator"]["bottleneck"] for p in run.parts)]
+    return Comparison(runs=runs, rows=rows, warnings=warnings, method=method, generator_bound=bound)
 
 
 def load_runs(results: Sequence[Results], labels: Sequence[str | None] | None = None) -> list[RunData]:
