@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 import picows
@@ -67,7 +67,6 @@ class ClientState:
     close_reason: str = ""
     we_closed: bool = False
     error: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class ChatListener(WSListener):
@@ -81,7 +80,6 @@ class ChatListener(WSListener):
         self.add_frame = self.frames.append
         self.add_time = self.times.append
         self.on_close = on_close
-        self.ignore = False
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type is _TEXT:
@@ -104,13 +102,6 @@ class ChatListener(WSListener):
         callback = self.on_close
         if callable(callback):
             callback(self.state)
-
-    def take(self) -> tuple[list[bytes], list[int]]:
-        """The frames collected since the last call (and forget them)."""
-        frames, times = self.frames[:], self.times[:]
-        self.frames.clear()
-        self.times.clear()
-        return frames, times
 
 
 async def open_chat(

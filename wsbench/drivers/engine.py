@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import gc
 import math
-import random
 import secrets
 import struct
 import termios
@@ -937,7 +936,6 @@ class _SizeSampler:
     def __init__(self, s: Scenario, rng: np.random.Generator) -> None:
         self.size = s.size
         self.rng = rng
-        self._py = random.Random(s.seed)
         if s.size.kind == "choices":
             w = np.asarray(s.size.weights or [1.0] * len(s.size.values), dtype=float)
             self._p = w / w.sum()
