@@ -79,7 +79,7 @@ def test_run_report_in_chromium(browser: Browser, tornado_file: Path, tmp_path: 
     assert_plots_drawn(v, 6)
     assert v.page.locator("h1").inner_text().startswith("wsbench report: broadcast")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    v.page.screenshot(path=str(SCREENSHOTS / "report.png"), full_page=True)
+    v.page.screenshot(path=str(SCREENSHOTS / "html-report.png"), full_page=True)
     v.page.close()
 
 
@@ -103,7 +103,7 @@ def test_comparison_in_chromium(browser: Browser, tornado_file: Path, aiohttp_fi
     assert_plots_drawn(v, 6)
     assert "Faster: aiohttp" in v.page.locator("#headline").inner_text()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    v.page.screenshot(path=str(SCREENSHOTS / "compare.png"), full_page=True)
+    v.page.screenshot(path=str(SCREENSHOTS / "html-compare.png"), full_page=True)
     v.page.close()
 
 
