@@ -127,7 +127,7 @@ def summarize(results: Results) -> dict[str, Any]:
     sending_s = _span(sending)
     sent_measured = _count(sending, "sent")
     rate = {
-        "target": _target_rate(scenario),
+        "target": _target_rate(scenario, {str(r.get("phase")) for r in sending} if sending else None),
         "sent": _ratio(sent_measured, sending_s),
         "delivered": _ratio(_count(sending, "delivered"), sending_s),
     }
@@ -235,8 +235,9 @@ def exit_code(status: str, passed: bool) -> int:
     return 0 if passed else 1
 
 
-def _target_rate(scenario: dict[str, Any]) -> float | None:
-    stages = scenario.get("resolved_stages") or []
+def _target_rate(scenario: dict[str, Any], ran: set[str] | None = None) -> float | None:
+    """The planned mean rate of the stages (of those that ran, when some were skipped)."""
+    stages = [s for s in scenario.get("resolved_stages") or [] if ran is None or s.get("name") in ran]
     total = sum(float(s.get("duration", 0)) for s in stages)
     if not total or scenario.get("model") == "closed":
         return None
