@@ -104,3 +104,13 @@ def test_same_label_pools_files_as_repeats(
 def test_label_count_must_match(tornado_file: Path, aiohttp_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compare", str(tornado_file), str(aiohttp_file), "--label", "x"]) == 2
     assert "give one per file" in capsys.readouterr().err
+
+
+def test_an_incomplete_run_exits_3_after_comparing(
+    tornado_file: Path, truncated_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", str(tornado_file), str(truncated_file)]) == 3
+    out = capsys.readouterr().out
+    assert "Comparison against tornado" in out and "no footer" in " ".join(out.split())
+    # a failed ratio threshold still says 1: the regression is the news
+    assert main(["compare", str(tornado_file), str(truncated_file), "--threshold", "p50 < 0.5x"]) == 1

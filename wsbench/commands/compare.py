@@ -8,8 +8,9 @@
     wsbench compare reports/new.jsonl --baseline reports/baseline.jsonl --threshold 'compare.p99 < 1.1x'
 
 The first run is the baseline (``--baseline FILE`` makes a stored results file the first); ratios are
-run / baseline. Thresholds on ratios give the exit code: 0 all met, 1 one failed, 2 usage error, 3 a
-run broke and left nothing to compare.
+run / baseline. Exit code: 1 a threshold on a ratio failed; else 3 when a compared run broke, was
+interrupted or cut short (the comparison is shown, on what it measured) or left nothing to compare;
+2 usage error; 0 otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from wsbench.core.results import read_results
-from wsbench.errors import EXIT_OK, EXIT_THRESHOLD_FAILED, EXIT_USAGE, RunBroken, UsageError
+from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, EXIT_THRESHOLD_FAILED, EXIT_USAGE, RunBroken, UsageError
 from wsbench.report.compare import RESAMPLES, RatioThreshold, compare_runs, evaluate_thresholds, load_runs
 from wsbench.report.compare_terminal import render_comparison
 
@@ -195,4 +196,8 @@ def run(args: argparse.Namespace) -> int:
 
         out = write_html(render_html(comparison, verdicts), args.html)
         console.print(f"HTML comparison: {out}", highlight=False)
-    return EXIT_THRESHOLD_FAILED if any(not v.passed for v in verdicts) else EXIT_OK
+    if any(not v.passed for v in verdicts):
+        return EXIT_THRESHOLD_FAILED
+    if any(part.status != "completed" for run in comparison.runs for part in run.parts):
+        return EXIT_RUN_BROKEN  # compared on what an incomplete run measured: say so to CI
+    return EXIT_OK
