@@ -21,6 +21,7 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -59,6 +60,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="with a scenario: override a scenario key for every run",
+    )
+    p.add_argument(
+        "--cpu", metavar="CPUS", help="with a scenario: pin wsbench run to these CPUs (as wsbench run --cpu)"
+    )
+    p.add_argument(
+        "--server-cpu",
+        metavar="CPUS",
+        help="with a scenario: pin each server to these CPUs (as wsbench run --server-cpu)",
     )
     p.add_argument("--baseline", metavar="FILE", help="a stored results file to compare against (the first column)")
     p.add_argument(
@@ -110,7 +119,9 @@ def spec_labels(specs: list[str]) -> list[str]:
     return out
 
 
-def run_scenario(scenario: str, spec: str, sets: list[str], out: Path, console: Console) -> Path:
+def run_scenario(
+    scenario: str, spec: str, sets: list[str], out: Path, console: Console, pinning: Sequence[str] = ()
+) -> Path:
     """Run ``wsbench run SCENARIO --server SPEC`` in a child process; the results file it wrote.
 
     A child process per run keeps each run's event loop, memory and file descriptors apart. Its
@@ -120,6 +131,7 @@ def run_scenario(scenario: str, spec: str, sets: list[str], out: Path, console: 
     argv = [sys.executable, "-m", "wsbench.cli", "run", scenario, "--server", spec, "-o", str(out), "-q", "--json"]
     for item in sets:
         argv += ["--set", item]
+    argv += list(pinning)
     console.print(f"[bold]running[/] {scenario} against [bold]{spec_label(spec)}[/] -> {out}", highlight=False)
     child = subprocess.run(argv, check=False, stdout=subprocess.PIPE, text=True)
     if child.returncode == EXIT_USAGE:
@@ -166,15 +178,21 @@ def run(args: argparse.Namespace) -> int:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out_dir = Path(args.output_dir)
         names = spec_labels(args.server)
+        pinning = [
+            *(["--cpu", args.cpu] if args.cpu else []),
+            *(["--server-cpu", args.server_cpu] if args.server_cpu else []),
+        ]
         for rep in range(1, args.repeat + 1):  # interleaved, so that a slow drift hits every server alike
             for n, (spec, name) in enumerate(zip(args.server, names, strict=True), start=1):
                 tag = f"-r{rep}" if args.repeat > 1 else ""
                 out = out_dir / f"compare-{Path(scenario).stem}-{stamp}-{n}-{_slug(name)}{tag}.jsonl"
-                paths.append(str(run_scenario(scenario, spec, args.set, out, console)))
+                paths.append(str(run_scenario(scenario, spec, args.set, out, console, pinning)))
                 labels.append(name)
     else:
-        if args.server or args.set or args.repeat != 1:
-            raise UsageError("--server, --set and --repeat apply to a scenario (.yaml), not to results files")
+        if args.server or args.set or args.repeat != 1 or args.cpu or args.server_cpu:
+            raise UsageError(
+                "--server, --set, --repeat, --cpu and --server-cpu apply to a scenario (.yaml), not to results files"
+            )
         paths += args.inputs
         labels += [None] * len(args.inputs)
     if len(paths) < 2:
