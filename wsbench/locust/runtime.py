@@ -403,6 +403,7 @@ class Conductor:
         self.plan_done = False
         self.broken: str | None = None
         self.finished = False
+        self.closed = False  # the footer is written
         self.exit_code: int | None = None
         self.clock_bounds: dict[str, int] = {}
         self.writer = ResultsWriter(results_path)
@@ -466,7 +467,8 @@ class Conductor:
             self.connect_failed += 1
 
     def on_part(self, part: dict[str, Any]) -> None:
-        if self.finished and "receipts" not in part:
+        # parts keep coming while finish() waits for the final ones (a periodic report may be on its way)
+        if self.closed or str(part.get("worker")) in self.aggregator.finals:
             return
         self.aggregator.absorb(part)
         for event in part["events"]:
@@ -609,6 +611,7 @@ class Conductor:
         if status == "broken":
             exit_code = EXIT_RUN_BROKEN
         self.writer.footer(**footer, thresholds=verdicts, exit_code=exit_code)
+        self.closed = True
         self.writer.close()
         self.exit_code = exit_code
         self.env.process_exit_code = exit_code
