@@ -46,7 +46,9 @@ async def run(args: argparse.Namespace) -> None:
                         stamps.append(clock())
 
             for c in cookies:
-                t, _ = await picows.ws_connect(L, ws_url, extra_headers={"Cookie": f"nickname={c}"})
+                t, _ = await picows.ws_connect(
+                    L, ws_url, extra_headers={"Cookie": f"nickname={c}"}, use_aiofastnet=args.aiofastnet
+                )
                 conns.append(t)
             sender = conns.pop()
 
@@ -83,7 +85,7 @@ async def run(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.5)
         used, wall = cpu() - c0, time.monotonic() - t0
         print(
-            f"{args.lib}: {args.clients} clients, {len(frames)} frames in {wall:.1f}s: "
+            f"{args.lib}{'' if args.aiofastnet or args.lib != 'picows' else ' (no aiofastnet)'}: {args.clients} clients, {len(frames)} frames in {wall:.1f}s: "
             f"{len(frames) / wall:,.0f}/s, CPU {used:.2f}s = {used / max(len(frames), 1) * 1e6:.2f} us/frame"
         )
 
@@ -96,6 +98,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=500.0)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    p.add_argument("--no-aiofastnet", dest="aiofastnet", action="store_false", help="picows on the loop's own transport")
     args = p.parse_args()
     if args.loop == "uvloop":
         import uvloop

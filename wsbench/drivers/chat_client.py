@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+from array import array
 from dataclasses import dataclass
 
 import aiohttp
@@ -76,7 +77,7 @@ class ChatListener(WSListener):
         super().__init__()
         self.state = state
         self.frames: list[bytes] = []
-        self.times: list[int] = []
+        self.times = array("q")  # receive times, ns: handed to numpy without conversion
         self.add_frame = self.frames.append
         self.add_time = self.times.append
         self.on_close = on_close

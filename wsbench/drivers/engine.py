@@ -32,6 +32,7 @@ import secrets
 import struct
 import termios
 import time
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -512,7 +513,7 @@ class Engine:
 
     def _ingest(self) -> None:
         frames: list[bytes] = []
-        times: list[int] = []
+        times = array("q")
         owners: list[int] = []
         counts: list[int] = []
         for st in self.clients:
@@ -520,20 +521,19 @@ class Engine:
             if lst is None or not lst.frames:
                 continue
             f, t = lst.frames, lst.times
-            n = len(f)
+            counts.append(len(f))
+            owners.append(st.cid)
             frames.extend(f)
             times.extend(t)
             f.clear()
-            t.clear()
-            owners.append(st.cid)
-            counts.append(n)
+            del t[:]
         if not frames:
             self._collect_fanout()
             return
         if self.closing:
             return
         receivers = np.repeat(np.asarray(owners, dtype=np.int64), counts)
-        recv_us = (np.asarray(times, dtype=np.int64) - self.epoch_ns) // 1000
+        recv_us = (np.frombuffer(times, dtype=np.int64) - self.epoch_ns) // 1000
         batch = payload.decode_batch(frames)
         valid = batch.valid
         if not valid.all():
@@ -835,7 +835,7 @@ class Engine:
             c.we_closed = True
             if c.listener is not None:
                 c.listener.frames.clear()
-                c.listener.times.clear()
+                del c.listener.times[:]
             with contextlib.suppress(Exception):
                 c.transport.send_close(WSCloseCode.OK)  # type: ignore[union-attr]
                 c.transport.disconnect()  # type: ignore[union-attr]
@@ -863,7 +863,7 @@ class Engine:
                 c.listener.add_frame = _discard
                 c.listener.add_time = _discard
                 c.listener.frames.clear()
-                c.listener.times.clear()
+                del c.listener.times[:]
             with contextlib.suppress(Exception):
                 c.transport.underlying_transport.resume_reading()  # type: ignore[union-attr]
         deadline = _clock() + 2_000_000_000
