@@ -34,3 +34,22 @@ def test_deliveries_of_unknown_messages_are_ignored() -> None:
     f.sent(0, 0, intended_us=10, expected_receivers=1)
     f.delivered(np.array([0, 0, -1]), np.array([5, 0, 0]), np.array([100, 30, 40]))
     assert f.collect(now_us=100).fanout_us.tolist() == [20]
+
+
+def test_batched_updates_equal_per_delivery_updates() -> None:
+    rng = np.random.default_rng(2)
+    f = FanoutTracker(senders=4, capacity=64)
+    got = np.zeros((4, 600), dtype=np.int64)
+    last = np.zeros((4, 600), dtype=np.int64)
+    for s in range(4):
+        for q in range(600):
+            f.sent(s, q, intended_us=q, expected_receivers=50)
+    for b in range(60):
+        si = rng.integers(0, 4, 300)
+        sq = rng.integers(b * 9, b * 9 + 60, 300) % 600
+        recv = rng.integers(0, 10**9, 300)
+        f.delivered(si, sq, recv)
+        for s, q, r in zip(si, sq, recv, strict=True):
+            got[s, q] += 1
+            last[s, q] = max(last[s, q], r)
+    assert np.array_equal(f.got[:, :600], got) and np.array_equal(f.last[:, :600], last)

@@ -196,8 +196,8 @@ class DeliveryAccounting:
         before_seq = before - base
         # first ever delivery of a pair
         first_ever = fresh & (before_seq < 0)
-        if first_ever.any():
-            np.minimum.at(first, p[first_ever], q[first_ever])
+        if first_ever.any():  # at most one per pair: the pair's first delivery in this batch
+            first[p[first_ever]] = q[first_ever]
         # jumps leave holes
         jumps = np.flatnonzero(fresh & (before_seq >= 0) & (q > before_seq + 1))
         for j in jumps:
@@ -223,7 +223,9 @@ class DeliveryAccounting:
                 is_new[j] = True
             else:
                 dup += 1
-        np.maximum.at(highest, p, q)
+        # the highest per pair: the running maximum at the end of each pair's group (pairs are sorted)
+        ends = np.flatnonzero(np.append(p[1:] != p[:-1], True))
+        highest[p[ends]] = np.maximum(highest[p[ends]], running[ends] - base[ends])
         new_mask = np.zeros(n, dtype=bool)
         sel = idx[order]
         new_mask[sel] = is_new

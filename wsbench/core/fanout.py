@@ -64,8 +64,17 @@ class FanoutTracker:
         ok = (sender_index >= 0) & (seqs >= 0) & (seqs < self.n_sent[np.maximum(sender_index, 0)])
         if not ok.all():
             sender_index, seqs, recv_us = sender_index[ok], seqs[ok], recv_us[ok]
-        np.add.at(self.got, (sender_index, seqs), 1)
-        np.maximum.at(self.last, (sender_index, seqs), recv_us)
+        # group by message (a sort), then one fancy update per message: several times faster than
+        # np.add.at / np.maximum.at on the 2-D arrays
+        flat = sender_index * self._cap + seqs
+        order = np.argsort(flat, kind="stable")
+        fs, rs = flat[order], recv_us[order]
+        starts = np.flatnonzero(np.concatenate(([True], fs[1:] != fs[:-1])))
+        uniq = fs[starts]
+        got = self.got.reshape(-1)
+        last = self.last.reshape(-1)
+        got[uniq] += np.diff(np.append(starts, len(fs))).astype(got.dtype)
+        last[uniq] = np.maximum(last[uniq], np.maximum.reduceat(rs, starts))
 
     def collect(self, now_us: int) -> Completed:
         """Messages complete (or given up at ``now_us``) since the last call."""
