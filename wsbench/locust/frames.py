@@ -2,16 +2,16 @@
 
 Why by hand: under Locust the receive path runs once per delivered frame, and it is where the
 generator's CPU goes. Measured here (``python -m wsbench.locust.bench_clients``, gevent, loopback,
-100-byte text frames), CPU per received frame:
+~100-byte text frames; ranges over runs on the shared 2-core machine), CPU per received frame:
 
-=====================================  ==========  ============================
-client                                 flooded     paced broadcast, 100 conns
-=====================================  ==========  ============================
-this reader on a gevent socket         0.8 us      12-15 us
-websocket-client ``recv()``            8.6 us      20 us
-wsproto on a gevent socket             7.4 us      24 us
-simple-websocket (wsproto + threads)   15.9 us     31 us
-=====================================  ==========  ============================
+=====================================  ==============  ==============================
+client                                 flooded (1x)    paced, 100 conns x 200/s
+=====================================  ==============  ==============================
+this reader on a gevent socket         0.8-1.1 us      12.5-14.2 us
+websocket-client ``recv()``            7.6-8.6 us      19.3-23.5 us
+wsproto on a gevent socket             7.1-7.4 us      24.3-29.0 us
+simple-websocket (wsproto + threads)   13.0-15.9 us    18.9-31.1 us
+=====================================  ==============  ==============================
 
 websocket-client reads every frame with two or three ``recv`` calls (header, length, payload);
 wsproto builds an event object per frame. This reader takes whatever one ``recv`` returned and cuts
