@@ -726,6 +726,11 @@ class Node:
     def _on_test_start(self, environment: Environment, **kw: Any) -> None:
         if self.role == "worker":
             return
+        if self.conductor is not None and not self.conductor.finished:
+            # a second test_start while a run is in progress (Locust's local runner stays in INIT during
+            # its first ramp-up, so a start() then fires it again): keep the run, do not replace it
+            log.warning("wsbench: a test is already running (%s); not starting another", self.conductor.results_path)
+            return
         try:
             scenario, path = self.prepare()
             url = (environment.host or "").rstrip("/")
@@ -749,6 +754,8 @@ class Node:
 
     def _on_setup(self, environment: Environment, msg: Any, **kw: Any) -> None:
         if self.side is not None:
+            if self.side.run_tag == str(msg.data["run_tag"]):
+                return  # the same run announced twice
             self.side.stop()
         self.side = ProcessSide(self, msg.data)
 
