@@ -50,7 +50,7 @@ def test_identical_runs_are_the_same(tmp_path: Path) -> None:
         assert cell.ratio == 1.0, row.spec.key
         assert cell.verdict == "same"
         assert row.winner is None
-    assert c.headline().startswith("No latency difference") or "within the run-to-run noise" in c.headline()
+    assert c.headline().startswith("No latency difference") or "within the measured noise" in c.headline()
 
 
 def test_noise_mark_is_calibrated_on_runs_from_one_distribution(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ def test_same_label_pools_files_as_repeats(
 ) -> None:
     from tests.report.synthetic import write_run
 
-    t2 = write_run(tmp_path / "t2.jsonl", server="tornado", seed=21)
+    t2 = write_run(tmp_path / "t2.jsonl", server="tornado", seed=21, generator_bottleneck=True)
     a2 = write_run(tmp_path / "a2.jsonl", server="aiohttp", seed=22, base_ms=1.6)
     html = tmp_path / "pooled.html"
     files = [str(tornado_file), str(aiohttp_file), str(t2), str(a2)]
@@ -99,6 +99,9 @@ def test_same_label_pools_files_as_repeats(
     assert [len(r["repeats"]) for r in data["runs"]] == [2, 2]
     page = html.read_text(encoding="utf-8")
     assert page.count('class="run"') == 4 and "T #2" in page and "A #1" in page
+    top = page[page.index('id="warnings"') : page.index("</section>", page.index('id="warnings"'))]
+    assert top.count("the generator may have been the bottleneck") == 1  # named once, by repeat
+    assert "T #2: the generator may have been the bottleneck" in page
 
 
 def test_label_count_must_match(tornado_file: Path, aiohttp_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -229,7 +229,7 @@ class Comparison:
                 return "No latency difference to report (no latency was measured in some run)."
             return (
                 f"No run is faster beyond the noise: latency p99 {shown[0]} vs {shown[1]} {shown[2]:.2f}x, "
-                f"within the run-to-run noise."
+                f"within the measured noise."
             )
         winner, rival, _, _ = decided
         parts = []
@@ -442,15 +442,16 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
     runs = list(runs)
     warnings: list[str] = []
     for run in runs:
-        for part in run.parts:
+        for k, part in enumerate(run.parts):
             if part.kind != "run":
                 raise UsageError(f"{part.path}: a {part.kind} file holds no load run to compare")
-            warnings += [f"{run.label}: {w}" for w in summarize(part)["warnings"]]
+            name = run.label if len(run.parts) == 1 else f"{run.label} #{k + 1}"
+            warnings += [f"{name}: {w}" for w in summarize(part)["warnings"]]
             footer = part.footer or {}
             if footer and footer.get("status", "completed") != "completed":
                 reason = f" ({footer['reason']})" if footer.get("reason") else ""
                 warnings.append(
-                    f"{run.label}: {part.path} {footer['status']}{reason}: it counts with what it measured until then"
+                    f"{name}: {part.path} {footer['status']}{reason}: it counts with what it measured until then"
                 )
     scenarios = {str((part.header.get("scenario") or {}).get("name", "")) for run in runs for part in run.parts}
     if len(scenarios) > 1:

@@ -386,9 +386,7 @@ def render_comparison(comparison: Comparison, verdicts: Sequence[ThresholdVerdic
         for k, part in enumerate(run.parts):
             label = run.label if len(run.parts) == 1 else f"{run.label} #{k + 1}"
             files.append((run if len(run.parts) == 1 else RunData.from_results(part, label), i))
-    warnings = list(comparison.warnings)
-    for view, _ in files:
-        warnings += [w for w in _warnings(view, view.label) if w not in warnings]
+    warnings = list(comparison.warnings)  # every file's summary warnings and incomplete status, named
     return _page(
         title=f"wsbench comparison: {' vs '.join(labels)}",
         subtitle=f"scenario {', '.join(sorted(s for s in scenario if s)) or '?'} · baseline {labels[0]}",
