@@ -121,3 +121,13 @@ def test_master_and_two_workers_merge_exactly(tmp_path: Path) -> None:
     # the master and both workers are gone
     pids = locust_pids(output)
     assert len(pids) == 3 and all(gone(pid) for pid in pids)
+
+
+def test_server_dying_mid_run_breaks_the_run_and_keeps_what_was_measured(tmp_path: Path) -> None:
+    relay = Path(__file__).resolve().parents[1] / "fixtures" / "relay.py"
+    code, output, out = wsbench_locust(tmp_path, "--server-cmd", f"{sys.executable} {relay} --exit-after 2")
+    assert code == 3, output
+    results = read_results(out)
+    assert results.footer is not None and results.footer["status"] == "broken", output
+    assert results.counter("delivered", phases=[r["phase"] for r in results.intervals]) > 0
+    assert results.footer["exit_code"] == 3

@@ -157,8 +157,8 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        for proc in procs:  # the master first: it writes the footer after its workers' final reports
-            _stop(proc)
+        for i, proc in enumerate(procs):  # the master first: it writes the footer after the workers' final reports
+            _stop(proc, grace=30.0 if i == 0 else 10.0)
         server_died = server is not None and not server.alive()
         died_message = server.death_message() if server is not None and server_died else ""
         if server is not None:

@@ -57,10 +57,31 @@ def _dump_greenlets(path: str) -> None:
     signal.signal(signal.SIGUSR2, dump)
 
 
+def _stop_on_sigterm(environment: Environment, node: runtime.Node) -> None:
+    """SIGTERM ends the test cleanly (final reports, footer) and exits.
+
+    Locust installs its own SIGTERM handler only after a headless load shape has finished, so until
+    then SIGTERM would kill the process with nothing written; this one covers that time (Locust's
+    replaces it later).
+    """
+    import gevent
+
+    def stop() -> None:
+        if node.conductor is not None and not node.conductor.finished:
+            node.conductor.interrupted_by = "terminated (SIGTERM)"
+        runner = environment.runner
+        if runner is not None:
+            runner.quit()
+
+    node.sigterm_watcher = gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(stop))
+
+
 @events.init.add_listener
 def _init(environment: Environment, **kw: Any) -> None:
     if os.environ.get("WSBENCH_GREENLET_DUMP"):
         _dump_greenlets(os.environ["WSBENCH_GREENLET_DUMP"])
     node = runtime.install(environment)
+    if node.role != "worker":
+        _stop_on_sigterm(environment, node)
     if environment.web_ui is not None:
         webui.install(environment, node)

@@ -404,6 +404,7 @@ class Conductor:
         self.broken: str | None = None
         self.finished = False
         self.closed = False  # the footer is written
+        self.interrupted_by: str | None = None
         self.exit_code: int | None = None
         self.clock_bounds: dict[str, int] = {}
         self.writer = ResultsWriter(results_path)
@@ -520,6 +521,8 @@ class Conductor:
                 continue
             self._sample_server(now_us)
             self._tick(now_us)
+            if self.plan_done:
+                return
             if now_us / 1e6 >= end_s - 1e-6:
                 self.plan_done = True
                 return
@@ -529,6 +532,10 @@ class Conductor:
         side = self.owner.side
         if self.owner.role == "local" and side is not None:
             self.on_part(side.ship())
+        online = self.aggregator.live.online
+        if self.connect_ok and online and not any(online.values()):
+            self.broken = "every connection was lost during the run (the server closed or dropped them)"
+            self.plan_done = True
         if self.monitor is not None:
             self.monitor.sample(now_us)
             index = now_us // self.aggregator.interval_us - 1
@@ -599,7 +606,11 @@ class Conductor:
             "fanout_incomplete": self.aggregator.fanout.incomplete,
             "by_phase": self._by_phase(),
         }
-        reason = self.broken or (f"no final report from {', '.join(sorted(missing))}" if missing else None)
+        reason = (
+            self.broken
+            or self.interrupted_by
+            or (f"no final report from {', '.join(sorted(missing))}" if missing else None)
+        )
         footer: dict[str, Any] = {
             "status": status,
             "reason": reason,
@@ -645,6 +656,7 @@ class Node:
         self.conductors: list[Conductor] = []
         self.prepared: tuple[Scenario, str] | None = None
         self.error: str | None = None
+        self.sigterm_watcher: object = None
         assert runner is not None
         if self.role in ("master", "local"):
             runner.register_message("wsbench_id_req", self._h(lambda c, d, n: c.on_id_req(d, n)))
