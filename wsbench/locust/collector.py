@@ -136,7 +136,8 @@ class Collector:
         if not by_us:
             self.interval(t_us).counters["closes"] += 1
             self.close_codes[str(code)] += 1
-            self.event(t_us, "close", client=client, code=code, reason=reason)
+            role = "stalled" if self.plan.is_stalled(client) else None  # expected closes of slow consumers
+            self.event(t_us, "close", client=client, code=code, reason=reason, role=role)
 
     def error(self, client: int | None, t_us: int, kind: str, detail: str) -> None:
         self.interval(t_us).counters["errors"] += 1
