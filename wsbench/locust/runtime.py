@@ -558,7 +558,9 @@ class Conductor:
                 index = now_us // self.aggregator.interval_us - 1
                 if index >= 0 and isinstance(data, dict):
                     self.aggregator.server_samples[index] = {
-                        k: data[k] for k in ("rss_bytes", "connections", "messages_in", "deliveries_out") if k in data
+                        k: data[k]
+                        for k in ("rss_bytes", "connections", "messages_in", "deliveries_out", "slow_consumer_closes")
+                        if k in data
                     }
         except (OSError, http.client.HTTPException, ValueError):
             pass
