@@ -697,9 +697,10 @@ class Engine:
         pa.fanout.add(cur.fanout)
         pa.counters.update(cur.counters)
         pa.span_s += (now - cur.start_ns) / 1e9
-        if cur.phase not in ("connect",) and now - cur.start_ns >= self.interval_ns // 2:
+        # only measured stages, only intervals long enough for their CPU share to mean something
+        if cur.phase not in ("connect", "warmup", "drain") and now - cur.start_ns >= self.interval_ns // 2:
             reasons = bottleneck_reasons(cpu_pct, lag_ms, send_lag_ms)
-            if reasons and not self._warned_bottleneck and cur.phase != "drain":
+            if reasons and not self._warned_bottleneck:
                 self._warned_bottleneck = True
                 self.writer.event(
                     "warning",
