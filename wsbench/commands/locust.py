@@ -30,6 +30,7 @@ from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, RunBroken, ServerDied, Usag
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locust" / "locustfile.py"
 TARGET_ENV = "WSBENCH_TARGET"  # the target record for the results header, handed to the Locust master
 OVERRUN_S = 60.0
+SERVER_GONE_WAIT_S = 10.0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -145,12 +146,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.headless:
             print(f"Locust web UI with wsbench's numbers: http://127.0.0.1:{args.web_port}  (Ctrl-C to stop)")
         deadline = time.monotonic() + budget if args.headless else None
+        server_gone: float | None = None
         while procs[0].poll() is None:
             if deadline is not None and time.monotonic() > deadline:
                 print(f"wsbench: Locust overran the scenario by {OVERRUN_S:g}s; stopping it", file=sys.stderr)
                 break
             if server is not None and not server.alive():
-                break
+                # the master notices lost connections within a few seconds and ends the run as broken
+                server_gone = server_gone or time.monotonic()
+                if time.monotonic() - server_gone > SERVER_GONE_WAIT_S:
+                    break
             if workers and all(p.poll() is not None for p in procs[1:]):
                 break
             time.sleep(0.2)
