@@ -98,7 +98,9 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=500.0)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
-    p.add_argument("--no-aiofastnet", dest="aiofastnet", action="store_false", help="picows on the loop's own transport")
+    p.add_argument(
+        "--no-aiofastnet", dest="aiofastnet", action="store_false", help="picows on the loop's own transport"
+    )
     args = p.parse_args()
     if args.loop == "uvloop":
         import uvloop
