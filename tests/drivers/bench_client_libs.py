@@ -84,8 +84,9 @@ async def run(args: argparse.Namespace) -> None:
             send("m" * 100)
         await asyncio.sleep(0.5)
         used, wall = cpu() - c0, time.monotonic() - t0
+        label = args.lib + ("" if args.aiofastnet or args.lib != "picows" else " (no aiofastnet)")
         print(
-            f"{args.lib}{'' if args.aiofastnet or args.lib != 'picows' else ' (no aiofastnet)'}: {args.clients} clients, {len(frames)} frames in {wall:.1f}s: "
+            f"{label}: {args.clients} clients, {len(frames)} frames in {wall:.1f}s: "
             f"{len(frames) / wall:,.0f}/s, CPU {used:.2f}s = {used / max(len(frames), 1) * 1e6:.2f} us/frame"
         )
 
