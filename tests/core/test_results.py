@@ -69,7 +69,9 @@ def test_worker_intervals_merge_by_index(tmp_path: Path) -> None:
     with ResultsWriter(path) as w:
         w.header(driver="locust")
         w.interval(_interval(0, "measure", [1000] * 4, worker="a"))
-        w.interval(_interval(0, "measure", [3000] * 6, worker="b"))
+        second = _interval(0, "measure", [3000] * 6, worker="b")
+        second["generator"]["send_lag_ms_max"] = 7.5
+        w.interval(second)
         w.footer(status="completed")
     results = read_results(path)
     assert len(results.intervals) == 1
@@ -77,6 +79,8 @@ def test_worker_intervals_merge_by_index(tmp_path: Path) -> None:
     assert merged["counters"]["delivered"] == 10
     assert merged["clients_connected"] == 10
     assert sorted(merged["workers"]) == ["a", "b"]
+    assert merged["generator"]["cpu_s"] == 1.0  # CPU adds up across workers
+    assert merged["generator"]["send_lag_ms_max"] == 7.5  # lags take the worst worker
     assert results.histogram("latency").get_total_count() == 10
 
 

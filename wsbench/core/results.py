@@ -188,6 +188,7 @@ def _merge_interval(into: dict[str, Any], other: dict[str, Any]) -> None:
             "cpu_s": gen_a.get("cpu_s", 0.0) + gen_b.get("cpu_s", 0.0),
             "cpu_pct": max(gen_a.get("cpu_pct", 0.0), gen_b.get("cpu_pct", 0.0)),
             "loop_lag_ms_max": max(gen_a.get("loop_lag_ms_max", 0.0), gen_b.get("loop_lag_ms_max", 0.0)),
+            "send_lag_ms_max": max(gen_a.get("send_lag_ms_max", 0.0), gen_b.get("send_lag_ms_max", 0.0)),
             "open_fds": gen_a.get("open_fds", 0) + gen_b.get("open_fds", 0),
         }
     if other.get("server") and not into.get("server"):
