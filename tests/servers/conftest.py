@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import SERVER_KINDS
+from tests.servers.wsclient import Room
 from wsbench.target import ServerProcess, reference_server_argv, start_server
 
 
@@ -19,3 +20,11 @@ def shared_server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     server = start_server(reference_server_argv(request.param), label=request.param)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def room(shared_server: ServerProcess) -> Iterator[Room]:
+    """A fresh room (unique nicknames) on the module's shared server; its clients close at teardown."""
+    room = Room(shared_server.url)
+    yield room
+    room.close_all()

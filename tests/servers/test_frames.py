@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,14 +20,6 @@ from tests.servers.wsclient import (
     leave_line,
     said_line,
 )
-from wsbench.target import ServerProcess
-
-
-@pytest.fixture
-def room(shared_server: ServerProcess) -> Iterator[Room]:
-    room = Room(shared_server.url)
-    yield room
-    room.close_all()
 
 
 def test_binary_message_is_1003(room: Room) -> None:  # SPEC 8.1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,14 +15,6 @@ from tests.servers.wsclient import (
     login_cookie,
     said_line,
 )
-from wsbench.target import ServerProcess
-
-
-@pytest.fixture
-def room(shared_server: ServerProcess) -> Iterator[Room]:
-    room = Room(shared_server.url)
-    yield room
-    room.close_all()
 
 
 def test_join_goes_to_others_only(room: Room) -> None:  # SPEC 7.1
