@@ -240,6 +240,7 @@ class ChatServer:
             "slow_consumer_closes": self.slow_consumer_closes,
             "rss_bytes": self.process.memory_info().rss,
             "uptime_s": round(time.monotonic() - self.started, 3),
+            "cpu_s": round(time.process_time(), 4),
         }
 
     async def stats_page(self, request: web.Request) -> web.Response:

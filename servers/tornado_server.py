@@ -424,6 +424,7 @@ class ChatServer:
             "slow_consumer_closes": self.slow_consumer_closes,
             "rss_bytes": self.process.memory_info().rss,
             "uptime_s": round(time.monotonic() - self.started, 3),
+            "cpu_s": round(time.process_time(), 4),
         }
 
     # ---- login (SPEC 3, 4) -----------------------------------------------------------------

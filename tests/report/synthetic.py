@@ -46,6 +46,7 @@ def write_run(
     stall_every: int = 4,
     truncate_after: int | None = None,
     with_server_samples: bool = True,
+    server_cpu_pct: float | None = None,
     generator_bottleneck: bool = False,
 ) -> Path:
     """Write a results file for a broadcast run; ``truncate_after`` intervals then stop with no footer."""
@@ -138,6 +139,7 @@ def write_run(
                         "messages_in": sent,
                         "deliveries_out": delivered,
                         "slow_consumer_closes": 0,
+                        **({"cpu_s": round(server_cpu_pct / 100 * (index + 1), 4)} if server_cpu_pct else {}),
                     }
                     if with_server_samples
                     else None

@@ -206,3 +206,20 @@ def test_headline_warns_when_the_generator_was_the_bottleneck(tmp_path: Path, ai
     assert "Caveat: the load generator was the bottleneck during tornado" in c.headline()
     assert "tornado: the generator may have been the bottleneck: event-loop lag up to 101.2 ms" in c.warnings
     assert "Caveat" not in _compare(aiohttp_file, aiohttp_file).headline()
+
+
+def test_cpu_per_delivery_is_the_servers_when_every_run_reports_cpu_s(tmp_path: Path) -> None:
+    # cumulative /stats cpu_s growing by 0.20 s and 0.30 s per 1-second interval; the same deliveries
+    lean = write_run(tmp_path / "lean.jsonl", seed=3, server_cpu_pct=20.0)
+    heavy = write_run(tmp_path / "heavy.jsonl", seed=3, server_cpu_pct=30.0)
+    c = _compare(lean, heavy)
+    row = c.row("cpu_per_delivery")
+    assert row.spec.title.startswith("server ")
+    base, other = row.cells
+    assert other.ratio == pytest.approx(1.5, rel=1e-3) and other.verdict == "worse" and row.winner == 0
+    run = load_runs([read_results(lean)])[0]
+    delivered = run.counters["delivered"][run.measured]
+    assert base.value == pytest.approx(0.2e6 * delivered.size / delivered.sum(), rel=1e-3)
+    # one run without cpu_s: both fall back to the generator's CPU, said in the title
+    bare = write_run(tmp_path / "bare.jsonl", seed=3)
+    assert _compare(lean, bare).row("cpu_per_delivery").spec.title.startswith("gen. ")

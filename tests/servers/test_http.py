@@ -187,6 +187,8 @@ def test_stats_fields(shared_server: ServerProcess) -> None:  # SPEC 5.1
         assert during["messages_in"] == before["messages_in"] + 1
         assert during["deliveries_out"] >= before["deliveries_out"] + 2  # the join line and the message
         assert during["uptime_s"] >= before["uptime_s"]
+        # cumulative CPU seconds (SPEC 5.1, optional; the reference servers report it): it never goes down
+        assert isinstance(before["cpu_s"], float) and 0 < before["cpu_s"] <= during["cpu_s"]
 
 
 def test_cookie_secret_is_random_per_start_unless_given(server_kind: str, start_reference_server) -> None:  # 15.3

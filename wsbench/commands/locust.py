@@ -89,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("wsbench locust: give a scenario file (or --path)")
     if args.workers < 0:
         raise UsageError("--workers must be 0 or more")
-    from wsbench.commands.run import _cpus, _target_record, apply_cli_target, start_target
     from wsbench.core.results import default_results_path
     from wsbench.core.scenario import load_scenario
     from wsbench.locust.plan import RunPlan, check_locust_limits
+    from wsbench.scenario_target import apply_cli_target, parse_cpus, start_target, target_record
     from wsbench.target import LOOPBACK_HOSTS
 
     scenario = load_scenario(args.scenario, args.overrides)
@@ -104,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
         host = (scenario.target.url or "").split("//", 1)[-1].rsplit(":", 1)[0].strip("/")
         if host not in LOOPBACK_HOSTS:
             raise UsageError(f"{scenario.target.url}: only loopback targets are allowed here (127.0.0.1, ::1)")
-    own_cpus = _cpus(args.cpu, "--cpu")
-    server_cpus = _cpus(args.server_cpu, "--server-cpu")
+    own_cpus = parse_cpus(args.cpu, "--cpu")
+    server_cpus = parse_cpus(args.server_cpu, "--server-cpu")
     output = Path(args.output) if args.output else default_results_path("locust")
     url, server = start_target(scenario, extra, server_cpus)
-    target = _target_record(scenario, url, server)
+    target = target_record(scenario, url, server)
 
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
     common = [

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 import time
@@ -21,15 +20,9 @@ from typing import Any
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions, read_results
 from wsbench.core.scenario import Scenario, load_scenario
 from wsbench.core.summary import summarize
-from wsbench.errors import RunBroken, UsageError
-from wsbench.target import (
-    ServerProcess,
-    command_server_argv,
-    option_flags,
-    parse_server_spec,
-    reference_server_argv,
-    start_server,
-)
+from wsbench.errors import RunBroken
+from wsbench.scenario_target import apply_cli_target, parse_cpus, start_target, target_record
+from wsbench.target import ServerProcess
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,73 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _cpus(text: str | None, flag: str) -> set[int] | None:
-    if not text:
-        return None
-    out: set[int] = set()
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                a, b = part.split("-", 1)
-                out.update(range(int(a), int(b) + 1))
-            elif part.strip():
-                out.add(int(part))
-    except ValueError:
-        raise UsageError(f"{flag} {text!r}: expected CPU numbers such as 1 or 0,2 or 2-3") from None
-    if not out or not out <= set(range(os.cpu_count() or 1)):
-        raise UsageError(f"{flag} {text!r}: this machine has CPUs 0-{(os.cpu_count() or 1) - 1}")
-    return out
-
-
-def apply_cli_target(scenario: Scenario, args: argparse.Namespace) -> tuple[Scenario, list[str]]:
-    """The scenario with --server/--url/--server-cmd applied; and extra server flags from --server."""
-    extra: list[str] = []
-    t = scenario.target
-    if getattr(args, "server", None):
-        kind, extra = parse_server_spec(args.server)
-        t = t.model_copy(update={"server": kind, "url": None, "command": None})
-    elif getattr(args, "url", None):
-        url = args.url.rstrip("/")
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"--url {args.url!r}: expected http://HOST:PORT")
-        t = t.model_copy(update={"server": None, "url": url, "command": None})
-    elif getattr(args, "server_cmd", None):
-        t = t.model_copy(update={"server": None, "url": None, "command": args.server_cmd})
-    elif t.mode == "embedded" and t.server is None:
-        t = t.model_copy(update={"server": "tornado"})
-    return scenario.model_copy(update={"target": t}), extra
-
-
-def start_target(
-    scenario: Scenario, extra: list[str], server_cpus: set[int] | None
-) -> tuple[str, ServerProcess | None]:
-    t = scenario.target
-    if t.mode == "url":
-        assert t.url is not None
-        return t.url.rstrip("/"), None
-    flags = option_flags(t.options.flags())
-    if t.mode == "command":
-        assert t.command is not None
-        argv = command_server_argv(t.command, [*flags, *extra])
-        label = t.command
-    else:
-        argv = reference_server_argv(t.server or "tornado", [*flags, *extra])
-        label = f"{t.server} reference server"
-    server = start_server(argv, label=label)
-    if server_cpus:
-        try:
-            os.sched_setaffinity(server.pid, server_cpus)
-        except OSError as exc:
-            server.stop()
-            raise UsageError(f"--server-cpu: cannot pin pid {server.pid}: {exc}") from None
-    return server.url, server
-
-
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     scenario, extra = apply_cli_target(scenario, args)
-    own_cpus = _cpus(args.cpu, "--cpu")
-    server_cpus = _cpus(args.server_cpu, "--server-cpu")
+    own_cpus = parse_cpus(args.cpu, "--cpu")
+    server_cpus = parse_cpus(args.server_cpu, "--server-cpu")
     if own_cpus:
         os.sched_setaffinity(0, own_cpus)
     out_path = Path(args.output) if args.output else default_results_path(scenario.name)
@@ -144,18 +75,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
-
-
-def _target_record(scenario: Scenario, http_url: str, server: ServerProcess | None) -> dict[str, Any]:
-    t = scenario.target
-    return {
-        "mode": t.mode,
-        "server": t.server if t.mode == "embedded" else None,
-        "url": http_url,
-        "command": shlex.join(server.argv) if server is not None else None,
-        "pid": server.pid if server is not None else None,
-        "options": t.options.flags(),
-    }
 
 
 def _run_with_server(
@@ -173,7 +92,7 @@ def _run_with_server(
             kind="run",
             scenario_path=str(args.scenario),
             scenario=scenario.resolved(),
-            target=_target_record(scenario, http_url, server),
+            target=target_record(scenario, http_url, server),
             versions=library_versions("picows", "uvloop", "aiohttp", "tornado", "numpy", "hdrhistogram", "pydantic"),
             driver="asyncio",
             client_library="picows",

@@ -156,6 +156,9 @@ async def http_stats(ctx: CaseContext) -> Outcome:
             problems.append(f"no {key}")
         elif isinstance(data[key], bool) or not isinstance(data[key], types):
             problems.append(f"{key} is {type(data[key]).__name__}")
+    cpu = data.get("cpu_s")  # optional (SPEC 5.1), but a number when given
+    if cpu is not None and (isinstance(cpu, bool) or not isinstance(cpu, int | float) or cpu < 0):
+        problems.append(f"cpu_s is {cpu!r}, not a number of seconds")
     if problems:
         return failed(f"{r.describe()}: {', '.join(problems)}")
     return passed(f"{r.describe()}: server {data['server']!r}, {data['connections']} connections, all 7 fields")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from wsbench.core import histograms
+from wsbench.core import histograms, server_stats
 from wsbench.core.results import UNMEASURED_PHASES, Results
 from wsbench.core.thresholds import evaluate
 
@@ -166,6 +166,13 @@ def summarize(results: Results) -> dict[str, Any]:
     samples = [r["server"] for r in results.intervals if r.get("server")]
     server: dict[str, Any] | None = None
     if samples:
+        # the server's CPU in the measured intervals that have a figure (server_stats.cpu_per_interval)
+        cpu_by_interval = server_stats.cpu_per_interval([r.get("server") for r in results.intervals])
+        measured_ids = {id(r) for r in measured}
+        with_cpu = [(r, c) for r, c in zip(results.intervals, cpu_by_interval, strict=True) if c is not None]
+        with_cpu = [(r, c) for r, c in with_cpu if id(r) in measured_ids]
+        server_cpu = sum(c for _, c in with_cpu) if with_cpu else None
+        server_records = [r for r, _ in with_cpu]
         rss = [int(s["rss_bytes"]) for s in samples if "rss_bytes" in s]
         last = samples[-1]
         server = {
@@ -176,6 +183,11 @@ def summarize(results: Results) -> dict[str, Any]:
             "messages_in": last.get("messages_in"),
             "deliveries_out": last.get("deliveries_out"),
             "slow_consumer_closes": last.get("slow_consumer_closes"),
+            "cpu_s_measured": round(server_cpu, 4) if server_cpu is not None else None,
+            "cpu_pct_mean": _ratio(server_cpu * 100 if server_cpu is not None else None, _span(server_records)),
+            "cpu_us_per_delivery": _ratio(
+                server_cpu * 1e6 if server_cpu is not None else None, _count(server_records, "delivered")
+            ),
             "samples": len(samples),
         }
 

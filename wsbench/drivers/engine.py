@@ -42,7 +42,7 @@ import aiohttp
 import numpy as np
 from picows import WSCloseCode, WSMsgType
 
-from wsbench.core import histograms, payload
+from wsbench.core import histograms, payload, server_stats
 from wsbench.core.accounting import DeliveryAccounting
 from wsbench.core.fanout import FanoutTracker
 from wsbench.core.pacing import MEASURED, ClosedLoop, OpenSchedule, Phase, plan_phases
@@ -795,8 +795,7 @@ class Engine:
                     if resp.status == 200:
                         data = await resp.json(content_type=None)
                         if isinstance(data, dict):
-                            keep = ("rss_bytes", "connections", "messages_in", "deliveries_out", "slow_consumer_closes")
-                            self.last_stats = {k: data[k] for k in keep if k in data}
+                            self.last_stats = server_stats.keep(data)
                             self.last_stats["t_s"] = round(self.t_s(), 3)
                             misses = 0
                     elif resp.status == 404:

@@ -37,7 +37,7 @@ import psutil
 from locust.env import Environment
 from locust.runners import STATE_STOPPED, LocalRunner, MasterRunner, WorkerRunner
 
-from wsbench.core import payload
+from wsbench.core import payload, server_stats
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
 from wsbench.core.scenario import Scenario, load_scenario
 from wsbench.errors import EXIT_RUN_BROKEN, WsbenchError
@@ -557,11 +557,7 @@ class Conductor:
                 data = json.loads(body)
                 index = now_us // self.aggregator.interval_us - 1
                 if index >= 0 and isinstance(data, dict):
-                    self.aggregator.server_samples[index] = {
-                        k: data[k]
-                        for k in ("rss_bytes", "connections", "messages_in", "deliveries_out", "slow_consumer_closes")
-                        if k in data
-                    }
+                    self.aggregator.server_samples[index] = server_stats.keep(data)
         except (OSError, http.client.HTTPException, ValueError):
             pass
         finally:

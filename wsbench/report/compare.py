@@ -269,12 +269,17 @@ def _percentile(p: float) -> Statistic:
 
 
 def _cpu_source(runs: Sequence[RunData]) -> str:
-    return "server" if all(run.has_samples("server", "cpu_s") for run in runs) else "generator"
+    return "server" if all(run.has_samples("server", "cpu_s_interval") for run in runs) else "generator"
+
+
+def _cpu_column(run: RunData, source: str) -> np.ndarray | None:
+    """CPU seconds per interval: the server's (from its cumulative /stats ``cpu_s``) or the generator's."""
+    return run.server.get("cpu_s_interval") if source == "server" else run.generator.get("cpu_s")
 
 
 def _cpu_per_delivery(source: str) -> Statistic:
     def statistic(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        cpu = (run.server if source == "server" else run.generator).get("cpu_s")
+        cpu = _cpu_column(run, source)
         assert cpu is not None
         return _ratio_of_sums(np.nan_to_num(cpu[rows]), run.counters["delivered"][rows], weights, scale=1e6)
 
@@ -293,7 +298,7 @@ def _rows_for(key: str, run: RunData, cpu_source: str) -> np.ndarray:
         column = run.server.get("rss_bytes")
         mask = run.measured & np.isfinite(column) if column is not None else np.zeros(run.n, dtype=bool)
     elif key == "cpu_per_delivery":
-        column = (run.server if cpu_source == "server" else run.generator).get("cpu_s")
+        column = _cpu_column(run, cpu_source)
         mask = run.measured & np.isfinite(column) if column is not None else np.zeros(run.n, dtype=bool)
     else:
         mask = run.measured

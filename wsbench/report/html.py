@@ -170,6 +170,13 @@ def _generator_table(summary: dict[str, Any]) -> TableView:
     ):
         if server.get(key) is not None:
             rows.append([title, f"{server[key] / 2**20:,.1f}"])
+    for key, title, fmt in (
+        ("cpu_s_measured", "server CPU, measured (s)", "{:,.2f}"),
+        ("cpu_us_per_delivery", "server CPU per delivery (us)", "{:,.2f}"),
+        ("cpu_pct_mean", "server CPU mean (%)", "{:,.0f}"),
+    ):
+        if server.get(key) is not None:
+            rows.append([title, fmt.format(server[key])])
     for key in ("connections_max", "messages_in", "deliveries_out", "slow_consumer_closes", "samples"):
         if server.get(key) is not None:
             rows.append([f"server {key.replace('_', ' ')}", _count(server[key])])

@@ -227,27 +227,35 @@ def rates_over_time(runs: Sequence[RunData]) -> Plot:
 
 
 def server_over_time(runs: Sequence[RunData]) -> Plot:
-    plot_id, title = "server-over-time", "Server RSS and open connections (from /stats)"
+    with_cpu = any(run.has_samples("server", "cpu_s_interval") for run in runs)
+    plot_id = "server-over-time"
+    title = f"Server RSS{', CPU' if with_cpu else ''} and open connections (from /stats)"
     if not any(run.has_samples("server", "rss_bytes") or run.has_samples("server", "connections") for run in runs):
         return _empty(plot_id, title, "the target offered no /stats samples")
 
     def draw(fig: Figure) -> None:
-        rss_ax, conn_ax = fig.subplots(2, 1, sharex=True)
+        axes = list(fig.subplots(3 if with_cpu else 2, 1, sharex=True))
+        rss_ax, conn_ax = axes[0], axes[-1]
         for i, run in enumerate(runs):
             if "rss_bytes" in run.server:
                 _line(rss_ax, run, i, run.server["rss_bytes"] / 2**20, run.label)
             if "connections" in run.server:
                 _line(conn_ax, run, i, run.server["connections"], run.label)
+            if with_cpu and "cpu_s_interval" in run.server:
+                span = np.maximum(run.end_s - run.start_s, 1e-9)
+                _line(axes[1], run, i, run.server["cpu_s_interval"] / span * 100, run.label)
         rss_ax.set_ylabel("RSS (MiB)")
         conn_ax.set_ylabel("connections")
-        for ax in (rss_ax, conn_ax):
+        if with_cpu:
+            axes[1].set_ylabel("CPU (% of a core)")
+        for ax in axes:
             _shade_phases(ax, runs[0])
             ax.set_ylim(bottom=0)
         _time_axis(conn_ax, runs)
         if len(runs) > 1:
             rss_ax.legend(loc="lower right", ncols=len(runs))
 
-    return _render(plot_id, title, draw, height=4.4)
+    return _render(plot_id, title, draw, height=5.8 if with_cpu else 4.4)
 
 
 def generator_over_time(runs: Sequence[RunData]) -> Plot:

@@ -23,6 +23,7 @@ import numpy as np
 
 from wsbench.core import histograms
 from wsbench.core.results import UNMEASURED_PHASES, Results
+from wsbench.core.server_stats import cpu_per_interval
 from wsbench.core.summary import summarize
 
 HISTOGRAM_NAMES = ("latency", "latency_uncorrected", "fanout", "connect")
@@ -154,6 +155,10 @@ class RunData:
             counters.setdefault(name, np.zeros(len(records)))
         generator_keys = sorted({k for r in records for k in (r.get("generator") or {})})
         server_keys = sorted({k for r in records for k in (r.get("server") or {})})
+        server = {k: _column(records, "server", k) for k in server_keys}
+        if "cpu_s" in server:  # cumulative in the samples; per interval (NaN where unknown), per repeat
+            per_interval = [c for part in parts for c in cpu_per_interval([r.get("server") for r in part.intervals])]
+            server["cpu_s_interval"] = np.array([np.nan if c is None else c for c in per_interval])
         return cls(
             results=parts[0],
             label=label or default_label(parts[0]),
@@ -163,7 +168,7 @@ class RunData:
             counters=counters,
             clients_connected=_column(records, "", "clients_connected"),
             generator={k: _column(records, "generator", k) for k in generator_keys},
-            server={k: _column(records, "server", k) for k in server_keys},
+            server=server,
             parts=list(parts),
             repeat=repeat,
             _records=records,

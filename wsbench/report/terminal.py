@@ -145,6 +145,12 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
             f"deliveries out {_num(srv.get('deliveries_out'))}  slow-consumer closes "
             f"{_num(srv.get('slow_consumer_closes'))}"
         )
+        if srv.get("cpu_us_per_delivery") is not None:
+            c.print(
+                f"[bold]server CPU[/] {_num(srv.get('cpu_s_measured'), '{:.2f}')} s  "
+                f"{_num(srv.get('cpu_us_per_delivery'), '{:.2f}')} us/delivery  "
+                f"mean {_num(srv.get('cpu_pct_mean'), '{:.0f}')}% of a core (measured intervals, from /stats cpu_s)"
+            )
     verdicts = summary.get("thresholds") or []
     if verdicts:
         c.print("[bold]thresholds[/]")
