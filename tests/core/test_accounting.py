@@ -227,3 +227,18 @@ def test_batches_agree_with_a_one_by_one_reference() -> None:
     assert t.lost == lost
     assert t.delivered == sum(len(v) for v in seen.values())
     assert t.expected == n * 5 * 3
+
+
+def test_saw_join_many_is_saw_join_for_each_observer() -> None:
+    rng = np.random.default_rng(3)
+    one = DeliveryAccounting(8, [0, 1, 2], list(range(8)))
+    many = DeliveryAccounting(8, [0, 1, 2], list(range(8)))
+    for joined in (1, 5, 7, 99):  # 99: not one of ours, ignored
+        observers = rng.integers(0, 8, size=12)  # repeats and the joiner itself among them
+        times = np.sort(rng.integers(0, 1000, size=12))
+        for o, t in zip(observers.tolist(), times.tolist(), strict=True):
+            if o != joined and joined < 8:
+                one.saw_join(o, joined, t)
+        many.saw_join_many(observers, joined, times)
+    assert (one.obs == many.obs).all() and (one.r_saw == many.r_saw).all()
+    assert (many.obs >= 0).any() and many.r_saw.any()

@@ -7,7 +7,7 @@ What is recorded
 ----------------
 * ``joined(client, t)`` when a client's handshake completed, ``left(client, t)`` when it started to
   close or saw its connection end;
-* ``saw_join(observer, joined, t)`` when a client received another's join line
+* ``saw_join(observer, joined, t)`` (or ``saw_join_many`` for a batch) when a client received another's join line
   ``~~~{nickname}进入了聊天室~~~`` (SPEC 7.1): the server's own word on the order of registrations;
 * ``sent(sender, seq, t)`` for every message, with sequence numbers 0, 1, 2, ... per sender;
 * ``ingest(receivers, senders, seqs)`` for batches of deliveries, in arrival order per receiver.
@@ -140,6 +140,26 @@ class DeliveryAccounting:
         sj = self.sender_index[joined]
         if sj >= 0:
             self.r_saw[sj, observer] = True
+
+    def saw_join_many(self, observers: np.ndarray, joined: int, t_us: np.ndarray) -> None:
+        """:meth:`saw_join` for every observer of one join line at once (arrival order: the first sighting
+        of an observer counts); ``joined`` itself among the observers is ignored (its own join line)."""
+        if not 0 <= joined < self.clients:
+            return
+        observers = np.asarray(observers, dtype=np.int64)
+        t_us = np.asarray(t_us, dtype=np.int64)
+        keep = (observers != joined) & (observers >= 0) & (observers < self.clients)
+        observers, t_us = observers[keep], t_us[keep]
+        si = self.sender_index[observers]
+        senders = si >= 0
+        if senders.any():
+            rows, first = np.unique(si[senders], return_index=True)
+            when = t_us[senders][first]
+            unset = self.obs[rows, joined] < 0
+            self.obs[rows[unset], joined] = when[unset]
+        sj = self.sender_index[joined]
+        if sj >= 0:
+            self.r_saw[sj, observers] = True
 
     def expected_receivers(self, sender: int) -> int:
         """Receivers online now, other than ``sender`` (what a message sent now should reach)."""

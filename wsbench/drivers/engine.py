@@ -32,7 +32,6 @@ import secrets
 import struct
 import termios
 import time
-from array import array
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +49,15 @@ from wsbench.core.results import ResultsWriter
 from wsbench.core.scenario import Scenario
 from wsbench.core.summary import metrics
 from wsbench.core.thresholds import evaluate
-from wsbench.drivers.chat_client import ClientState, LoginFailed, client_of, login, nickname_for, open_chat
+from wsbench.drivers.chat_client import (
+    ClientState,
+    LoginFailed,
+    ReceiveBuffer,
+    client_of,
+    login,
+    nickname_for,
+    open_chat,
+)
 from wsbench.drivers.precise_timer import PreciseTimer
 from wsbench.drivers.selfcheck import CpuMeter, LoopLagMonitor, bottleneck_reasons
 from wsbench.target import ServerProcess
@@ -174,6 +181,7 @@ class Engine:
         self.ingest_s = 0.0  # wall time spent decoding and accounting batches (a self-check)
         self.session: aiohttp.ClientSession | None = None
         self.sizes = _SizeSampler(scenario, self.rng)
+        self.rx = ReceiveBuffer()  # every client's text frames, in arrival order
 
     # -- clock ---------------------------------------------------------------------------------------
     def t_s(self, ns: int | None = None) -> float:
@@ -287,7 +295,7 @@ class Engine:
             )
             remaining = self.s.connect.timeout - (_clock() - st.connect_start_ns) / 1e9
             await asyncio.wait_for(
-                open_chat(self.ws_url, cookie, st, self._on_client_closed, timeout=max(remaining, 0.1)),
+                open_chat(self.ws_url, cookie, st, self._on_client_closed, timeout=max(remaining, 0.1), rx=self.rx),
                 timeout=max(remaining, 0.1) + 1.0,
             )
         except (TimeoutError, LoginFailed) as exc:
@@ -512,33 +520,18 @@ class Engine:
             self._crash(exc)
 
     def _ingest(self) -> None:
-        frames: list[bytes] = []
-        times = array("q")
-        owners: list[int] = []
-        counts: list[int] = []
-        for st in self.clients:
-            lst = st.listener
-            if lst is None or not lst.frames:
-                continue
-            f, t = lst.frames, lst.times
-            counts.append(len(f))
-            owners.append(st.cid)
-            frames.extend(f)
-            times.extend(t)
-            f.clear()
-            del t[:]
-        if not frames:
+        if not self.rx.frames:
             self._collect_fanout()
             return
+        frames, times, owners = self.rx.take()
         if self.closing:
             return
-        receivers = np.repeat(np.asarray(owners, dtype=np.int64), counts)
+        receivers = np.frombuffer(owners, dtype=np.int64)
         recv_us = (np.frombuffer(times, dtype=np.int64) - self.epoch_ns) // 1000
         batch = payload.decode_batch(frames)
         valid = batch.valid
         if not valid.all():
-            for i in np.flatnonzero(~valid).tolist():
-                self._other_frame(int(receivers[i]), frames[i], int(recv_us[i]))
+            self._other_frames(frames, np.flatnonzero(~valid), receivers, recv_us)
             receivers, recv_us = receivers[valid], recv_us[valid]
             senders, seqs = batch.sender[valid], batch.seq[valid]
             intended, actual = batch.intended_us[valid], batch.actual_us[valid]
@@ -581,27 +574,34 @@ class Engine:
         if len(done.expired_sender_index):
             self.cur.counters["fanout_incomplete"] += len(done.expired_sender_index)
 
-    def _other_frame(self, receiver: int, frame: bytes, recv_us: int) -> None:
-        """Join and leave lines (SPEC 7.1, 7.5) and anything that carries no trailer."""
-        text = frame.decode("utf-8", "replace")
-        if text.startswith("~~~") and text.endswith(_JOIN_SUFFIX):
-            who = client_of(text[3 : -len(_JOIN_SUFFIX)], self.prefix_tag)
-            if who is not None and who != receiver:
-                self.acc.saw_join(receiver, who, recv_us)
-            self.cur.counters["join_lines"] += 1
-            return
-        if text.startswith("~~~") and text.endswith(_LEAVE_SUFFIX):
-            self.cur.counters["leave_lines"] += 1
-            return
-        self.unknown_frames += 1
-        self.cur.counters["unknown"] += 1
-        if self.unknown_frames <= 5:
-            self.writer.event(
-                "warning",
-                self.t_s(),
-                client=receiver,
-                detail=f"a text frame without a wsbench trailer: {text[:80]!r}",
-            )
+    def _other_frames(self, frames: list[bytes], where: np.ndarray, receivers: np.ndarray, recv_us: np.ndarray) -> None:
+        """Join and leave lines (SPEC 7.1, 7.5) and anything that carries no trailer.
+
+        A join line reaches every client with the same bytes: ``N`` clients joining make ``N**2`` join
+        frames, so each distinct text is read once and its receivers are handled together.
+        """
+        by_text: dict[bytes, list[int]] = {}
+        for i in where.tolist():
+            by_text.setdefault(frames[i], []).append(i)
+        for frame, rows in by_text.items():
+            text = frame.decode("utf-8", "replace")
+            if text.startswith("~~~") and text.endswith(_JOIN_SUFFIX):
+                who = client_of(text[3 : -len(_JOIN_SUFFIX)], self.prefix_tag)
+                if who is not None:
+                    self.acc.saw_join_many(receivers[rows], who, recv_us[rows])
+                self.cur.counters["join_lines"] += len(rows)
+            elif text.startswith("~~~") and text.endswith(_LEAVE_SUFFIX):
+                self.cur.counters["leave_lines"] += len(rows)
+            else:
+                self.cur.counters["unknown"] += len(rows)
+                for i in rows[: max(0, 5 - self.unknown_frames)]:  # the first five are described
+                    self.writer.event(
+                        "warning",
+                        self.t_s(),
+                        client=int(receivers[i]),
+                        detail=f"a text frame without a wsbench trailer: {text[:80]!r}",
+                    )
+                self.unknown_frames += len(rows)
 
     # -- intervals ----------------------------------------------------------------------------------------
     def _schedule_interval_end(self, at_ns: int) -> None:
@@ -830,12 +830,10 @@ class Engine:
         if now - self.cur.start_ns > 10_000_000 or any(self.cur.counters.values()):
             self._cut_interval(max(now, self.cur.start_ns + 1))
         self.closing = True
+        self.rx.clear()
         open_clients = [c for c in self.clients if c.transport is not None and not c.closed_ns]
         for c in open_clients:
             c.we_closed = True
-            if c.listener is not None:
-                c.listener.frames.clear()
-                del c.listener.times[:]
             with contextlib.suppress(Exception):
                 c.transport.send_close(WSCloseCode.OK)  # type: ignore[union-attr]
                 c.transport.disconnect()  # type: ignore[union-attr]
@@ -860,10 +858,7 @@ class Engine:
             return
         for c in stalled:
             if c.listener is not None:
-                c.listener.add_frame = _discard
-                c.listener.add_time = _discard
-                c.listener.frames.clear()
-                del c.listener.times[:]
+                c.listener.discard_frames()
             with contextlib.suppress(Exception):
                 c.transport.underlying_transport.resume_reading()  # type: ignore[union-attr]
         deadline = _clock() + 2_000_000_000
@@ -914,10 +909,6 @@ class Engine:
         with contextlib.suppress(Exception):
             self.writer.event("error", self.t_s(), error="internal", detail=detail[-2000:])
         self.request_stop("broken", f"internal error in the load engine: {type(exc).__name__}: {exc}")
-
-
-def _discard(_item: object) -> None:
-    return None
 
 
 def _unread_bytes(c: ClientState) -> int | None:
