@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from wsbench.core.pacing import ClosedLoop, OpenSchedule, Phase, phase_at, plan_phases, sending_end
+from wsbench.core.pacing import ClosedLoop, OpenSchedule, Phase, churn_schedule, phase_at, plan_phases, sending_end
 
 
 def test_constant_rate_schedule_is_evenly_spaced_and_round_robin() -> None:
@@ -84,3 +84,11 @@ def test_closed_loop_waits_for_completion_and_think_time() -> None:
     assert loop.due(1.2) == []  # thinking until 1.5
     assert loop.due(1.5) == [1]
     assert loop.in_flight(0) == 2
+
+
+def test_churn_schedule_spreads_replacements_over_the_measured_stages_only() -> None:
+    phases = plan_phases(2.0, None, [("a", 1.0, 100.0, None), ("b", 2.0, 200.0, None)], 1.0)
+    times = churn_schedule(phases, 2.0)
+    assert times == pytest.approx([2.5, 3.5, 4.0, 4.5])  # a: 2.0-3.0, b: 3.0-5.0; none at a stage's end
+    assert churn_schedule(phases, 2.0, limit=3) == pytest.approx([2.5, 3.5, 4.0])
+    assert churn_schedule(phases, 0.0) == []

@@ -84,6 +84,9 @@ def test_size_distributions() -> None:
         ("clients: 5\ntarget:\n  options:\n    nodelay: maybe\n", "s.yaml:4: target.options.nodelay:", "boolean"),
         ("clients: 5\nmodel: closed\nstages:\n  - duration: 1s\n    rate: 5/s\n", "s.yaml:5: stages.0.rate:", "closed"),
         ("- 1\n- 2\n", "s.yaml:1: (top level):", "mapping"),
+        ("clients: 5\nmodel: closed\nchurn:\n  rate: 1/s\n", "s.yaml:3: churn:", "open model"),
+        ("clients: 3\nsenders: all\nchurn: {rate: 1/s}\n", "s.yaml:3: churn:", "exceed senders"),
+        ("clients: 3\nchurn: {rate: 0/s}\n", "s.yaml:2: churn.rate:", "greater than 0"),
     ],
 )
 def test_errors_name_file_line_key_and_what_was_expected(text: str, where: str, expected: str) -> None:

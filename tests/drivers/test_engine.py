@@ -200,3 +200,44 @@ def test_too_many_refused_clients_break_the_run(run_scenario, capsys) -> None:
     assert run.code == 3
     assert run.results.footer["status"] == "broken"
     assert "could not connect" in run.results.footer["reason"] and "503" in run.results.footer["reason"]
+
+
+CHURN = "churn: {rate: 4/s}\n"  # 3 s measured: replacements at 0.25, 0.5, ..., 2.75 s -> 11
+
+
+@pytest.mark.parametrize("kind", ["tornado", "aiohttp"])
+def test_churn_replaces_receivers_and_loses_nothing(run_scenario, kind: str) -> None:
+    """Receivers leave (1000) and new ones join while messages flow: nothing is lost, nothing counted twice."""
+    text = scenario(clients=10, senders=2, rate=200, duration=3, extra=CHURN + "thresholds: ['delivery.lost == 0']\n")
+    run = run_scenario(text, "--server", kind)
+    s = run.summary
+    assert run.code == 0, s
+    assert s["churn"] == {"left": 11, "joined": 11}
+    assert s["connect"]["ok"] == 10 + 11 and s["errors"]["total"] == 0
+    assert s["closes"]["total"] == 0  # wsbench's own closes are no server closes
+    d = s["delivery"]
+    sent = s["messages"]["sent"]
+    assert d["lost"] == 0 and d["duplicated"] == 0 and d["reordered"] == 0
+    assert d["delivered"] == d["expected"]
+    # 9 receivers of each message at any time, minus what a replacement missed between leaving and joining
+    assert 0.9 * 9 * sent <= d["expected"] <= 9 * sent
+    assert d["pairs"] == 2 * (10 + 11 - 1)
+    joins = sum(int(r["counters"].get("join_lines", 0)) for r in run.results.intervals)
+    # every join announced to the others online (SPEC 7.1): 0+1+...+9 in the connect phase, then 9 per joiner
+    assert joins >= 45 + 11 * 9
+
+
+def test_churn_with_drops_counts_each_receivers_losses(run_scenario) -> None:
+    """The relay drops every 10th delivery to each connection, joiners included: ``lost`` must follow."""
+    k = 10
+    text = scenario(clients=10, senders=2, rate=300, duration=3, extra=CHURN)
+    run = run_scenario(text, "--server-cmd", relay_cmd("--drop-every", str(k)))
+    s = run.summary
+    d = s["delivery"]
+    assert s["churn"] == {"left": 11, "joined": 11}
+    assert d["lost"] > 400 and d["duplicated"] == 0
+    # per connection, lost = floor(attempted / k) and delivered = attempted - lost, so delivered / (k-1)
+    # exceeds lost by less than 1 per connection (21), plus at most one uncounted tail drop per
+    # (sender, leaver) pair (a drop after a leaver's last delivery, inside its leave margin)
+    slack = d["delivered"] / (k - 1) - d["lost"]
+    assert 0 <= slack <= 21 + 2 * 11, (d, slack)

@@ -54,3 +54,8 @@ def test_sizes_follow_the_distribution_and_the_seed() -> None:
 def test_closed_model_is_refused_with_a_reason() -> None:
     with pytest.raises(UsageError, match="open model"):
         plan("clients: 4\nmodel: closed\n")
+
+
+def test_churn_is_refused_with_a_reason() -> None:
+    with pytest.raises(UsageError, match="no churn"):
+        plan("clients: 4\nchurn: {rate: 1/s}\n")

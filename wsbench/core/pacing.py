@@ -218,3 +218,26 @@ class ClosedLoop:
 
     def in_flight(self, sender: int) -> int:
         return self._senders[sender].outstanding
+
+
+def churn_schedule(phases: Sequence[Phase], rate: float, limit: int | None = None) -> list[float]:
+    """When receivers are replaced (seconds from the load start): ``rate`` per second, evenly spaced over
+    the measured phases only (never in the warm-up or the drain), at most ``limit`` in all.
+
+    The first replacement comes one period into the measured time, so the first stage starts with the
+    room the barrier checked.
+    """
+    out: list[float] = []
+    if rate <= 0:
+        return out
+    period = 1.0 / rate
+    for phase in phases:
+        if phase.kind != MEASURED:
+            continue
+        k = 1
+        while k * period < phase.duration_s - 1e-9:
+            if limit is not None and len(out) >= limit:
+                return out
+            out.append(phase.start_s + k * period)
+            k += 1
+    return out

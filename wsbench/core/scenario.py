@@ -300,6 +300,15 @@ class Accounting(_Model):
     fanout_timeout: Duration = Field(10.0, gt=0, description="give up a message's fan-out after this")
 
 
+class Churn(_Model):
+    """Receivers replaced while the load runs: the oldest plain receiver leaves (close 1000) and a new
+    client (a new nickname) logs in and joins; the accounting expects each only what was sent while it
+    was certainly online."""
+
+    rate: Rate = Field(gt=0, description="replacements per second, during the measured stages only")
+    max: int | None = Field(None, ge=1, le=100_000, description="at most this many replacements in all")
+
+
 class Scenario(_Model):
     name: str = Field("scenario", pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -325,6 +334,7 @@ class Scenario(_Model):
     thresholds: list[ThresholdExpr] = Field(default_factory=list)
     search: Search | None = None
     accounting: Accounting = Field(default_factory=Accounting)
+    churn: Churn | None = Field(None, description="replace receivers during the measured stages (open model)")
     stats: bool = Field(True, description="sample the server's /stats every interval")
     live: bool = Field(True, description="show the live view when the terminal allows")
 
@@ -565,6 +575,11 @@ def check_semantics(s: Scenario, source: str, lines: dict[tuple[Any, ...], int])
                 fail(f"stages.{i}.rate", "the closed model has no rate: senders send when their last message is done")
         if s.steps is not None:
             fail("steps", "steps step the rate, which needs the open model")
+    if s.churn is not None:
+        if s.model != "open":
+            fail("churn", "churn needs the open model (a closed-model sender would wait on a receiver that left)")
+        if s.clients - s.n_senders - s.stalled_clients < 1:
+            fail("churn", "churn replaces receivers that do not send: clients must exceed senders + stalled_clients")
     names = [n for n, *_ in s.stage_plan()]
     if len(set(names)) != len(names):
         fail("stages", "stage names must be unique")

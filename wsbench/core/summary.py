@@ -226,6 +226,11 @@ def summarize(results: Results) -> dict[str, Any]:
         "rate": rate,
         "closes": {"by_code": dict(closes), "total": sum(closes.values()), "unexpected": unexpected},
         "errors": {"by_kind": dict(errors), "total": sum(errors.values())},
+        "churn": (
+            {"left": _count(results.intervals, "churn_left"), "joined": _count(results.intervals, "churn_joined")}
+            if scenario.get("churn")
+            else None
+        ),
         "generator": generator,
         "server": server,
         "stages": stages,

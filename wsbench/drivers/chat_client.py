@@ -126,7 +126,8 @@ class ChatListener(WSListener):
                     st.close_reason = frame.get_close_message().decode("utf-8", "replace")
                 except Exception:  # a reason that is not text is still a close
                     st.close_reason = ""
-            transport.send_close(frame.get_close_code())
+            if not st.we_closed:  # answer the server's close; after our own, its reply ends it
+                transport.send_close(frame.get_close_code())
             transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:

@@ -44,7 +44,7 @@ from picows import WSCloseCode, WSMsgType
 from wsbench.core import histograms, payload, server_stats
 from wsbench.core.accounting import DeliveryAccounting
 from wsbench.core.fanout import FanoutTracker
-from wsbench.core.pacing import MEASURED, ClosedLoop, OpenSchedule, Phase, plan_phases
+from wsbench.core.pacing import MEASURED, ClosedLoop, OpenSchedule, Phase, churn_schedule, plan_phases
 from wsbench.core.results import ResultsWriter
 from wsbench.core.scenario import Scenario
 from wsbench.core.summary import metrics
@@ -129,10 +129,19 @@ class Engine:
         self.n_stalled = scenario.stalled_clients
         self.sender_ids = list(range(self.n_senders))
         self.stalled_ids = list(range(n - self.n_stalled, n))
-        receivers = [c for c in range(n) if c not in set(self.stalled_ids)]
-        self.acc = DeliveryAccounting(
-            n, self.sender_ids, receivers, leave_margin_us=int(scenario.accounting.leave_margin * 1e6)
+        self.phases: list[Phase] = plan_phases(
+            scenario.warmup.duration, scenario.warmup.rate, scenario.stage_plan(), scenario.drain
         )
+        churn = scenario.churn
+        self.churn_at = churn_schedule(self.phases, churn.rate, churn.max) if churn is not None else []
+        # a replacement is a new client id: the accounting is sized for every client the run may have
+        n_total = n + len(self.churn_at)
+        receivers = [c for c in range(n_total) if c not in set(self.stalled_ids)]
+        self.acc = DeliveryAccounting(
+            n_total, self.sender_ids, receivers, leave_margin_us=int(scenario.accounting.leave_margin * 1e6)
+        )
+        # receivers that do not send, oldest first: the next to leave when churning
+        self.churnable: deque[int] = deque(c for c in range(self.n_senders, n - self.n_stalled))
         self.fan = FanoutTracker(max(self.n_senders, 1), timeout_us=int(scenario.accounting.fanout_timeout * 1e6))
         self.tag = secrets.token_hex(2)
         self.prefix_tag = scenario.connect.nickname_prefix + self.tag
@@ -146,9 +155,6 @@ class Engine:
         ]
         self.next_seq = [0] * self.n_senders
         self.rng = np.random.default_rng(scenario.seed)
-        self.phases: list[Phase] = plan_phases(
-            scenario.warmup.duration, scenario.warmup.rate, scenario.stage_plan(), scenario.drain
-        )
         self.load_start_ns: int | None = None
         self.phase_index = -1  # -1: connect phase
         self.stop_reason: tuple[str, str | None] | None = None  # (status, reason)
@@ -275,12 +281,13 @@ class Engine:
 
     def _missing_join_lines(self) -> int:
         online = np.array([st.connected_ns > 0 and st.closed_ns == 0 for st in self.clients])
-        receivers = online & self.acc.is_receiver[: self.s.clients]
+        receivers = online & self.acc.is_receiver[: len(online)]
         missing = 0
         for si, cid in enumerate(self.sender_ids):
             if not online[cid]:
                 continue
-            seen = (self.acc.obs[si] >= 0) | self.acc.r_saw[si]
+            n = len(online)
+            seen = (self.acc.obs[si, :n] >= 0) | self.acc.r_saw[si, :n]
             want = receivers.copy()
             want[cid] = False
             missing += int(np.count_nonzero(want & ~seen))
@@ -399,6 +406,46 @@ class Engine:
         else:
             self._closed = ClosedLoop(self.n_senders, self.s.outstanding, self.s.think_time)
             self._every(CLOSED_TICK_S, self._closed_tick)
+        if self.churn_at:
+            self._schedule_churn(0)
+
+    # churn ----------------------------------------------------------------------------------------------
+    def _schedule_churn(self, k: int) -> None:
+        assert self.load_start_ns is not None
+        if k < len(self.churn_at):
+            at = self.load_start_ns + int(self.churn_at[k] * 1e9)
+            self._handles.append(self._call_later(max((at - _clock()) / 1e9, 0.0), self._churn, k))
+
+    def _churn(self, k: int) -> None:
+        """Replacement ``k``: the oldest plain receiver closes with 1000, a new client joins."""
+        if self.stop_reason is not None or self.stopping_load or self.closing:
+            return
+        try:
+            self._schedule_churn(k + 1)
+            while self.churnable:
+                victim = self.clients[self.churnable.popleft()]
+                if victim.transport is not None and victim.connected_ns and not victim.closed_ns:
+                    now = _clock()
+                    victim.we_closed = True
+                    self.acc.left(victim.cid, self.us(now))
+                    self.cur.counters["churn_left"] += 1
+                    with contextlib.suppress(Exception):
+                        victim.transport.send_close(WSCloseCode.OK)
+                    break
+            cid = len(self.clients)
+            st = ClientState(
+                cid=cid, nickname=nickname_for(self.s.connect.nickname_prefix, self.tag, cid), role="receiver"
+            )
+            self.clients.append(st)
+            self._tasks.append(asyncio.ensure_future(self._churn_join(st)))
+        except Exception as exc:
+            self._crash(exc)
+
+    async def _churn_join(self, st: ClientState) -> None:
+        await self._connect_one(st)
+        if st.connected_ns and not st.closed_ns:
+            self.cur.counters["churn_joined"] += 1
+            self.churnable.append(st.cid)
 
     def _phase_bounds_ns(self, i: int) -> tuple[int, int]:
         assert self.load_start_ns is not None

@@ -40,6 +40,11 @@ class RunPlan:
                 "wsbench locust runs the open model only (a fixed send schedule); the closed model needs every "
                 "delivery seen by one process: use `wsbench run` for it"
             )
+        if s.churn is not None:
+            raise UsageError(
+                "wsbench locust keeps one Locust user per client for the whole run, so it has no churn: "
+                "use `wsbench run` for scenarios with churn (or remove the churn key)"
+            )
         self.phases = pacing.plan_phases(s.warmup.duration, s.warmup.rate, s.stage_plan(), s.drain)
         self.schedule = pacing.OpenSchedule(self.phases, max(s.n_senders, 1))
 

@@ -137,6 +137,9 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
         f"loop lag max {_num(g.get('loop_lag_ms_max'), '{:.1f}')} ms  "
         f"send lag max {_num(g.get('send_lag_ms_max'), '{:.1f}')} ms  fds {_num(g.get('open_fds_max'))}"
     )
+    churn = summary.get("churn")
+    if churn:
+        c.print(f"[bold]churn[/] receivers replaced: {churn['left']:,} left, {churn['joined']:,} joined")
     srv = summary.get("server")
     if srv:
         c.print(
