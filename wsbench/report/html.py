@@ -130,6 +130,9 @@ def _accounting_table(summary: dict[str, Any]) -> TableView:
     for key, title in (("target", "target send rate"), ("sent", "send rate"), ("delivered", "deliveries")):
         if rate.get(key) is not None:
             rows.append([f"{title} per second (while sending)", f"{rate[key]:,.1f}"])
+    churn = summary.get("churn")
+    if churn:
+        rows.append(["receivers replaced (churn): left / joined", f"{churn['left']:,} / {churn['joined']:,}"])
     title = "Delivery accounting"
     if d.get("lost") is None:
         title += " (losses unknown: they are counted after the drain, and the file has no footer)"
