@@ -226,7 +226,7 @@ def test_churn_replaces_receivers_and_loses_nothing(run_scenario, kind: str) -> 
     joins = sum(int(r["counters"].get("join_lines", 0)) for r in run.results.intervals)
     # every join announced to the others online (SPEC 7.1): 0+1+...+9 in the connect phase, then 9 per joiner
     assert joins >= 45 + 11 * 9
-    assert "receivers replaced (churn): left / joined</td><td class=\"num\">11 / 11" in render_report(run.results)
+    assert 'receivers replaced (churn): left / joined</td><td class="num">11 / 11' in render_report(run.results)
 
 
 def test_churn_with_drops_counts_each_receivers_losses(run_scenario) -> None:

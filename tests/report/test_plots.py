@@ -3,7 +3,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.report.synthetic import write_run
+from wsbench.core import histograms
 from wsbench.core.results import read_results
 from wsbench.report import plots
 from wsbench.report.rundata import RunData
@@ -78,3 +81,28 @@ def test_repeats_are_drawn_each_from_time_zero(tmp_path: Path) -> None:
         assert _lines(make([pooled]).svg or "") > _lines(make([single]).svg or "")
     svg = plots.latency_over_time([pooled, single]).svg or ""
     assert svg.count(">tornado p50<") == 2  # one legend entry per run, not per repeat
+
+
+def test_long_runs_are_drawn_in_exactly_merged_buckets(tmp_path: Path) -> None:
+    results = read_results(write_run(tmp_path / "soak.jsonl", measure_intervals=1500, server_cpu_pct=30.0))
+    run = RunData.from_results(results)
+    rows = run.repeats[0]
+    step = -(-len(rows) // plots.MAX_POINTS)
+    assert step == 3  # 1,504 intervals -> 502 points
+    x, pct, maxima = plots.latency_series(run, rows, (50.0, 99.0))
+    assert len(x) == -(-len(rows) // step) <= plots.MAX_POINTS
+    for j in (10, 200, 400):  # a bucket's percentiles are those of its intervals' histograms added up
+        bucket = results.intervals[j * step : (j + 1) * step]
+        merged = histograms.merge(r["histograms"].get("latency") for r in bucket)
+        assert pct[j, 1] == pytest.approx(histograms.value_ms(merged, 99.0), rel=1e-3)
+        assert maxima[j] == pytest.approx(merged.get_max_value() / 1000.0, rel=1e-3)
+        sent = sum(r["counters"]["sent"] for r in bucket)
+        span = bucket[-1]["end_s"] - bucket[0]["start_s"]
+        _, rate = plots.series_over_time(run, rows, run.counters["sent"], "rate")
+        assert rate[j] == pytest.approx(sent / span)
+        _, rss = plots.series_over_time(run, rows, run.server["rss_bytes"], "max")
+        assert rss[j] == max(r["server"]["rss_bytes"] for r in bucket)
+    svg = plots.latency_over_time([run]).svg or ""
+    assert "3 intervals per point" in svg
+    short = RunData.from_results(read_results(write_run(tmp_path / "short.jsonl", measure_intervals=20)))
+    assert "intervals per point" not in (plots.latency_over_time([short]).svg or "")

@@ -8,6 +8,7 @@ import pytest
 from tests.report.synthetic import write_run
 from wsbench.core import histograms
 from wsbench.core.results import read_results
+from wsbench.report.plots import latency_series, series_over_time
 from wsbench.report.rundata import RunData, percentiles_ms, unique_labels
 
 PCTS = [0.1, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
@@ -47,12 +48,13 @@ def test_series_and_selections(tornado_file: Path) -> None:
     assert run.phase[0] == "connect" and run.phase[-1] == "drain"
     assert run.measured.tolist() == [p not in ("connect", "warmup") for p in run.phase]
     assert run.sending.tolist() == [p == "measure" for p in run.phase]
-    series = run.latency_series_ms()
-    assert series.shape == (run.n, 2)
-    assert np.isnan(series[0]).all()  # the connect interval holds no latency
+    rows = np.arange(run.n)
+    x, series, maxima = latency_series(run, rows, (50.0, 99.0))
+    assert series.shape == (run.n, 2) and x.tolist() == run.mid_s.tolist()
+    assert np.isnan(series[0]).all() and np.isnan(maxima[0])  # the connect interval holds no latency
     measured = np.flatnonzero(run.sending)
-    assert (series[measured, 0] <= series[measured, 1]).all()
-    assert run.rate("sent")[measured].tolist() == [200.0] * measured.size
+    assert (series[measured, 0] <= series[measured, 1]).all() and (series[measured, 1] <= maxima[measured]).all()
+    assert series_over_time(run, rows, run.counters["sent"], "rate")[1][measured].tolist() == [200.0] * measured.size
     pcts, values = run.distribution_ms("latency")
     assert pcts[0] == 0.0 and 99.99 < pcts[-1] <= 99.999
     assert (np.diff(values) >= 0).all()

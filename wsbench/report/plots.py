@@ -24,12 +24,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from wsbench.report.rundata import RunData
+from wsbench.report.rundata import RunData, percentiles_ms
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 PHASE_SHADES = {"connect": "#eeeeee", "warmup": "#f4f0e0", "drain": "#e8eef4"}
 WIDTH_IN, HEIGHT_IN = 9.0, 3.3
 PERCENTILE_TICKS = (0.0, 90.0, 99.0, 99.9, 99.99, 99.999)
+#: points per line and repeat: a longer run is drawn in buckets of consecutive intervals, merged
+#: exactly (histograms added, counts summed over the bucket's time), so an hour-long soak does not
+#: make a megabyte of SVG while its spikes stay visible (maxima stay maxima).
+MAX_POINTS = 600
 
 RC = {
     "svg.fonttype": "none",
@@ -87,7 +91,10 @@ def _shade_phases(ax: Axes, run: RunData) -> None:
 
 def _time_axis(ax: Axes, runs: Sequence[RunData]) -> None:
     _shade_phases(ax, runs[0])
-    ax.set_xlabel("time since start (s)  -  shaded: connect, warm-up, drain")
+    widest = max((len(rows) for run in runs for rows in run.repeats), default=0)
+    starts = _bucket_starts(widest)
+    merged = f"  -  {int(starts[1])} intervals per point" if starts is not None and len(starts) > 1 else ""
+    ax.set_xlabel(f"time since start (s)  -  shaded: connect, warm-up, drain{merged}")
     ax.set_xlim(0, max(float(run.end_s.max()) if run.n else 1.0 for run in runs))
 
 
@@ -96,11 +103,67 @@ def _marker(run: RunData) -> str:
     return "." if run.n <= 120 * len(run.parts) else ""
 
 
-def _line(ax: Axes, run: RunData, index: int, y: np.ndarray, label: str, **style: Any) -> None:
-    """A series over time in the run's colour; repeats of a run are drawn each from time 0, labelled once."""
+def _bucket_starts(n: int) -> np.ndarray | None:
+    """Offsets of the buckets that ``n`` consecutive intervals are drawn in, or ``None``: one point each."""
+    if n <= MAX_POINTS:
+        return None
+    return np.arange(0, n, -(-n // MAX_POINTS))
+
+
+def _bucket_x(run: RunData, rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    return (np.minimum.reduceat(run.start_s[rows], starts) + np.maximum.reduceat(run.end_s[rows], starts)) / 2.0
+
+
+def series_over_time(run: RunData, rows: np.ndarray, y: np.ndarray, agg: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, values)`` of one repeat: per interval, or per bucket when the repeat is long.
+
+    ``agg`` says how intervals merge: ``rate`` (``y`` holds counts: their sum over the bucket's time),
+    ``mean`` (time-weighted, missing samples left out), ``max`` or ``last`` (for running totals).
+    """
+    values, duration = y[rows].astype(np.float64), run.duration_s[rows]
+    starts = _bucket_starts(len(rows))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if starts is None:
+            return run.mid_s[rows], (np.where(duration > 0, values / duration, np.nan) if agg == "rate" else values)
+        x = _bucket_x(run, rows, starts)
+        if agg == "max":
+            return x, np.fmax.reduceat(values, starts)
+        if agg == "last":
+            return x, values[np.append(starts[1:], len(rows)) - 1]
+        known = np.isfinite(values)
+        weight = np.add.reduceat(np.where(known, duration, 0.0), starts)
+        total = np.add.reduceat(np.where(known, values if agg == "rate" else values * duration, 0.0), starts)
+        return x, np.where(weight > 0, total / weight, np.nan)
+
+
+def latency_series(
+    run: RunData, rows: np.ndarray, percentiles: Sequence[float], name: str = "latency"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, percentiles_ms[points, len(percentiles)], max_ms)`` of one repeat, per interval or per bucket:
+    a bucket's percentiles come from the exact sum of its intervals' histograms."""
+    matrix = run.histogram(name)
+    starts = _bucket_starts(len(rows))
+    if starts is None:
+        x, counts, maxima = run.mid_s[rows], matrix.counts[rows], matrix.max_us[rows]
+    else:
+        x = _bucket_x(run, rows, starts)
+        counts = np.add.reduceat(matrix.counts[rows], starts, axis=0)
+        maxima = np.maximum.reduceat(matrix.max_us[rows], starts)
+    pct = np.atleast_2d(percentiles_ms(counts, matrix.values_us, percentiles)).reshape(len(x), len(percentiles))
+    mx = maxima.astype(np.float64) / 1000.0
+    return x, pct, np.where(mx > 0, mx, np.nan)
+
+
+def _plot(ax: Axes, run: RunData, index: int, k: int, x: np.ndarray, y: np.ndarray, label: str, **style: Any) -> None:
     style.setdefault("marker", _marker(run))
+    ax.plot(x, y, color=color(index), label=label if k == 0 else "_nolegend_", **style)
+
+
+def _line(ax: Axes, run: RunData, index: int, y: np.ndarray, label: str, agg: str = "mean", **style: Any) -> None:
+    """A series over time in the run's colour; repeats of a run are drawn each from time 0, labelled once."""
     for k, rows in enumerate(run.repeats):
-        ax.plot(run.mid_s[rows], y[rows], color=color(index), label=label if k == 0 else "_nolegend_", **style)
+        x, values = series_over_time(run, rows, y, agg)
+        _plot(ax, run, index, k, x, values, label, **style)
 
 
 def _per_repeat_cumsum(run: RunData, values: np.ndarray) -> np.ndarray:
@@ -188,10 +251,11 @@ def latency_over_time(runs: Sequence[RunData]) -> Plot:
     def draw(fig: Figure) -> None:
         ax = fig.subplots()
         for i, run in enumerate(runs):
-            series = run.latency_series_ms("latency", (50.0, 99.0))
-            _line(ax, run, i, series[:, 0], _label(runs, run, "p50"), linestyle="-")
-            _line(ax, run, i, series[:, 1], _label(runs, run, "p99"), linestyle="--")
-            _line(ax, run, i, run.max_series_ms("latency"), _label(runs, run, "max"), linestyle=":", marker="")
+            for k, rows in enumerate(run.repeats):
+                x, series, maxima = latency_series(run, rows, (50.0, 99.0))
+                _plot(ax, run, i, k, x, series[:, 0], _label(runs, run, "p50"), linestyle="-")
+                _plot(ax, run, i, k, x, series[:, 1], _label(runs, run, "p99"), linestyle="--")
+                _plot(ax, run, i, k, x, maxima, _label(runs, run, "max"), linestyle=":", marker="")
         _time_axis(ax, runs)
         _ms_log_axis(ax)
         ax.legend(loc="upper left", ncols=min(3 * len(runs), 6))
@@ -205,10 +269,10 @@ def rates_over_time(runs: Sequence[RunData]) -> Plot:
     def draw(fig: Figure) -> None:
         sent_ax, delivered_ax, lost_ax = fig.subplots(3, 1, sharex=True)
         for i, run in enumerate(runs):
-            _line(sent_ax, run, i, run.rate("sent"), _label(runs, run, "sent/s"))
-            _line(delivered_ax, run, i, run.rate("delivered"), _label(runs, run, "deliveries/s"))
+            _line(sent_ax, run, i, run.counters["sent"], _label(runs, run, "sent/s"), agg="rate")
+            _line(delivered_ax, run, i, run.counters["delivered"], _label(runs, run, "deliveries/s"), agg="rate")
             outstanding = np.maximum(_per_repeat_cumsum(run, run.counters["expected"] - run.counters["delivered"]), 0)
-            _line(lost_ax, run, i, outstanding, _label(runs, run, "undelivered"), marker="")
+            _line(lost_ax, run, i, outstanding, _label(runs, run, "undelivered"), agg="last", marker="")
             final = (run.results.footer or {}).get("accounting", {}).get("lost")
             if final and len(run.parts) == 1:
                 lost_ax.annotate(f"lost: {final:,}", (run.mid_s[-1], float(outstanding[-1])), color=color(i))
@@ -238,12 +302,11 @@ def server_over_time(runs: Sequence[RunData]) -> Plot:
         rss_ax, conn_ax = axes[0], axes[-1]
         for i, run in enumerate(runs):
             if "rss_bytes" in run.server:
-                _line(rss_ax, run, i, run.server["rss_bytes"] / 2**20, run.label)
+                _line(rss_ax, run, i, run.server["rss_bytes"] / 2**20, run.label, agg="max")
             if "connections" in run.server:
-                _line(conn_ax, run, i, run.server["connections"], run.label)
+                _line(conn_ax, run, i, run.server["connections"], run.label, agg="max")
             if with_cpu and "cpu_s_interval" in run.server:
-                span = np.maximum(run.end_s - run.start_s, 1e-9)
-                _line(axes[1], run, i, run.server["cpu_s_interval"] / span * 100, run.label)
+                _line(axes[1], run, i, run.server["cpu_s_interval"] * 100, run.label, agg="rate")
         rss_ax.set_ylabel("RSS (MiB)")
         conn_ax.set_ylabel("connections")
         if with_cpu:
@@ -269,7 +332,7 @@ def generator_over_time(runs: Sequence[RunData]) -> Plot:
             if "cpu_pct" in run.generator:
                 _line(cpu_ax, run, i, run.generator["cpu_pct"], run.label)
             if "loop_lag_ms_max" in run.generator:
-                _line(lag_ax, run, i, run.generator["loop_lag_ms_max"], run.label)
+                _line(lag_ax, run, i, run.generator["loop_lag_ms_max"], run.label, agg="max")
         cpu_ax.set_ylabel("CPU %")
         cpu_ax.axhline(100.0, color="#999999", linewidth=0.8, linestyle=":")
         lag_ax.set_ylabel("loop lag max (ms)")

@@ -222,23 +222,6 @@ class RunData:
         column = (self.generator if section == "generator" else self.server).get(key)
         return column is not None and bool(np.isfinite(column).any())
 
-    # -- per-interval series (for plots over time) ---------------------------------------------
-    def rate(self, counter: str) -> np.ndarray:
-        """``counter`` per second in each interval."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.duration_s > 0, self.counters[counter] / self.duration_s, np.nan)
-
-    def latency_series_ms(self, name: str = "latency", percentiles: Sequence[float] = (50.0, 99.0)) -> np.ndarray:
-        """``(intervals, len(percentiles))`` percentiles per interval, NaN where an interval is empty."""
-        matrix = self.histogram(name)
-        return np.atleast_2d(percentiles_ms(matrix.counts, matrix.values_us, percentiles)).reshape(
-            self.n, len(percentiles)
-        )
-
-    def max_series_ms(self, name: str = "latency") -> np.ndarray:
-        maxima = self.histogram(name).max_us.astype(np.float64) / 1000.0
-        return np.where(maxima > 0, maxima, np.nan)
-
     # -- whole-run figures ---------------------------------------------------------------------
     def distribution_ms(self, name: str, rows: np.ndarray | None = None, points: int = 300) -> tuple[np.ndarray, ...]:
         """HdrHistogram-style percentile distribution: ``(percentile, value_ms)`` up to 99.999 % (or max).
