@@ -281,12 +281,12 @@ class Engine:
 
     def _missing_join_lines(self) -> int:
         online = np.array([st.connected_ns > 0 and st.closed_ns == 0 for st in self.clients])
-        receivers = online & self.acc.is_receiver[: len(online)]
+        n = len(online)
+        receivers = online & self.acc.is_receiver[:n]
         missing = 0
         for si, cid in enumerate(self.sender_ids):
             if not online[cid]:
                 continue
-            n = len(online)
             seen = (self.acc.obs[si, :n] >= 0) | self.acc.r_saw[si, :n]
             want = receivers.copy()
             want[cid] = False
