@@ -20,7 +20,6 @@ Rounds alternate floor and wsbench so that a noisy neighbour hits both.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -28,6 +27,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from wsbench.core.results import read_results
+from wsbench.core.summary import summarize
 from wsbench.target import command_server_argv, reference_server_argv, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,14 +59,7 @@ def wsbench(url: str, clients: int, senders: int, rate: int, seconds: float, cpu
         if clients >= 1000:
             argv += ["--set", "connect.rate=500/s"]
         subprocess.run(argv, capture_output=True, text=True, timeout=300 + seconds, check=False)
-        report = subprocess.run(
-            [sys.executable, "-m", "wsbench", "report", str(out), "--json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-    s = json.loads(report.stdout)
+        s = summarize(read_results(out))
     return {
         "delivered_per_s": s["rate"]["delivered"],
         "us": s["generator"]["cpu_us_per_delivery"],

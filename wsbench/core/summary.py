@@ -169,8 +169,11 @@ def summarize(results: Results) -> dict[str, Any]:
         # the server's CPU in the measured intervals that have a figure (server_stats.cpu_per_interval)
         cpu_by_interval = server_stats.cpu_per_interval([r.get("server") for r in results.intervals])
         measured_ids = {id(r) for r in measured}
-        with_cpu = [(r, c) for r, c in zip(results.intervals, cpu_by_interval, strict=True) if c is not None]
-        with_cpu = [(r, c) for r, c in with_cpu if id(r) in measured_ids]
+        with_cpu = [
+            (r, c)
+            for r, c in zip(results.intervals, cpu_by_interval, strict=True)
+            if c is not None and id(r) in measured_ids
+        ]
         server_cpu = sum(c for _, c in with_cpu) if with_cpu else None
         server_records = [r for r, _ in with_cpu]
         rss = [int(s["rss_bytes"]) for s in samples if "rss_bytes" in s]

@@ -93,7 +93,7 @@ def _time_axis(ax: Axes, runs: Sequence[RunData]) -> None:
     _shade_phases(ax, runs[0])
     widest = max((len(rows) for run in runs for rows in run.repeats), default=0)
     starts = _bucket_starts(widest)
-    merged = f"  -  {int(starts[1])} intervals per point" if starts is not None and len(starts) > 1 else ""
+    merged = f"  -  {int(starts[1])} intervals per point" if starts is not None else ""
     ax.set_xlabel(f"time since start (s)  -  shaded: connect, warm-up, drain{merged}")
     ax.set_xlim(0, max(float(run.end_s.max()) if run.n else 1.0 for run in runs))
 
