@@ -242,3 +242,32 @@ def test_saw_join_many_is_saw_join_for_each_observer() -> None:
         many.saw_join_many(observers, joined, times)
     assert (one.obs == many.obs).all() and (one.r_saw == many.r_saw).all()
     assert (many.obs >= 0).any() and many.r_saw.any()
+
+
+def test_teardown_after_a_short_drain_does_not_hide_end_of_run_losses() -> None:
+    """Issue 10 item 1: a server that drops everything from t=9 s; drain 0.2 s; teardown closes all."""
+    acc = everyone_online(3, [0], leave_margin_us=S)
+    times = [i * 0.01 for i in range(1000)]  # 10 s of sends
+    broadcast(acc, 0, times)
+    delivered = [seq for seq, t in enumerate(times) if t < 9.0]
+    for r in (1, 2):
+        deliver(acc, r, 0, delivered)
+    end = int(10.2 * S)  # the end of a 0.2 s drain
+    acc.end(end)
+    for c in range(3):
+        acc.left(c, end + 1000)  # the teardown's closes
+    t = acc.totals()
+    dropped = 2 * sum(1 for t_s in times if t_s >= 9.0)
+    assert (t.expected, t.lost) == (2 * len(times), dropped)
+    assert t.delivered == 2 * len(delivered)
+
+
+def test_a_receiver_that_left_during_the_run_keeps_its_leave_margin_after_the_end() -> None:
+    acc = everyone_online(3, [0], leave_margin_us=S)
+    broadcast(acc, 0, [i * 0.1 for i in range(100)])  # 0 .. 9.9 s
+    deliver(acc, 1, 0, list(range(100)))
+    deliver(acc, 2, 0, list(range(40)))  # receiver 2 left at 5 s: sends from 4 s on are not expected
+    acc.left(2, 5 * S)
+    acc.end(10 * S)
+    t = acc.totals()
+    assert (t.expected, t.lost) == (100 + 40, 0)

@@ -71,3 +71,16 @@ def test_vectorized_percentiles_and_mean_equal_hdrh() -> None:
         ps = [0.0, 1.0, 50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
         assert h.percentiles_us(hist, ps) == [hist.get_value_at_percentile(p) for p in ps]
         assert h.mean_us(hist) == pytest.approx(hist.get_mean_value(), rel=1e-12)
+
+
+def test_adding_an_empty_interval_keeps_the_minimum() -> None:
+    """Issue 10 item 7: a stage whose intervals include an empty one reports its true minimum."""
+    from wsbench.core import histograms as hg
+
+    stage = hg.new_histogram()
+    full = hg.new_histogram()
+    hg.record_many(full, [5_000, 7_000])
+    for part in (hg.new_histogram(), full, hg.new_histogram()):
+        hg.add(stage, part)
+    assert hg.summary_ms(stage)["min"] == 5.0
+    assert stage.get_total_count() == 2

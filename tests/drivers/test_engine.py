@@ -243,3 +243,16 @@ def test_churn_with_drops_counts_each_receivers_losses(run_scenario) -> None:
     # (sender, leaver) pair (a drop after a leaver's last delivery, inside its leave margin)
     slack = d["delivered"] / (k - 1) - d["lost"]
     assert 0 <= slack <= 21 + 2 * 11, (d, slack)
+
+
+def test_a_server_that_stops_relaying_loses_everything_after_that_even_with_a_short_drain(run_scenario) -> None:
+    """Issue 10 item 1: every message not delivered by the end of the drain is lost, whatever its length."""
+    text = scenario(clients=4, rate=300, duration=2.5).replace("drain: 1s", "drain: 200ms")
+    run = run_scenario(text, "--server-cmd", relay_cmd("--drop-from", "1.5"))
+    s = run.summary
+    sent, receivers = s["messages"]["sent"], 3
+    d = s["delivery"]
+    assert d["expected"] == receivers * sent, d
+    assert d["delivered"] % receivers == 0 and d["lost"] == d["expected"] - d["delivered"], d
+    assert d["lost"] >= receivers * 0.8 * 300, d  # about a second of sends, all of it at the end
+    assert any("drain is 0.2 s" in w for w in s["warnings"]), s["warnings"]

@@ -77,3 +77,11 @@ def test_message_over_the_limit_is_1009_before_it_is_buffered() -> None:
     with pytest.raises(FrameError) as info:
         reader.feed(frame(1, b"x" * 1001)[:10])
     assert info.value.code == 1009
+
+
+def test_a_64_bit_length_with_the_top_bit_set_is_a_protocol_error() -> None:
+    """Issue 10 item 7: RFC 6455 §5.2, the most significant bit of a 64-bit length must be 0."""
+    reader = FrameReader()
+    with pytest.raises(FrameError) as info:
+        reader.feed(bytes([0x81, 127]) + (1 << 63 | 5).to_bytes(8, "big") + b"hello")
+    assert info.value.code == 1002

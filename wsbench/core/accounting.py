@@ -30,8 +30,11 @@ The generator cannot see the server's order directly, so it uses what is certain
   handled after R's registration; if R received S's join line, R was online before S, so all of S's
   messages count; if neither was seen (a server without join lines), the later of the two handshake
   completions is used;
-* end: a receiver that left stops being expected to get messages sent in the last ``leave_margin``
-  before it left (they may have been handled after the server dropped it); until then they count;
+* end: a receiver that left *during the run* stops being expected to get messages sent in the last
+  ``leave_margin`` before it left (they may have been handled after the server dropped it); until
+  then they count. The end of the run (:meth:`end`, the end of the drain) is not a leave: a receiver
+  still online then expects every message sent while it was online, so a message not delivered by
+  the end of the drain is lost, whatever the drain's length (the teardown's closes are ignored);
 * order: once R received message ``q`` of S, every later message of S is expected too, and every
   earlier one after R's start (SPEC 7.3), so holes below the highest delivery are always losses.
 
@@ -116,6 +119,7 @@ class DeliveryAccounting:
         self.delivered = 0
         self.unknown = 0
         self._online_receivers = 0
+        self.end_us: int | None = None
 
     # -- connection events ------------------------------------------------------------------------
     def joined(self, client: int, t_us: int) -> None:
@@ -128,6 +132,11 @@ class DeliveryAccounting:
             self.leave_us[client] = t_us
             if self.is_receiver[client]:
                 self._online_receivers -= 1
+
+    def end(self, t_us: int) -> None:
+        """The run is over at ``t_us`` (the end of the drain): leaves at or after it are the teardown's,
+        not the server's, and do not shorten any receiver's expected window."""
+        self.end_us = t_us
 
     def online(self, client: int) -> bool:
         return self.join_us[client] >= 0 and self.leave_us[client] == NEVER
@@ -280,6 +289,8 @@ class DeliveryAccounting:
                 obs >= 0, obs, np.where(self.r_saw[si, rs], -1, np.maximum(self.join_us[sender], self.join_us[rs]))
             )
             leave = self.leave_us[rs]
+            if self.end_us is not None:
+                leave = np.where(leave >= self.end_us, NEVER, leave)
             t_off = np.where(leave == NEVER, NEVER, leave - self.leave_margin_us)
             if cutoff_us is not None:
                 t_off = np.minimum(t_off, cutoff_us)

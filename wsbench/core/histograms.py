@@ -55,6 +55,13 @@ def merge(items: Iterable[HdrHistogram | str | None]) -> HdrHistogram:
     return total
 
 
+def add(into: HdrHistogram, other: HdrHistogram) -> None:
+    """``into.add(other)`` that leaves ``into`` alone when ``other`` is empty (the hdrh package's ``add``
+    takes an empty histogram's minimum, 0, as a value: a merged per-stage ``min`` would read 0)."""
+    if other.get_total_count():
+        into.add(other)
+
+
 def value_ms(histogram: HdrHistogram, percentile: float) -> float:
     return histogram.get_value_at_percentile(percentile) / 1000.0
 

@@ -366,6 +366,30 @@ class Scenario(_Model):
             return out
         return [("measure", float(self.duration or 0.0), self.rate, None)]
 
+    def short_drain_warning(self) -> str | None:
+        """A warning when the drain is shorter than the scenario's own timeouts (``None`` otherwise).
+
+        A message not delivered by the end of the drain is lost, so a drain shorter than the leave
+        margin, the search's grace or a latency limit of a threshold counts as lost messages that are
+        merely late by the scenario's own standard.
+        """
+        limits: list[tuple[float, str]] = [(float(self.accounting.leave_margin), "accounting.leave_margin")]
+        if self.search is not None:
+            limits.append((float(self.search.grace), "search.grace"))
+        exprs = list(self.thresholds) + (list(self.search.thresholds) if self.search is not None else [])
+        for expr in exprs:
+            t = parse_threshold(expr)
+            if t.unit == "ms" and t.op in ("<", "<=") and t.metric.split(".")[0] in ("latency", "fanout"):
+                limits.append((t.limit / 1e3, f"threshold {t.expr!r}"))
+        longest, what = max(limits)
+        if self.drain + 1e-9 >= longest:
+            return None
+        return (
+            f"drain is {self.drain:g} s, shorter than {what} ({longest:g} s): a message not delivered by the end "
+            "of the drain counts as lost, so messages that are only late by this scenario's own standard "
+            "will be counted as lost"
+        )
+
     def resolved(self) -> dict[str, Any]:
         """Every default filled in, stages expanded: what the results header records."""
         data = self.model_dump(mode="json")

@@ -16,6 +16,8 @@ from wsbench.core.results import UNMEASURED_PHASES, Results
 from wsbench.core.thresholds import evaluate
 
 SUMMARY_VERSION = 1
+#: warning events (by their ``warning`` kind) that a summary repeats: they say a number may mislead
+SUMMARY_WARNINGS = frozenset({"short_drain", "latency_ceiling", "back_to_sender", "no_trailer", "send_skipped"})
 EXIT_INTERRUPTED = 130
 
 
@@ -162,6 +164,9 @@ def summarize(results: Results) -> dict[str, Any]:
     }
     if bottleneck:
         warnings.append(str(bottleneck[0].get("detail")))
+    for e in results.events_of("warning"):  # named warnings about the measurement itself
+        if e.get("warning") in SUMMARY_WARNINGS and e.get("detail"):
+            warnings.append(str(e["detail"]))
 
     samples = [r["server"] for r in results.intervals if r.get("server")]
     server: dict[str, Any] | None = None

@@ -156,6 +156,7 @@ class Engine:
         self.next_seq = [0] * self.n_senders
         self.rng = np.random.default_rng(scenario.seed)
         self.load_start_ns: int | None = None
+        self.load_end_ns: int | None = None  # the end of the drain, once the run got there
         self.phase_index = -1  # -1: connect phase
         self.stop_reason: tuple[str, str | None] | None = None  # (status, reason)
         self.stopping_load = False
@@ -212,6 +213,9 @@ class Engine:
         timeout = aiohttp.ClientTimeout(total=self.s.connect.timeout)
         self.session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         self.writer.event("phase", self.t_s(), name="connect", detail=f"connecting {self.s.clients} clients")
+        short_drain = self.s.short_drain_warning()
+        if short_drain is not None:
+            self.writer.event("warning", self.t_s(), warning="short_drain", detail=short_drain)
         self._every(INGEST_PERIOD_S, self._ingest_tick)
         self._schedule_interval_end(self.epoch_ns + self.interval_ns)
         if self.stats_ok:
@@ -674,6 +678,7 @@ class Engine:
                 if self.phases[i].kind == MEASURED:
                     self._stage_verdict(i)
                 if i + 1 >= len(self.phases):
+                    self.load_end_ns = end
                     self.finished.set()
                     return
                 i += 1
@@ -739,9 +744,9 @@ class Engine:
         self.writer.interval(record)
         self.intervals_written += 1
         pa = self.phase_acc.setdefault(cur.phase, _PhaseAcc())
-        pa.latency.add(cur.latency)
-        pa.latency_uncorrected.add(cur.latency_uncorrected)
-        pa.fanout.add(cur.fanout)
+        histograms.add(pa.latency, cur.latency)
+        histograms.add(pa.latency_uncorrected, cur.latency_uncorrected)
+        histograms.add(pa.fanout, cur.fanout)
         pa.counters.update(cur.counters)
         pa.span_s += (now - cur.start_ns) / 1e9
         # only measured stages, only intervals long enough for their CPU share to mean something
@@ -919,6 +924,8 @@ class Engine:
 
     def final_accounting(self) -> dict[str, Any]:
         """Totals after the drain, and per phase (by when messages were sent)."""
+        if self.load_end_ns is not None and self.stop_reason is None:
+            self.acc.end(self.us(self.load_end_ns))  # the teardown's closes are not leaves
         out: dict[str, Any] = self.acc.totals().as_dict()
         out["duplicated"] = self.acc.duplicated
         out["reordered"] = self.acc.reordered

@@ -96,6 +96,8 @@ class FrameReader:
                 if n - pos < 10:
                     break
                 ln = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                if ln >> 63:
+                    raise FrameError("a 64-bit payload length with the most significant bit set (RFC 6455 §5.2)")
                 start = pos + 10
             end = start + ln
             if b0 == 0x81 and b1 < 0x80:  # the common case: a whole unmasked text message

@@ -429,6 +429,9 @@ class Conductor:
             },
         )
         self.writer.event("phase", 0.0, name="connect", phase_kind="connect", detail=f"{scenario.clients} clients")
+        short_drain = scenario.short_drain_warning()
+        if short_drain is not None:
+            self.writer.event("warning", 0.0, warning="short_drain", detail=short_drain)
         self._greenlet = gevent.spawn(self._conduct)
 
     def now_us(self) -> int:
@@ -586,6 +589,9 @@ class Conductor:
             self.writer.event("warning", now_us / 1e6, detail=f"no final report from {', '.join(sorted(missing))}")
             if status == "completed":
                 status = "interrupted"
+        if status == "completed" and self.load_start_s is not None:
+            # the end of the drain: the teardown's closes are not leaves (a message not delivered by then is lost)
+            self.aggregator.acc.end(int((self.load_start_s + self.plan.load_duration_s) * 1e6))
         leave_pending(self.aggregator.acc, now_us)
         self.aggregator.collect_fanout(now_us, give_up_all=True)
         if self.monitor is not None:
