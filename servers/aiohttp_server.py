@@ -35,7 +35,7 @@ aiohttp 3.14 defaults overridden here:
   ``message_size_limit() + 1``;
 - no ``Sec-WebSocket-Version`` check (8 and 7 are accepted) and no ``Origin`` check: done in
   ``refuse_handshake`` before ``prepare``;
-- a client close code is always answered with 1000 and 1006/1012-1014/5000+ are accepted: with
+- a client close code is always answered with 1000 and 1006 and 5000+ are accepted: with
   ``autoclose=False`` the server answers per SPEC 8.4/8.5 itself;
 - unmasked client frames are accepted: :class:`StrictReader` (a subclass of aiohttp's pure-Python
   frame reader, installed by :class:`ChatWebSocketResponse`) fails them with 1002;
@@ -80,6 +80,14 @@ from aiohttp.helpers import DEFAULT_CHUNK_SIZE
 from aiohttp.http_websocket import WebSocketError
 
 from .options import CLOSE_GRACE, PING_TIMEOUT_CLOSE_GRACE, Options, listening_line, parse_options
+from .policy import (
+    COOKIE_MAX_AGE_DAYS,
+    VALID_CLOSE_CODES,
+    has_token,
+    origin_allowed,
+    strip_nickname,
+    valid_websocket_key,
+)
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -93,8 +101,6 @@ HINT_CONTROL = "昵称不能包含控制字符"
 HINT_ENCODING = "昵称不是有效的UTF-8文本"
 HINT_IN_USE = "昵称已被使用，请更换昵称"
 
-# RFC 6455 §7.4: close codes a client may send (SPEC 8.4); everything else is answered 1002 (8.5).
-VALID_CLOSE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1012), *range(3000, 5000)])
 PING_FRAME = b"\x89\x00"
 
 log = logging.getLogger("wsbench_servers.aiohttp")
@@ -218,7 +224,7 @@ class ChatServer:
         app.router.add_get("/login", self.login_page)
         app.router.add_post("/login", self.login)
         app.router.add_get("/stats", self.stats_page)
-        app.router.add_get("/chat", self.chat)
+        app.router.add_get("/chat", self.chat, allow_head=False)  # SPEC 2.2: /chat is GET only
         app.router.add_static("/static/", STATIC)
         return app
 
@@ -289,7 +295,7 @@ class ChatServer:
 
     def validate_nickname(self, raw: str | None) -> tuple[str | None, str]:
         """(nickname, "") when valid, else (None, hint). SPEC 3.2."""
-        nickname = (raw or "").strip()
+        nickname = strip_nickname(raw or "")
         if not nickname:
             return None, HINT_EMPTY
         if len(nickname) > MAX_NICKNAME_LENGTH:
@@ -305,19 +311,29 @@ class ChatServer:
         digest = hmac.new(self._cookie_key, payload.encode("ascii"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
-    def sign_nickname(self, nickname: str) -> str:
-        """``base64url(nickname).base64url(HMAC-SHA256)``: aiohttp has no signed cookies of its own.
+    def sign_nickname(self, nickname: str, issued: int | None = None) -> str:
+        """``base64url(nickname).ISSUED.base64url(HMAC-SHA256)``: aiohttp has no signed cookies of its own.
 
+        ISSUED is the login time (Unix seconds), covered by the MAC, for SPEC 3.4's 31-day lifetime.
         (aiohttp_session would add a session store; a stdlib HMAC is all SPEC 3.4 needs.)
         """
         payload = base64.urlsafe_b64encode(nickname.encode("utf-8")).rstrip(b"=").decode("ascii")
-        return f"{payload}.{self._mac(payload)}"
+        signed = f"{payload}.{int(time.time()) if issued is None else issued}"
+        return f"{signed}.{self._mac(signed)}"
 
     def authenticate(self, request: web.Request) -> str | None:
         """The nickname from a valid signed cookie, else None (SPEC 4.1, 6.2)."""
-        value = request.cookies.get(NICKNAME_COOKIE, "")
-        payload, dot, mac = value.partition(".")
-        if not dot or not payload or not hmac.compare_digest(self._mac(payload), mac):
+        return self.cookie_nickname(request.cookies.get(NICKNAME_COOKIE, ""), time.time())
+
+    def cookie_nickname(self, value: str, now: float) -> str | None:
+        """The nickname of a signed cookie value that is at most COOKIE_MAX_AGE_DAYS old (SPEC 3.4)."""
+        signed, dot, mac = value.rpartition(".")
+        payload, dot2, issued = signed.partition(".")
+        if not dot or not dot2 or not payload or not issued.isdigit() or not value.isascii():
+            return None
+        if not hmac.compare_digest(self._mac(signed), mac):
+            return None
+        if now - int(issued) > COOKIE_MAX_AGE_DAYS * 86400:
             return None
         try:
             return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("utf-8")
@@ -331,13 +347,16 @@ class ChatServer:
         headers = request.headers
         if headers.get("Upgrade", "").strip().lower() != "websocket":
             return (400, 'Can "Upgrade" only to "WebSocket".', {}), ""
+        if not has_token(headers.get("Connection"), "upgrade"):
+            return (400, 'Bad Request: "Connection" must include "Upgrade"', {}), ""
         if not self.check_version(headers.get("Sec-WebSocket-Version")):
             return (426, "Upgrade Required: Sec-WebSocket-Version 13 only", {"Sec-WebSocket-Version": "13"}), ""
+        if not valid_websocket_key(headers.getall("Sec-WebSocket-Key", [])):
+            return (400, "Bad Request: Sec-WebSocket-Key must be the base64 of 16 bytes", {}), ""
         nickname = self.authenticate(request)
         if nickname is None:
             return (401, "Unauthorized: log in at /login first", {}), ""
-        origin = headers.get("Origin")
-        if origin is not None and not self.check_origin(origin, headers.get("Host", "")):
+        if not self.check_origin(headers.getall("Origin", []), headers.get("Host", "")):
             return (403, "Forbidden: cross-origin WebSocket", {}), ""
         if not self.check_capacity():
             return (503, "Service Unavailable: too many connections", {}), ""
@@ -346,13 +365,9 @@ class ChatServer:
     def check_version(self, version: str | None) -> bool:
         return version is not None and version.strip() == "13"
 
-    def check_origin(self, origin: str, host: str) -> bool:
-        """SPEC 6.3: the Origin's host:port is our Host, or the origin is in the allow-list."""
-        normalized = origin.strip().rstrip("/").lower()
-        parts = urllib.parse.urlsplit(normalized)
-        if parts.scheme in ("http", "https") and parts.netloc and parts.netloc == host.strip().lower():
-            return True
-        return normalized in self.options.allowed_origin
+    def check_origin(self, origins: list[str], host: str) -> bool:
+        """SPEC 6.3: no Origin, or one that is our Host (default ports), or one in the allow-list."""
+        return origin_allowed(origins, host, self.options.allowed_origin)
 
     def check_capacity(self) -> bool:
         return self.handshakes < self.options.max_connections

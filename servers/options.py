@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from .policy import canonical_origin, parse_origin
 
 COOKIE_SECRET_ENV = "WSBENCH_COOKIE_SECRET"
 
@@ -47,21 +50,38 @@ class Options:
     cookie_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+# SPEC 15.1: the accepted values of each option.
+MAX_SIZE = 2**31 - 1
+MAX_CONNECTIONS = 1_000_000
+MIN_SECONDS = 0.01
+MAX_SECONDS = 86400.0
+
+
+_INT_RE = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _int(text: str, what: str) -> int:
+    if not _INT_RE.match(text.strip()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return int(text)
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _int(text, "a whole number")
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {low} to {high}")
+        return value
+
+    return parse
+
+
+_size = _bounded_int(1, MAX_SIZE)
+_connections = _bounded_int(1, MAX_CONNECTIONS)
 
 
 def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    value = _int(text, "a port number")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
     return value
@@ -72,17 +92,23 @@ def _seconds(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds, 0 or more")
+    if not (value == 0 or MIN_SECONDS <= value <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or {MIN_SECONDS:g} to {MAX_SECONDS:g} seconds")
     return value
 
 
 def _origin(text: str) -> str:
-    origin = text.strip().rstrip("/").lower()
-    scheme, sep, host = origin.partition("://")
-    if not sep or scheme not in ("http", "https") or not host or "/" in host:
+    """An allow-list entry, kept with its port written out (SPEC 6.3: default ports are explicit)."""
+    origin = parse_origin(text)
+    if origin is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not an origin such as https://chat.example or http://host:8080")
-    return origin
+    return canonical_origin(origin)
+
+
+def _secret(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the cookie secret must not be empty")
+    return text
 
 
 def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
@@ -91,12 +117,13 @@ def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
         description=f"The wsbench reference chat server ({server_name}), as specified by SPEC.md. "
         "The first line on standard output is 'listening on http://HOST:PORT'.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # SPEC 15.1: abbreviated option names are a usage error
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument("--port", type=_port, default=DEFAULT_PORT, help="TCP port; 0 picks a free one")
     parser.add_argument(
         "--max-message-size",
-        type=_positive_int,
+        type=_size,
         default=DEFAULT_MAX_MESSAGE_SIZE,
         help="largest accepted message in bytes (exactly this size passes, one more closes with 1009)",
     )
@@ -129,13 +156,13 @@ def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=_connections,
         default=DEFAULT_MAX_CONNECTIONS,
         help="open /chat connections at most; further handshakes get 503",
     )
     parser.add_argument(
         "--send-buffer-limit",
-        type=_positive_int,
+        type=_size,
         default=DEFAULT_SEND_BUFFER_LIMIT,
         help="bytes queued but unwritten per connection before it is closed with 1008 (slow consumer)",
     )
@@ -147,6 +174,7 @@ def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cookie-secret",
+        type=_secret,
         default=argparse.SUPPRESS,
         help=f"cookie signing secret (default: env {COOKIE_SECRET_ENV}, else a random secret per start)",
     )

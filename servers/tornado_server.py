@@ -57,7 +57,6 @@ import struct
 import sys
 import time
 import unicodedata
-import urllib.parse
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +72,17 @@ from tornado.util import _websocket_mask
 from tornado.websocket import WebSocketClosedError, _DecompressTooLargeError, _WebSocketParams
 
 from .options import CLOSE_GRACE, PING_TIMEOUT_CLOSE_GRACE, Options, listening_line, parse_options
+from .policy import (
+    COOKIE_MAX_AGE_DAYS,
+    METHODS_CHAT,
+    METHODS_LOGIN,
+    METHODS_PAGE,
+    VALID_CLOSE_CODES,
+    has_token,
+    origin_allowed,
+    strip_nickname,
+    valid_websocket_key,
+)
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates"
@@ -86,8 +96,6 @@ HINT_CONTROL = "昵称不能包含控制字符"
 HINT_ENCODING = "昵称不是有效的UTF-8文本"
 HINT_IN_USE = "昵称已被使用，请更换昵称"
 
-# RFC 6455 §7.4: close codes a client may send (SPEC 8.4); everything else is answered 1002 (8.5).
-VALID_CLOSE_CODES = frozenset([1000, 1001, 1002, 1003, *range(1007, 1012), *range(3000, 5000)])
 DATA_OPCODES = (0x1, 0x2)
 KNOWN_OPCODES = frozenset([0x0, 0x1, 0x2, 0x8, 0x9, 0xA])
 DISCARD_CHUNK = 65536
@@ -111,6 +119,21 @@ class ChatProtocol(tornado.websocket.WebSocketProtocol13):
     ``_receive_frame`` and ``_handle_message`` are private Tornado methods (checked against 6.6.1);
     the spec test suite exercises every branch, so a Tornado upgrade that changes them shows up there.
     """
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Tornado's close, with SPEC 8.7: wait at most CLOSE_GRACE (not Tornado's 5 s) for the
+        client's close frame, and a close the server starts frees the nickname at once."""
+        starting = not self.server_terminated and not self.client_terminated
+        waiting_before = self._waiting
+        super().close(code, reason)
+        if waiting_before is None and self._waiting is not None:
+            io_loop = self.stream.io_loop
+            io_loop.remove_timeout(self._waiting)
+            self._waiting = io_loop.add_timeout(io_loop.time() + CLOSE_GRACE, self._abort)
+        if starting:
+            handler = self.handler
+            assert isinstance(handler, ChatSocketHandler)
+            handler.server.on_leave(handler)
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): close frame, then drop TCP."""
@@ -258,14 +281,40 @@ class ChatProtocol(tornado.websocket.WebSocketProtocol13):
         return code, None
 
 
-class ServerHandler(tornado.web.RequestHandler):
+class AllowMixin:
+    """SPEC 2.2: a 405 names the methods of the resource in ``Allow``."""
+
+    ALLOW: tuple[str, ...] = ()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.ALLOW))  # type: ignore[attr-defined]
+        super().write_error(status_code, **kwargs)  # type: ignore[misc]
+
+
+class ServerHandler(AllowMixin, tornado.web.RequestHandler):
     server: ChatServer
+    ALLOW = METHODS_PAGE
 
     def initialize(self, server: ChatServer) -> None:
         self.server = server
 
+    def prepare(self) -> None:
+        if self.request.method not in self.ALLOW:
+            raise tornado.web.HTTPError(405)
+
+    def head(self, *args: Any) -> Awaitable[None] | None:
+        """SPEC 2.2: HEAD as GET (Tornado writes no body for a HEAD request)."""
+        return self.get(*args)  # type: ignore[attr-defined, no-any-return]
+
+
+class StaticHandler(AllowMixin, tornado.web.StaticFileHandler):
+    ALLOW = METHODS_PAGE
+
 
 class LoginHandler(ServerHandler):
+    ALLOW = METHODS_LOGIN
+
     def get(self) -> None:
         self.render("login.html", hint="")
 
@@ -308,10 +357,15 @@ class StatsHandler(ServerHandler):
         self.finish(json.dumps(self.server.stats()))
 
 
-class ChatSocketHandler(tornado.websocket.WebSocketHandler):
+class ChatSocketHandler(AllowMixin, tornado.websocket.WebSocketHandler):
     """One ``/chat`` connection. Protocol decisions are the server's; this only plumbs."""
 
     server: ChatServer
+    ALLOW = METHODS_CHAT
+
+    def prepare(self) -> None:
+        if self.request.method not in self.ALLOW:  # SPEC 6.1 a, before every other check
+            raise tornado.web.HTTPError(405)
 
     def initialize(self, server: ChatServer) -> None:
         self.server = server
@@ -334,7 +388,7 @@ class ChatSocketHandler(tornado.websocket.WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
-        return self.server.check_origin(origin, self.request.headers.get("Host", ""))
+        return self.server.check_origin(self.request.headers.get_list("Origin"), self.request.headers.get("Host", ""))
 
     @property
     def max_message_size(self) -> int:
@@ -405,6 +459,7 @@ class ChatServer:
             ],
             template_path=str(TEMPLATES),
             static_path=str(STATIC),
+            static_handler_class=StaticHandler,
             cookie_secret=self.options.cookie_secret,
             log_function=self.log_request,
         )
@@ -431,7 +486,7 @@ class ChatServer:
 
     def validate_nickname(self, raw: str | None) -> tuple[str | None, str]:
         """(nickname, "") when valid, else (None, hint). SPEC 3.2."""
-        nickname = (raw or "").strip()
+        nickname = strip_nickname(raw or "")
         if not nickname:
             return None, HINT_EMPTY
         if len(nickname) > MAX_NICKNAME_LENGTH:
@@ -445,7 +500,7 @@ class ChatServer:
 
     def authenticate(self, handler: tornado.web.RequestHandler) -> str | None:
         """The nickname from a valid signed cookie, else None (SPEC 4.1, 6.2)."""
-        value = handler.get_signed_cookie(NICKNAME_COOKIE)
+        value = handler.get_signed_cookie(NICKNAME_COOKIE, max_age_days=COOKIE_MAX_AGE_DAYS)
         if value is None:
             return None
         try:
@@ -460,13 +515,16 @@ class ChatServer:
         headers = handler.request.headers
         if headers.get("Upgrade", "").strip().lower() != "websocket":
             return 400, 'Can "Upgrade" only to "WebSocket".', {}
+        if not has_token(headers.get("Connection"), "upgrade"):
+            return 400, 'Bad Request: "Connection" must include "Upgrade"', {}
         if not self.check_version(headers.get("Sec-WebSocket-Version")):
             return 426, "Upgrade Required: Sec-WebSocket-Version 13 only", {"Sec-WebSocket-Version": "13"}
+        if not valid_websocket_key(headers.get_list("Sec-WebSocket-Key")):
+            return 400, "Bad Request: Sec-WebSocket-Key must be the base64 of 16 bytes", {}
         nickname = self.authenticate(handler)
         if nickname is None:
             return 401, "Unauthorized: log in at /login first", {}
-        origin = headers.get("Origin")
-        if origin is not None and not self.check_origin(origin, headers.get("Host", "")):
+        if not self.check_origin(headers.get_list("Origin"), headers.get("Host", "")):
             return 403, "Forbidden: cross-origin WebSocket", {}
         if not self.check_capacity():
             return 503, "Service Unavailable: too many connections", {}
@@ -476,13 +534,9 @@ class ChatServer:
     def check_version(self, version: str | None) -> bool:
         return version is not None and version.strip() == "13"
 
-    def check_origin(self, origin: str, host: str) -> bool:
-        """SPEC 6.3: the Origin's host:port is our Host, or the origin is in the allow-list."""
-        normalized = origin.strip().rstrip("/").lower()
-        parts = urllib.parse.urlsplit(normalized)
-        if parts.scheme in ("http", "https") and parts.netloc and parts.netloc == host.strip().lower():
-            return True
-        return normalized in self.options.allowed_origin
+    def check_origin(self, origins: list[str], host: str) -> bool:
+        """SPEC 6.3: no Origin, or one that is our Host (default ports), or one in the allow-list."""
+        return origin_allowed(origins, host, self.options.allowed_origin)
 
     def check_capacity(self) -> bool:
         return len(self.sockets) < self.options.max_connections

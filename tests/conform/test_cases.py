@@ -41,7 +41,8 @@ def test_cases_are_well_formed_data() -> None:
 
 
 def test_the_close_codes_of_the_issue_are_all_checked() -> None:
-    assert set(VALID_CLOSE_CODES) == {1000, 1001, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999}
+    # SPEC 8.4 (v1.1): 1012-1014 (IANA: service restart, try again later, bad gateway) are valid
+    assert set(VALID_CLOSE_CODES) == {1000, 1001, 1003, *range(1007, 1015), 3000, 3999, 4000, 4999}
     assert set(INVALID_CLOSE_CODES) == {0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535}
     for code in VALID_CLOSE_CODES:
         assert BY_ID[f"close.valid.{code}"].clause == "8.4"

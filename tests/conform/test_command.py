@@ -10,6 +10,7 @@ import xmlschema
 
 from tests.conform.test_faults import fault_command
 from wsbench.conform.cases import CASES
+from wsbench.conform.spec import SPEC_VERSION
 from wsbench.core.results import read_results
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,6 +136,7 @@ def test_options_and_target_from_a_scenario(tmp_path: Path) -> None:
     res = read_results(results)
     assert res.header["target"]["server"] == "aiohttp"
     assert res.header["target"]["options"]["max_message_size"] == 2048
+    assert res.header["spec_version"] == SPEC_VERSION and {c["spec_version"] for c in res.cases} == {SPEC_VERSION}
     observed = {c["id"]: c["observed"] for c in res.cases}
     assert observed["limits.size.exact"].startswith("2048 bytes: relayed")
     assert "interval 1.5 s" in observed["pings.interval"]

@@ -11,6 +11,7 @@ from wsbench.conform.junit import write_junit
 from wsbench.conform.model import CaseResult
 from wsbench.conform.options import ServerOptions
 from wsbench.conform.runner import Target, TargetReport
+from wsbench.conform.spec import SPEC_VERSION
 
 XSD = Path(__file__).with_name("junit.xsd")
 
@@ -65,8 +66,10 @@ def test_junit_validates_and_maps_verdicts(tmp_path: Path) -> None:
     assert cases["limits.d [SPEC 9.1]"].find("skipped").get("type") == "known-deviation"  # type: ignore[union-attr]
     assert "needs a server" in cases["shutdown.e [SPEC 9.1]"].find("skipped").get("message")  # type: ignore[union-attr]
     assert 'observed "é"' in (cases["limits.a [SPEC 9.1]"].findtext("system-out") or "")
+    assert f"(SPEC 9.1 (v{SPEC_VERSION}); RFC 6455 §5.2)" in (cases["limits.a [SPEC 9.1]"].findtext("system-out") or "")
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["framework_version"] == "6.6.1" and props["option.max_message_size"] == "65536"
+    assert props["spec_version"] == SPEC_VERSION and SPEC_VERSION in (root.get("name") or "")
 
 
 def test_schema_rejects_what_ci_would_reject(tmp_path: Path) -> None:

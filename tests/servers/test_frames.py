@@ -100,8 +100,8 @@ def test_protocol_violation_is_1002(room: Room, name: str) -> None:  # SPEC 8.3
     assert watcher.messages_within(0.05) == []  # nothing of it was relayed
 
 
-VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4409, 4999]
-INVALID_CODES = [0, 999, 1004, 1005, 1006, 1012, 1013, 1014, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
+VALID_CODES = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4409, 4999]
+INVALID_CODES = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535]
 
 
 @pytest.mark.parametrize("code", VALID_CODES)

@@ -37,6 +37,7 @@ from wsbench.conform.junit import write_junit
 from wsbench.conform.model import Case, CaseResult
 from wsbench.conform.options import add_option_arguments, given_options, parse_server_args, resolve
 from wsbench.conform.runner import Target, TargetReport, run_target
+from wsbench.conform.spec import SPEC_VERSION
 from wsbench.conform.table import counts, render
 from wsbench.conform.wire import Endpoint
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
@@ -192,7 +193,7 @@ def _check_target(
 ) -> TargetReport:
     """Run the cases on one target, writing each result (baseline applied) as soon as it is known, so
     Ctrl-C or a crash keeps every verdict reached so far."""
-    err.print(f"[bold]checking {escape(target.label)}[/]: {len(cases)} cases ...")
+    err.print(f"[bold]checking {escape(target.label)}[/] against SPEC.md v{SPEC_VERSION}: {len(cases)} cases ...")
     t0 = time.perf_counter()
     done = 0
     status = err.status("", spinner="dots") if err.is_terminal else None
@@ -244,6 +245,7 @@ def run(args: argparse.Namespace) -> int:
     with ResultsWriter(results_path) as writer:
         writer.header(
             kind="conformance",
+            spec_version=SPEC_VERSION,
             target=targets[0].record(),
             targets=[t.record() for t in targets],
             versions=library_versions("tornado", "aiohttp", "h11"),

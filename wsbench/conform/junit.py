@@ -15,6 +15,7 @@ from pathlib import Path
 
 from wsbench.conform.model import CaseResult
 from wsbench.conform.runner import TargetReport
+from wsbench.conform.spec import SPEC_VERSION
 from wsbench.errors import UsageError
 
 
@@ -43,9 +44,8 @@ def _testcase(result: CaseResult, suite: str) -> ET.Element:
     elif result.verdict == "deviation":
         ET.SubElement(case, "skipped", {"type": "known-deviation", "message": result.reason or "known deviation"})
     out = ET.SubElement(case, "system-out")
-    rfc = f"; {result.rfc}" if result.rfc else ""
     out.text = (
-        f"{result.title} (SPEC {result.clause}{rfc})\nexpected: {result.expected}\nobserved: {result.observed}\n"
+        f"{result.title} ({result.cites})\nexpected: {result.expected}\nobserved: {result.observed}\n"
         f"verdict: {result.verdict}" + (f"\nreason: {result.reason}" if result.reason else "")
     )
     return case
@@ -55,7 +55,7 @@ def junit_tree(reports: Sequence[TargetReport], duration_s: float) -> ET.Element
     stamp = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     host = socket.gethostname()
     total = failures = 0
-    root = ET.Element("testsuites", {"name": "wsbench conform"})
+    root = ET.Element("testsuites", {"name": f"wsbench conform (SPEC.md v{SPEC_VERSION})"})
     for report in reports:
         suite_name = f"conform.{report.target.label}"
         results = report.results
@@ -77,6 +77,7 @@ def junit_tree(reports: Sequence[TargetReport], duration_s: float) -> ET.Element
             },
         )
         props = ET.SubElement(suite, "properties")
+        ET.SubElement(props, "property", {"name": "spec_version", "value": SPEC_VERSION})
         ET.SubElement(props, "property", {"name": "url", "value": report.url})
         ET.SubElement(props, "property", {"name": "implementation", "value": report.impl})
         if report.framework_version:

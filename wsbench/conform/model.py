@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from wsbench.conform.options import ServerOptions
+from wsbench.conform.spec import SPEC_VERSION, cite
 
 if TYPE_CHECKING:
     from wsbench.conform.session import CaseContext
@@ -62,8 +63,8 @@ class Case:
 
     @property
     def clause_text(self) -> str:
-        text = f"SPEC {self.clause}"
-        return f"{text}; {self.rfc}" if self.rfc else text
+        """``SPEC 7.2 (v1.1); RFC 6455 §5.4``: the clause, the SPEC version it is of, the RFC."""
+        return cite(self.clause, self.rfc)
 
 
 @dataclass
@@ -82,6 +83,11 @@ class CaseResult:
     reason: str | None = None
     duration_s: float = 0.0
     stale_baseline: bool = False
+    spec_version: str = SPEC_VERSION
+
+    @property
+    def cites(self) -> str:
+        return cite(self.clause, self.rfc, self.spec_version)
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)

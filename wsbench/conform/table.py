@@ -12,6 +12,7 @@ from rich.text import Text
 from wsbench.conform.cases import CATEGORIES
 from wsbench.conform.model import CaseResult
 from wsbench.conform.runner import TargetReport
+from wsbench.conform.spec import SPEC_VERSION
 
 STYLE = {"pass": "green", "fail": "bold red", "deviation": "yellow", "skipped": "dim"}
 LABEL = {"pass": "pass", "fail": "FAIL", "deviation": "known deviation", "skipped": "skipped"}
@@ -51,7 +52,8 @@ def summary_line(report: TargetReport) -> Text:
 
 def render(reports: Sequence[TargetReport]) -> Group:
     """The matrix: one row per case, one column per server, categories as sections."""
-    table = Table(title="wsbench conform", show_lines=False, expand=True, title_style="bold")
+    title = f"wsbench conform: SPEC.md v{SPEC_VERSION}"
+    table = Table(title=title, show_lines=False, expand=True, title_style="bold")
     table.add_column("case", no_wrap=True, style="cyan")
     table.add_column("clause", no_wrap=True)
     table.add_column("expected", ratio=2)
