@@ -335,6 +335,13 @@ class Scenario(_Model):
     search: Search | None = None
     accounting: Accounting = Field(default_factory=Accounting)
     churn: Churn | None = Field(None, description="replace receivers during the measured stages (open model)")
+    probes: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="receivers per generator process that read their socket with kernel receive stamps "
+        "(latency_socket, generator_delay); 0: none",
+    )
     stats: bool = Field(True, description="sample the server's /stats every interval")
     live: bool = Field(True, description="show the live view when the terminal allows")
 

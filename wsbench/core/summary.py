@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from wsbench.core import histograms, server_stats
+from wsbench.core import histograms, server_stats, socket_latency
 from wsbench.core.results import UNMEASURED_PHASES, Results
 from wsbench.core.thresholds import evaluate
 
 SUMMARY_VERSION = 1
 #: warning events (by their ``warning`` kind) that a summary repeats: they say a number may mislead
-SUMMARY_WARNINGS = frozenset({"short_drain", "latency_ceiling", "back_to_sender", "no_trailer", "send_skipped"})
+SUMMARY_WARNINGS = frozenset(
+    {"short_drain", "latency_ceiling", "back_to_sender", "no_trailer", "send_skipped", "no_socket_stamps"}
+)
 EXIT_INTERRUPTED = 130
 
 
@@ -105,6 +107,8 @@ def summarize(results: Results) -> dict[str, Any]:
     latency = _latency(results.histogram("latency"))
     latency_unc = _latency(results.histogram("latency_uncorrected"))
     fanout = _latency(results.histogram("fanout"))
+    # the probe receivers' latencies (latency_probes, latency_socket, generator_delay)
+    probe = {name: _latency(results.histogram(name)) for name in socket_latency.HISTOGRAMS}
     connect = _latency(results.histogram("connect", all_names))
     connect["ok"] = _count(results.intervals, "connect_ok")
     connect["errors"] = _count(results.intervals, "connect_errors")
@@ -161,12 +165,22 @@ def summarize(results: Results) -> dict[str, Any]:
         "open_fds_max": max((int(g.get("open_fds", 0)) for g in gen_all), default=None),
         "bottleneck": bool(bottleneck),
         "bottleneck_detail": bottleneck[0].get("detail") if bottleneck else None,
+        "self_check": "estimated",  # from CPU, loop lag and send lag; "measured": from generator_delay
+        "delay_detail": None,
     }
-    if bottleneck:
+    measured_check = socket_latency.self_check(latency, probe["latency_socket"], probe["generator_delay"])
+    if measured_check is not None:  # the probes measured the generator's own delay: no guessing
+        distorting, sentence = measured_check
+        generator.update(self_check="measured", delay_detail=sentence, bottleneck=distorting)
+        generator["bottleneck_detail"] = f"the generator was the bottleneck: {sentence}" if distorting else None
+        if distorting:
+            warnings.append(str(generator["bottleneck_detail"]))
+    elif bottleneck:
         warnings.append(str(bottleneck[0].get("detail")))
     for e in results.events_of("warning"):  # named warnings about the measurement itself
         if e.get("warning") in SUMMARY_WARNINGS and e.get("detail"):
             warnings.append(str(e["detail"]))
+    probes = socket_latency.probes_summary(results.intervals, results.events_of("probes"))
 
     samples = [r["server"] for r in results.intervals if r.get("server")]
     server: dict[str, Any] | None = None
@@ -228,6 +242,8 @@ def summarize(results: Results) -> dict[str, Any]:
         "latency": latency,
         "latency_uncorrected": latency_unc,
         "fanout": fanout,
+        **probe,
+        "probes": probes,
         "connect": connect,
         "delivery": delivery,
         "messages": {"sent": _count(results.intervals, "sent"), "sent_measured": sent_measured},

@@ -59,6 +59,7 @@ from wsbench.drivers.chat_client import (
     open_chat,
 )
 from wsbench.drivers.precise_timer import PreciseTimer
+from wsbench.drivers.probe_set import ProbeSet, choose_probes
 from wsbench.drivers.selfcheck import CpuMeter, LoopLagMonitor, bottleneck_reasons
 from wsbench.target import ServerProcess
 
@@ -140,8 +141,12 @@ class Engine:
         self.acc = DeliveryAccounting(
             n_total, self.sender_ids, receivers, leave_margin_us=int(scenario.accounting.leave_margin * 1e6)
         )
+        # kernel-stamped receivers (latency_socket); they never churn
+        self.probes = ProbeSet(choose_probes(scenario.probes, self.n_senders, n, self.n_stalled), self.epoch_ns)
         # receivers that do not send, oldest first: the next to leave when churning
-        self.churnable: deque[int] = deque(c for c in range(self.n_senders, n - self.n_stalled))
+        self.churnable: deque[int] = deque(
+            c for c in range(self.n_senders, n - self.n_stalled) if c not in self.probes.ids
+        )
         self.fan = FanoutTracker(max(self.n_senders, 1), timeout_us=int(scenario.accounting.fanout_timeout * 1e6))
         self.tag = secrets.token_hex(2)
         self.prefix_tag = scenario.connect.nickname_prefix + self.tag
@@ -305,8 +310,9 @@ class Engine:
                 login(self.session, self.http_url, st.nickname), timeout=self.s.connect.timeout
             )
             remaining = self.s.connect.timeout - (_clock() - st.connect_start_ns) / 1e9
+            opener = self.probes.open if st.cid in self.probes.ids else open_chat
             await asyncio.wait_for(
-                open_chat(self.ws_url, cookie, st, self._on_client_closed, timeout=max(remaining, 0.1), rx=self.rx),
+                opener(self.ws_url, cookie, st, self._on_client_closed, timeout=max(remaining, 0.1), rx=self.rx),
                 timeout=max(remaining, 0.1) + 1.0,
             )
         except (TimeoutError, LoginFailed) as exc:
@@ -400,6 +406,8 @@ class Engine:
                     st.transport.underlying_transport.pause_reading()
         if self.n_stalled:
             self.writer.event("phase", self.t_s(now), name="stall", detail=f"{self.n_stalled} clients stopped reading")
+        if self.probes:
+            self._probes_event(now)
         self._enter_phase(0, now)
         if self.s.model == "open":
             self._sched = OpenSchedule(self.phases, max(self.n_senders, 1))
@@ -412,6 +420,31 @@ class Engine:
             self._every(CLOSED_TICK_S, self._closed_tick)
         if self.churn_at:
             self._schedule_churn(0)
+
+    def _probes_event(self, now: int) -> None:
+        p = self.probes
+        why = p.unstamped_reason()
+        self.writer.event(
+            "probes",
+            self.t_s(now),
+            receivers=p.opened,
+            clients=sorted(p.ids),
+            nicknames=[self.clients[c].nickname for c in sorted(p.ids)],
+            kernel_stamps=why is None,
+            detail=why or "kernel receive stamps (SO_TIMESTAMPNS)",
+        )
+        if why is not None:
+            self._warn_no_stamps(now, why)
+
+    def _warn_no_stamps(self, now: int, why: str) -> None:
+        self.writer.event(
+            "warning",
+            self.t_s(now),
+            warning="no_socket_stamps",
+            detail=f"{why}: latency_socket and generator_delay are not measured; "
+            "the probe receivers report user-space latency only (latency_probes)",
+        )
+        self.probes.warned = True
 
     # churn ----------------------------------------------------------------------------------------------
     def _schedule_churn(self, k: int) -> None:
@@ -575,10 +608,12 @@ class Engine:
             self._collect_fanout()
             return
         frames, times, owners = self.rx.take()
+        probe_frames = self.probes.take()
         if self.closing:
             return
         receivers = np.frombuffer(owners, dtype=np.int64)
         recv_us = (np.frombuffer(times, dtype=np.int64) - self.epoch_ns) // 1000
+        batch_recv_us = recv_us
         batch = payload.decode_batch(frames)
         valid = batch.valid
         if not valid.all():
@@ -591,6 +626,7 @@ class Engine:
         if len(seqs) == 0:
             return
         res = self.acc.ingest(receivers, senders, seqs)
+        self.probes.ingest(probe_frames, valid, res.new, batch_recv_us, batch.intended_us)
         cur = self.cur
         cur.counters["delivered"] += res.delivered
         if res.duplicated:
@@ -717,6 +753,10 @@ class Engine:
         for k, v in cur.counters.items():
             if k not in counters:
                 counters[k] = int(v)
+        if self.load_start_ns is not None and self.probes and not self.probes.warned and self.probes.unstamped_reason():
+            self._warn_no_stamps(now, str(self.probes.unstamped_reason()))
+        probe_hists, probe_counters, probe_generator = self.probes.take_interval() if self.probes else ({}, {}, {})
+        counters.update(probe_counters)
         record = {
             "index": cur.index,
             "start_s": round(self.t_s(cur.start_ns), 6),
@@ -730,6 +770,7 @@ class Engine:
                 "fanout": cur.fanout,
                 "connect": cur.connect,
                 "send_lag": cur.send_lag.take(),
+                **probe_hists,
             },
             "generator": {
                 "cpu_s": round(cpu_s, 4),
@@ -738,6 +779,7 @@ class Engine:
                 "send_lag_ms_max": send_lag_ms,
                 "batch_ms": round(batch_s * 1e3, 2),
                 "open_fds": self.cpu.open_fds(),
+                **probe_generator,
             },
             "server": self.last_stats,
         }

@@ -59,12 +59,18 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     lat.add_column("")
     for col in ("p50", "p90", "p99", "p99.9", "max", "count"):
         lat.add_column(col, justify="right")
-    rows = (
+    rows = [
         ("from intended send", "latency"),
         ("from actual send", "latency_uncorrected"),
         ("fan-out, to the last", "fanout"),
         ("connect", "connect"),
-    )
+    ]
+    if (summary.get("latency_probes") or {}).get("count"):  # the probe receivers (kernel stamps)
+        rows[1:1] = [
+            ("probes: user space", "latency_probes"),
+            ("probes: at the socket", "latency_socket"),
+            ("probes: generator's delay", "generator_delay"),
+        ]
     for label, key in rows:
         h = summary.get(key) or {}
         lat.add_row(
@@ -137,6 +143,8 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
         f"loop lag max {_num(g.get('loop_lag_ms_max'), '{:.1f}')} ms  "
         f"send lag max {_num(g.get('send_lag_ms_max'), '{:.1f}')} ms  fds {_num(g.get('open_fds_max'))}"
     )
+    if g.get("delay_detail") and not g.get("bottleneck"):
+        c.print(f"[dim]self-check:[/] {escape(str(g['delay_detail']))}")
     churn = summary.get("churn")
     if churn:
         c.print(f"[bold]churn[/] receivers replaced: {churn['left']:,} left, {churn['joined']:,} joined")

@@ -1,0 +1,192 @@
+"""Latency at the socket: what the probe receivers' kernel stamps say (pure code, no socket).
+
+A probe receiver (:mod:`wsbench.drivers.probe`) is an ordinary client of the room whose frames are
+accounted like everyone's (``latency`` includes them), and which also knows, per frame, when its last
+TCP segment reached the kernel. Per new delivery to a probe, three latencies are recorded in each
+interval's histograms:
+
+* ``latency_probes``: intended send time to the user-space receive time (``latency``, for the probes alone);
+* ``latency_socket``: intended send time to the kernel's receive stamp: what the server (and the
+  network) took, whatever the generator's own event loop did after the bytes arrived;
+* ``generator_delay``: the user-space receive time minus the kernel stamp: how long the frame waited
+  in the generator (socket buffer, event loop) before the generator looked at it.
+
+For the stamped deliveries ``latency_probes = latency_socket + generator_delay`` exactly.
+
+Which stamps are a frame's own
+------------------------------
+The kernel keeps one stamp per socket buffer, and TCP merges ("coalesces") a segment that arrives
+while earlier data still waits to be read into the waiting buffer, which then carries the *newest*
+segment's stamp. A frame read from such a buffer gets the stamp of a later frame, not its own. The
+probe sees it: two consecutive reads that return the same stamp came from one merged buffer, and only
+the last frame of such a run owns the stamp (its segment was the last merged in). Frames whose stamp
+is not their own (``coalesced``) are left out of ``latency_socket`` and ``generator_delay`` (they are
+in ``latency`` and ``latency_probes``); their count is in the interval counters. A frame is the last
+of its run when the frames after it were sent later, which does not depend on how long the server
+took with it, so the frames kept are a fair sample.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from wsbench.core import histograms
+
+#: interval histograms written by the probes
+HISTOGRAMS = ("latency_probes", "latency_socket", "generator_delay")
+#: interval counters written by the probes
+COUNTERS = ("probe_delivered", "probe_stamped", "probe_coalesced")
+#: the generator's own delay counts as distorting ``latency`` when its p99 is at least this (ms) ...
+DELAY_P99_MS = 1.0
+#: ... and at least this share of the all-receiver ``latency`` p99
+DELAY_SHARE = 0.25
+
+
+class ProbeFrames:
+    """What the probes add per received text frame, beside the shared receive buffer's entry.
+
+    ``position`` is the frame's index in the shared buffer's current batch, ``kernel_ns`` its stamp
+    (``CLOCK_REALTIME``; 0: none), ``own`` whether that stamp is the frame's own (see the module doc).
+    """
+
+    __slots__ = ("kernel_ns", "own", "position")
+
+    def __init__(self) -> None:
+        self.position = array("q")
+        self.kernel_ns = array("q")
+        self.own = array("b")
+
+    def take(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = (
+            np.frombuffer(self.position, dtype=np.int64).copy(),
+            np.frombuffer(self.kernel_ns, dtype=np.int64).copy(),
+            np.frombuffer(self.own, dtype=np.int8).astype(bool),
+        )
+        self.clear()
+        return out
+
+    def clear(self) -> None:
+        del self.position[:]
+        del self.kernel_ns[:]
+        del self.own[:]
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+
+@dataclass(slots=True)
+class ProbeSamples:
+    """The latencies (us) of one batch's new deliveries to probes."""
+
+    user_us: np.ndarray  # latency_probes
+    socket_us: np.ndarray  # latency_socket (stamped, own stamp)
+    delay_us: np.ndarray  # generator_delay (same deliveries as socket_us)
+    coalesced: int  # new deliveries whose stamp was not their own
+    unstamped: int  # new deliveries that carried no stamp at all
+
+
+def probe_samples(
+    position: np.ndarray,
+    kernel_mono_us: np.ndarray,
+    own: np.ndarray,
+    new: np.ndarray,
+    recv_us: np.ndarray,
+    intended_us: np.ndarray,
+) -> ProbeSamples:
+    """Per-delivery latencies of the probes' frames in one batch.
+
+    ``position``, ``kernel_mono_us`` (the stamp on the run's clock, us since its epoch; negative: no
+    stamp) and ``own`` are per probe frame; ``new``, ``recv_us`` and ``intended_us`` per frame of the
+    whole batch (``new``: a first receipt, per the accounting; frames without a trailer are not new).
+    """
+    position = np.asarray(position, dtype=np.int64)
+    keep = np.asarray(new, dtype=bool)[position]
+    pos = position[keep]
+    k_us = np.asarray(kernel_mono_us, dtype=np.int64)[keep]
+    mine = np.asarray(own, dtype=bool)[keep]
+    r_us = np.asarray(recv_us, dtype=np.int64)[pos]
+    i_us = np.asarray(intended_us, dtype=np.int64)[pos]
+    stamped = k_us >= 0
+    good = stamped & mine
+    return ProbeSamples(
+        user_us=np.maximum(r_us - i_us, 0),
+        socket_us=np.maximum(k_us[good] - i_us[good], 0),
+        delay_us=np.maximum(r_us[good] - k_us[good], 0),
+        coalesced=int(np.count_nonzero(stamped & ~mine)),
+        unstamped=int(np.count_nonzero(~stamped)),
+    )
+
+
+@dataclass
+class ProbeInterval:
+    """One interval's probe histograms and counters."""
+
+    latency_probes: Any = field(default_factory=histograms.new_histogram)
+    latency_socket: Any = field(default_factory=histograms.new_histogram)
+    generator_delay: Any = field(default_factory=histograms.new_histogram)
+    delivered: int = 0
+    stamped: int = 0
+    coalesced: int = 0
+
+    def record(self, s: ProbeSamples) -> None:
+        histograms.record_many(self.latency_probes, s.user_us)
+        histograms.record_many(self.latency_socket, s.socket_us)
+        histograms.record_many(self.generator_delay, s.delay_us)
+        self.delivered += len(s.user_us)
+        self.stamped += len(s.socket_us)
+        self.coalesced += s.coalesced
+
+    def histograms(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in HISTOGRAMS}
+
+    def counters(self) -> dict[str, int]:
+        return {"probe_delivered": self.delivered, "probe_stamped": self.stamped, "probe_coalesced": self.coalesced}
+
+
+# -- the summary's view ---------------------------------------------------------------------------------
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def self_check(latency: dict[str, Any], socket: dict[str, Any], delay: dict[str, Any]) -> tuple[bool, str] | None:
+    """The generator self-check from measured delay: ``(distorting, sentence)``; ``None`` without stamps.
+
+    Distorting: the generator's own delay p99 is at least :data:`DELAY_P99_MS` and at least
+    :data:`DELAY_SHARE` of the ``latency`` p99 (then ``latency`` is largely the generator's, and
+    ``latency_socket`` is the server's).
+    """
+    if not delay.get("count") or delay.get("p99") is None:
+        return None
+    sentence = (
+        f"the generator added p50 {_ms(delay['p50'])} / p99 {_ms(delay['p99'])} of its own; the server's "
+        f"latency at the socket was p50 {_ms(socket.get('p50'))} / p99 {_ms(socket.get('p99'))} "
+        f"(all receivers, user space: p50 {_ms(latency.get('p50'))} / p99 {_ms(latency.get('p99'))})"
+    )
+    p99 = float(delay["p99"])
+    whole = latency.get("p99")
+    distorting = p99 >= DELAY_P99_MS and (whole is None or p99 >= DELAY_SHARE * float(whole))
+    return distorting, sentence
+
+
+def probes_summary(intervals: list[dict[str, Any]], probe_events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The summary's ``probes`` block: how many probe receivers, whether the kernel stamped, the counts."""
+    if not probe_events and not any("probe_delivered" in (r.get("counters") or {}) for r in intervals):
+        return None
+    ev = probe_events[0] if probe_events else {}
+
+    def total(name: str) -> int:
+        return sum(int((r.get("counters") or {}).get(name, 0)) for r in intervals)
+
+    return {
+        "receivers": ev.get("receivers"),
+        "kernel_stamps": ev.get("kernel_stamps"),
+        "detail": ev.get("detail"),
+        "delivered": total("probe_delivered"),
+        "stamped": total("probe_stamped"),
+        "coalesced": total("probe_coalesced"),
+        "clock_steps": max((int((r.get("generator") or {}).get("clock_steps", 0)) for r in intervals), default=0),
+    }
