@@ -669,7 +669,10 @@ def _cases() -> list[Case]:
             "slow_consumer.memory",
             "11.3",
             "server memory with a slow client",
-            lambda o: f"RSS grows at most {(m.RSS_ALLOWANCE + 4 * o.send_buffer_limit) / 2**20:.1f} MiB",
+            lambda o: (
+                f"RSS grows at most {(m.RSS_ALLOWANCE + 4 * o.send_buffer_limit) / 2**20:.1f} MiB, or levels off "
+                f"during a {m.STALL_DURATION:g} s stall far below what an unbounded queue would hold"
+            ),
             m.slow_consumer_memory,
             exclusive=True,
             timeout=25.0,
