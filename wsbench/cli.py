@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from wsbench import __version__
-from wsbench.errors import EXIT_RUN_BROKEN, EXIT_USAGE, WsbenchError
+from wsbench.errors import EXIT_RUN_BROKEN, EXIT_USAGE, WsbenchError, environment_error
 
 COMMANDS = ("serve", "run", "report", "validate", "conform", "compare", "locust")
 
@@ -67,6 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _print_error("interrupted")
         return 130
+    except OSError as exc:  # the environment refused (files, disk, limits, network): not a bug in wsbench
+        if os.environ.get("WSBENCH_DEBUG"):
+            raise
+        from rich.markup import escape
+
+        error = environment_error(exc)
+        _print_error(escape(str(error)))
+        return error.exit_code
     except Exception as exc:  # a bug in wsbench: say so plainly, keep the traceback for WSBENCH_DEBUG
         if os.environ.get("WSBENCH_DEBUG"):
             raise

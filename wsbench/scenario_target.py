@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 from typing import Any
 
 from wsbench.core.scenario import Scenario
 from wsbench.errors import UsageError
+from wsbench.fdlimit import UNLIMITED, OpenFiles, current, ensure_open_files, needed_for_clients
 from wsbench.target import (
     ServerProcess,
     command_server_argv,
@@ -59,6 +61,30 @@ def apply_cli_target(scenario: Scenario, args: argparse.Namespace) -> tuple[Scen
     elif t.mode == "embedded" and t.server is None:
         t = t.model_copy(update={"server": "tornado"})
     return scenario.model_copy(update={"target": t}), extra
+
+
+def ensure_open_files_for(scenario: Scenario, processes: int = 1) -> OpenFiles:
+    """Raise the open-file limit for this run (clients, connections in flight, the server wsbench starts),
+    or refuse before anything starts (:mod:`wsbench.fdlimit`). ``processes``: load processes sharing the
+    clients (Locust workers). The server wsbench starts inherits the limit and holds every client."""
+    clients = scenario.clients
+    per_process = math.ceil(clients / max(processes, 1))
+    churn = scenario.churn
+    # replacements connect outside the connect phase's window; their predecessors may still be closing
+    in_flight = min(scenario.connect.concurrency, clients) + (min(churn.max or clients, 64) if churn else 0)
+    t = scenario.target
+    starts_server = t.mode != "url"
+    counted = clients if starts_server else per_process
+    needed = needed_for_clients(counted, in_flight)
+    load = f"{per_process:,} clients in each of {processes} processes" if processes > 1 else f"{clients:,} clients"
+    server = f"the {t.server or 'tornado'} reference server" if t.mode == "embedded" else f"`{t.command}`"
+    against = f" against {server} (started by wsbench, with the same limit)" if starts_server else ""
+    what = f"a run of {load} (and up to {in_flight} connecting at once){against}"
+    _, hard = current()
+    fits = hard - (needed - counted) if hard != UNLIMITED else clients
+    fits = fits * (1 if starts_server else max(processes, 1))
+    fewer = f"--set clients={fits}" if 2 <= fits < clients else ""
+    return ensure_open_files(needed, what, fewer=fewer)
 
 
 def start_target(

@@ -10,6 +10,7 @@ message can quote its last lines when it dies.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import shlex
@@ -130,6 +131,9 @@ class ServerProcess:
                 pass
         if self._reader is not None:
             self._reader.join(timeout=2)
+        if self.proc.stdout is not None and (self._reader is None or not self._reader.is_alive()):
+            with contextlib.suppress(OSError):
+                self.proc.stdout.close()  # the pipe of its output (else: ResourceWarning at exit)
         return self.proc.poll()
 
     def __enter__(self) -> ServerProcess:

@@ -36,6 +36,7 @@ from wsbench.conform.cases import BY_ID, CATEGORIES, select
 from wsbench.conform.junit import write_junit
 from wsbench.conform.model import Case, CaseResult
 from wsbench.conform.options import add_option_arguments, given_options, parse_server_args, resolve
+from wsbench.conform.preflight import ensure_open_files_for_gate
 from wsbench.conform.runner import Target, TargetReport, run_target
 from wsbench.conform.spec import SPEC_VERSION
 from wsbench.conform.table import counts, render
@@ -237,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     targets = build_targets(items, given)
+    ensure_open_files_for_gate(targets)
     baseline = _load_baseline(args)
     results_path = Path(args.results) if args.results else default_results_path("conform")
     started = time.perf_counter()
@@ -274,7 +276,9 @@ def run(args: argparse.Namespace) -> int:
             },
             exit_code=code,
         )
-    console.print(render(reports))
+    shown = [rep for rep in reports if rep.results]  # a target that ran no case is told once, below
+    if shown:
+        console.print(render(shown))
     for warning in warnings:
         err.print(f"[yellow]warning:[/] {escape(warning)}")
     if args.junit:

@@ -92,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
     from wsbench.core.results import default_results_path
     from wsbench.core.scenario import load_scenario
     from wsbench.locust.plan import RunPlan, check_locust_limits
-    from wsbench.scenario_target import apply_cli_target, parse_cpus, start_target, target_record
+    from wsbench.scenario_target import (
+        apply_cli_target,
+        ensure_open_files_for,
+        parse_cpus,
+        start_target,
+        target_record,
+    )
     from wsbench.target import LOOPBACK_HOSTS
 
     scenario = load_scenario(args.scenario, args.overrides)
@@ -107,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     own_cpus = parse_cpus(args.cpu, "--cpu")
     server_cpus = parse_cpus(args.server_cpu, "--server-cpu")
     output = Path(args.output) if args.output else default_results_path("locust")
+    # the server, the master and the workers inherit this process's limit
+    ensure_open_files_for(scenario, processes=max(args.workers, 1))
     url, server = start_target(scenario, extra, server_cpus)
     target = target_record(scenario, url, server)
 

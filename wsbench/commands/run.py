@@ -17,11 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wsbench.core.results import ResultsWriter, default_results_path, library_versions, read_results
+from wsbench.core.results import ResultsWriter, check_writable, default_results_path, library_versions
 from wsbench.core.scenario import Scenario, load_scenario
 from wsbench.core.summary import summarize
-from wsbench.errors import RunBroken
-from wsbench.scenario_target import apply_cli_target, parse_cpus, start_target, target_record
+from wsbench.errors import ResultsWriteError, RunBroken
+from wsbench.scenario_target import (
+    apply_cli_target,
+    ensure_open_files_for,
+    parse_cpus,
+    start_target,
+    target_record,
+)
 from wsbench.target import ServerProcess
 
 
@@ -69,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if own_cpus:
         os.sched_setaffinity(0, own_cpus)
     out_path = Path(args.output) if args.output else default_results_path(scenario.name)
+    check_writable(out_path)  # an unwritable -o is refused before anything starts
+    ensure_open_files_for(scenario)  # before the server starts: it inherits the limit
     http_url, server = start_target(scenario, extra, server_cpus)
     try:
         return _run_with_server(args, scenario, http_url, server, out_path)
@@ -107,6 +115,8 @@ def _run_with_server(
 
             view = LiveView(scenario.name, console)
         engine = Engine(scenario, http_url, writer, server, on_progress=view.update if view else None)
+        # a full disk stops the load cleanly; what follows is kept in memory and summarized from there
+        writer.on_failure = lambda failure: engine.request_stop("broken", str(failure))
         if not args.json and not live_ok:
             console.print(f"[dim]wsbench:[/] running {scenario.name} against {http_url} -> {out_path}")
         outcome = _drive(engine, view)
@@ -118,6 +128,8 @@ def _run_with_server(
                 server.proc.wait(timeout=1.0)
         if server is not None and not server.alive():
             status, reason = "broken", f"the server died during the run: {server.death_message()}"
+        if writer.failure is not None and status != "broken":  # the disk filled during the teardown
+            status, reason = "broken", str(writer.failure)
         if status == "broken":
             died = server is not None and not server.alive()
             writer.event(
@@ -127,7 +139,7 @@ def _run_with_server(
                 detail=reason,
             )
         # the footer's verdicts come from the same summary the report computes from this file
-        results = read_results(out_path)
+        results = writer.read()
         results.footer = {"status": status, "reason": reason, "accounting": accounting}
         summary = summarize(results)
         writer.footer(
@@ -138,13 +150,22 @@ def _run_with_server(
             thresholds=summary["thresholds"],
             exit_code=summary["exit_code"],
         )
-    summary = summarize(read_results(out_path))
+        summary = summarize(writer.read())
     if args.json:
         import json
 
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         render(summary, Console())
+    if writer.failure is not None:
+        failure = writer.failure
+        raise ResultsWriteError(
+            failure.path,
+            failure.error,
+            failure.written,
+            f"{failure.got}; the summary above is the whole run, from memory; `wsbench report {out_path}` "
+            "reads what the file holds, as a run cut short",
+        )
     if status == "broken":
         raise RunBroken(f"the run broke: {reason}. What it measured is in {out_path}")
     return int(summary["exit_code"])

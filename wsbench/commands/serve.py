@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Sequence
 
+from wsbench_servers.options import DEFAULT_MAX_CONNECTIONS
+
+from wsbench.fdlimit import UNLIMITED, current, ensure_open_files, needed_for_server
 from wsbench.target import REFERENCE_SERVERS
 
 
@@ -21,6 +25,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def max_connections_of(server_args: Sequence[str]) -> int:
+    """The ``--max-connections`` among the server's options (a bad value is left to the server to refuse)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--max-connections", default=str(DEFAULT_MAX_CONNECTIONS))
+    known, _ = parser.parse_known_args(list(server_args))
+    try:
+        return max(int(known.max_connections), 1)
+    except ValueError:
+        return DEFAULT_MAX_CONNECTIONS
+
+
 def run(args: argparse.Namespace) -> int:
+    if not {"-h", "--help"} & set(args.server_args):
+        limit = max_connections_of(args.server_args)
+        needed = needed_for_server(limit)
+        _, hard = current()
+        fits = hard - (needed - limit) if hard != UNLIMITED else limit
+        default = "" if "--max-connections" in " ".join(args.server_args) else " (the default)"
+        ensure_open_files(
+            needed,
+            f"the {args.server} server with --max-connections {limit:,}{default}",
+            fewer=f"--max-connections {fits}" if 1 <= fits < limit else "",
+        )
     module = importlib.import_module(REFERENCE_SERVERS[args.server])
     return int(module.main(args.server_args, prog=f"wsbench serve {args.server}") or 0)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from wsbench.conform.model import Case, CaseResult
 from wsbench.conform.options import ServerOptions
+from wsbench.conform.preflight import CONCURRENT_BUDGET, chat_preflight
 from wsbench.conform.session import CaseContext, CaseFailed, CaseSkipped
 from wsbench.conform.wire import Endpoint, http_request
 from wsbench.errors import ConnectError, ServerStartError
@@ -180,7 +181,7 @@ class _Runner:
         last = [c for c in cases if c.last]
         results: dict[str, CaseResult] = {}
 
-        budget = max(1, min(int(self.target.options.max_connections * 0.75), 60))
+        budget = max(1, min(int(self.target.options.max_connections * 0.75), CONCURRENT_BUDGET))
         in_use = 0
         room = asyncio.Condition()
         slots = asyncio.Semaphore(self.concurrency)
@@ -239,6 +240,7 @@ def run_target(
 
         async def main() -> list[CaseResult]:
             stats = await _probe(endpoint)
+            await chat_preflight(endpoint)
             if stats is not None:
                 if isinstance(stats.get("server"), str) and target.kind is None:
                     report.impl = stats["server"]

@@ -7,20 +7,21 @@ middle is skipped, with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 from wsbench import __version__
 from wsbench.core import histograms
-from wsbench.errors import ResultsFileError
+from wsbench.errors import ResultsFileError, ResultsWriteError
 
 FORMAT = "wsbench-results"
 VERSION = 1
@@ -46,25 +47,99 @@ def library_versions(*names: str) -> dict[str, str]:
     return out
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a regular file may take a write in parts)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`ResultsFileError` now, before anything starts, when ``path`` cannot be written.
+
+    Creates the missing parent directories (as the writer would); leaves no file behind."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        existed = p.exists()
+        with open(p, "ab"):
+            pass
+        if not existed:
+            p.unlink()
+    except OSError as exc:
+        raise ResultsFileError(f"cannot write the results file {p}: {exc.strerror or exc}") from exc
+
+
 class ResultsWriter:
-    """Writes one record per line and flushes it. Use as a context manager or call :meth:`close`."""
+    """Writes one record per line, each with one ``write`` of its own (nothing is held in a buffer).
+
+    Use as a context manager or call :meth:`close`. When a write fails (a full disk, a quota, an I/O
+    error) the file is cut back to its last whole record, :attr:`failure` says what happened and how far
+    the file got, ``on_failure`` (when set) is called once, and every record from the failed one on is
+    kept in memory instead (:attr:`unwritten`): a run can then stop cleanly and still summarize all it
+    measured (:meth:`read`), while the file reads as a truncated run.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if self.path.parent and not self.path.parent.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._fh: IO[str] | None = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - long-lived
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         except OSError as exc:
-            raise ResultsFileError(f"cannot write results file {self.path}: {exc.strerror}") from exc
+            raise ResultsFileError(f"cannot write results file {self.path}: {exc.strerror or exc}") from exc
         self._wrote_header = False
         self._wrote_footer = False
+        self._closed = False
+        self.records_written = 0
+        self.bytes_written = 0
+        self.last_interval_end_s: float | None = None
+        self.failure: ResultsWriteError | None = None
+        self.unwritten: list[dict[str, Any]] = []
+        self.on_failure: Callable[[ResultsWriteError], None] | None = None
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self._fh is None:
+        if self._closed:
             raise ResultsFileError(f"results file {self.path} is already closed")
-        self._fh.write(json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_default) + "\n")
-        self._fh.flush()
+        if self.failure is not None:
+            self.unwritten.append(record)
+            return
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_default) + "\n").encode()
+        assert self._fd is not None
+        try:
+            _write_all(self._fd, line)
+        except OSError as exc:
+            self._failed(record, exc)
+            return
+        self.records_written += 1
+        self.bytes_written += len(line)
+        if record.get("type") == "interval" and isinstance(record.get("end_s"), int | float):
+            self.last_interval_end_s = float(record["end_s"])
+
+    def _failed(self, record: dict[str, Any], exc: OSError) -> None:
+        assert self._fd is not None
+        with contextlib.suppress(OSError):  # cutting a file back needs no space
+            os.ftruncate(self._fd, self.bytes_written)
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = None
+        upto = f", up to {self.last_interval_end_s:.1f} s into the run" if self.last_interval_end_s is not None else ""
+        got = f"it holds the first {self.records_written} records ({self.bytes_written:,} bytes{upto})"
+        self.failure = ResultsWriteError(str(self.path), exc.strerror or str(exc), self.records_written, got)
+        self.unwritten.append(record)
+        if self.on_failure is not None:
+            callback, self.on_failure = self.on_failure, None
+            with contextlib.suppress(Exception):
+                callback(self.failure)
+
+    def read(self) -> Results:
+        """Everything written so far, as :func:`read_results` reads it; after a failed write, the records
+        the file holds and those kept in memory (the whole run, as if the disk had not filled)."""
+        if self.failure is None:
+            return read_results(self.path)
+        head = self.path.read_bytes()[: self.bytes_written] if self.records_written else b""
+        tail = "".join(json.dumps(r, ensure_ascii=False, default=_default) + "\n" for r in self.unwritten)
+        return parse_results(head.decode("utf-8", errors="replace") + tail, self.path)
 
     def header(self, *, kind: str = "run", **fields: Any) -> None:
         if self._wrote_header:
@@ -108,9 +183,11 @@ class ResultsWriter:
         self._wrote_footer = True
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self._closed = True
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> ResultsWriter:
         return self
@@ -207,6 +284,11 @@ def read_results(path: str | os.PathLike[str]) -> Results:
         raise ResultsFileError(f"{p}: no such results file") from exc
     except OSError as exc:
         raise ResultsFileError(f"{p}: cannot read: {exc.strerror}") from exc
+    return parse_results(text, p)
+
+
+def parse_results(text: str, p: Path) -> Results:
+    """The records of a results file's ``text`` (read from ``p``, which the warnings name)."""
     lines = text.split("\n")
     ends_cleanly = text.endswith("\n")
     if ends_cleanly:

@@ -61,6 +61,7 @@ from wsbench.drivers.chat_client import (
 from wsbench.drivers.precise_timer import PreciseTimer
 from wsbench.drivers.probe_set import ProbeSet, choose_probes
 from wsbench.drivers.selfcheck import CpuMeter, LoopLagMonitor, bottleneck_reasons
+from wsbench.errors import describe_os_error
 from wsbench.target import ServerProcess
 
 INGEST_PERIOD_S = 0.01
@@ -231,7 +232,11 @@ class Engine:
                 self._start_load()
                 await self.finished.wait()
         finally:
-            await self._finish()
+            try:
+                await self._finish()
+            finally:  # whatever the teardown met, the HTTP session is closed (no "Unclosed client session")
+                if self.session is not None and not self.session.closed:
+                    await self.session.close()
         status, reason = self.stop_reason or ("completed", None)
         return Outcome(status, reason, self.connected, self.intervals_written)
 
@@ -922,7 +927,10 @@ class Engine:
         # the last, partial interval (unless the last boundary was just written)
         self._ingest()
         if now - self.cur.start_ns > 10_000_000 or any(self.cur.counters.values()):
-            self._cut_interval(max(now, self.cur.start_ns + 1))
+            try:
+                self._cut_interval(max(now, self.cur.start_ns + 1))
+            except Exception as exc:  # the teardown goes on: every client is still closed below
+                self._crash(exc)
         self.closing = True
         self.rx.clear()
         open_clients = [c for c in self.clients if c.transport is not None and not c.closed_ns]
@@ -1004,6 +1012,9 @@ class Engine:
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=6))
         with contextlib.suppress(Exception):
             self.writer.event("error", self.t_s(), error="internal", detail=detail[-2000:])
+        if isinstance(exc, OSError):  # the system refused (open files, memory, network): not a wsbench bug
+            self.request_stop("broken", f"the system refused the load engine: {describe_os_error(exc)}")
+            return
         self.request_stop("broken", f"internal error in the load engine: {type(exc).__name__}: {exc}")
 
 
