@@ -26,6 +26,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from wsbench.console import make_console
 from wsbench.core.results import read_results
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, EXIT_THRESHOLD_FAILED, EXIT_USAGE, RunBroken, UsageError
 from wsbench.report.compare import RESAMPLES, RatioThreshold, compare_runs, evaluate_thresholds, load_runs
@@ -153,7 +154,7 @@ def run_scenario(
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=args.json)
+    console = make_console(stderr=args.json)
     scenarios = [i for i in args.inputs if i.lower().endswith(SCENARIO_SUFFIXES)]
     thresholds = [RatioThreshold.parse(expr) for expr in args.threshold]
     labels: list[str | None] = []

@@ -41,6 +41,7 @@ from wsbench.conform.runner import Target, TargetReport, run_target
 from wsbench.conform.spec import SPEC_VERSION
 from wsbench.conform.table import counts, render
 from wsbench.conform.wire import Endpoint
+from wsbench.console import make_console
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, EXIT_THRESHOLD_FAILED, RunBroken, UsageError
 from wsbench.target import LOOPBACK_HOSTS, command_server_argv, option_flags, parse_server_spec, reference_server_argv
@@ -222,10 +223,8 @@ def _check_target(
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console()
-    if not console.is_terminal and console.width < 160:
-        console = Console(width=160)  # CI logs: room for the observations, not 80 columns
-    err = Console(stderr=True, highlight=False)
+    console = make_console()  # CI logs: COLUMNS or 200 columns, lines never wrapped (wsbench.console)
+    err = make_console(stderr=True, highlight=False)
     given = given_options(args)
     items = list(args.targets or [])
     if args.scenario:

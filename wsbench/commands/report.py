@@ -40,9 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
-        from rich.console import Console
-
+        from wsbench.console import make_console
         from wsbench.report.terminal import render
 
-        render(summary, Console())
+        render(summary, make_console())
     return int(summary["exit_code"]) if args.check else 0

@@ -88,12 +88,11 @@ def run(args: argparse.Namespace) -> int:
 def _run_with_server(
     args: argparse.Namespace, scenario: Scenario, http_url: str, server: ServerProcess | None, out_path: Path
 ) -> int:
-    from rich.console import Console
-
+    from wsbench.console import make_console
     from wsbench.drivers.engine import Engine
     from wsbench.report.terminal import render
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     live_ok = not args.quiet and not args.json and scenario.live and console.is_terminal
     with ResultsWriter(out_path) as writer:
         writer.header(
@@ -156,7 +155,7 @@ def _run_with_server(
 
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
-        render(summary, Console())
+        render(summary, make_console())
     if writer.failure is not None:
         failure = writer.failure
         raise ResultsWriteError(

@@ -28,13 +28,11 @@ def verdicts(path: str | Path, footer: dict[str, Any]) -> tuple[list[dict[str, A
 
 def print_summary(path: str | Path) -> int:
     """Render the summary of a finished Locust run; returns the run's exit code."""
-    from rich.console import Console
-
+    from wsbench.console import make_console
     from wsbench.report.terminal import render  # the same rendering as `wsbench report`
 
     results = read_results(path)
     summary = summarize(results)
-    console = Console()
-    render(summary, console)
+    render(summary, make_console())
     footer = results.footer or {}
     return int(footer.get("exit_code", summary["exit_code"]))

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from wsbench.console import make_console
 from wsbench.report.compare import Cell, Comparison, MetricRow, ThresholdVerdict
 
 NOISE_MARK = "≈"
@@ -113,7 +114,7 @@ def thresholds_table(verdicts: Sequence[ThresholdVerdict]) -> Table:
 def render_comparison(
     comparison: Comparison, verdicts: Sequence[ThresholdVerdict] = (), console: Console | None = None
 ) -> None:
-    console = console or Console()
+    console = console or make_console()
     parts: list[object] = [comparison_table(comparison), Text(comparison.headline(), style="bold")]
     parts.append(Text(comparison.method, style="dim"))
     if verdicts:

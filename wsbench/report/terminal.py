@@ -9,6 +9,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from wsbench.console import make_console, print_table
+
 STATUS_STYLE = {"completed": "green", "interrupted": "yellow", "broken": "bold red", "truncated": "yellow"}
 
 
@@ -29,7 +31,8 @@ def _bytes(n: int | None) -> str:
 
 
 def render(summary: dict[str, Any], console: Console | None = None) -> None:
-    c = console or Console()
+    """The summary on ``console`` (default: stdout; in CI logs every line stays whole: wsbench.console)."""
+    c = console or make_console()
     sc = summary.get("scenario") or {}
     target = summary.get("target") or {}
     status = summary.get("status", "?")
@@ -51,11 +54,9 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     if summary.get("reason"):
         c.print(f"[bold]reason:[/] {escape(str(summary['reason']))}")
 
-    lat = Table(
-        title="latency (ms): per delivery, from the intended send time (corrected) and the actual one",
-        title_justify="left",
-        header_style="bold",
-    )
+    # the title on a line of its own: as a table title it would wrap to the table's width
+    c.print("[italic]latency (ms): per delivery, from the intended send time (corrected) and the actual one[/]")
+    lat = Table(header_style="bold")
     lat.add_column("")
     for col in ("p50", "p90", "p99", "p99.9", "max", "count"):
         lat.add_column(col, justify="right")
@@ -82,7 +83,7 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
             _ms(h.get("max")),
             _num(h.get("count")),
         )
-    c.print(lat)
+    print_table(c, lat)
 
     d = summary.get("delivery") or {}
     r = summary.get("rate") or {}
@@ -125,7 +126,7 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
                 _num(s.get("lost")),
                 verdict,
             )
-        c.print(st)
+        print_table(c, st)
     cap = summary.get("capacity")
     if cap:
         if cap.get("highest_rate_held") is not None:
