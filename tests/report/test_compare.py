@@ -38,7 +38,7 @@ def test_ratios_values_and_winner(tornado_file: Path, aiohttp_file: Path) -> Non
     # RSS: 30 MiB against 40 MiB
     rss = c.row("rss").cells[1]
     assert 0.7 < rss.ratio < 0.8 and rss.verdict == "better"
-    assert c.headline().startswith("Faster: aiohttp. Its latency is p50 0.80x")
+    assert c.headline().startswith("Faster: aiohttp. Latency, run / base as in the table: aiohttp / tornado p50 0.80x")
 
 
 def test_identical_runs_are_the_same(tmp_path: Path) -> None:
@@ -223,3 +223,44 @@ def test_cpu_per_delivery_is_the_servers_when_every_run_reports_cpu_s(tmp_path: 
     # one run without cpu_s: both fall back to the generator's CPU, said in the title
     bare = write_run(tmp_path / "bare.jsonl", seed=3)
     assert _compare(lean, bare).row("cpu_per_delivery").spec.title.startswith("gen. ")
+
+
+def _headline_ratios(c: Comparison) -> list[tuple[str, str, str, float]]:
+    """Every ``RUN / BASE [KEY] RATIOx`` the headline states: (run, base, key, ratio)."""
+    import re
+
+    out = []
+    text = c.headline()
+    for clause in re.split(r"[;:] ", text):
+        m = re.search(r"(\S+(?: \(\d+\))?) / (\S+(?: \(\d+\))?) (.*)", clause)
+        if not m:
+            continue
+        run, base, rest = m.groups()
+        key = None
+        for word in re.findall(r"(p50|p99)? ?([\d.]+)x", rest):
+            key = word[0] or key or ("p99" if "latency p99" in text else "p50")
+            out.append((run, base, key, float(word[1])))
+    return out
+
+
+@pytest.mark.parametrize("order", ["base slower", "base faster", "same server twice"])
+def test_the_headline_states_every_ratio_as_the_table_does(
+    tornado_file: Path, aiohttp_file: Path, tmp_path: Path, order: str
+) -> None:
+    """Issue 15: an A/A comparison's table gave ``aiohttp (2) / aiohttp`` = 1.06x for p99 while the
+    headline said ``aiohttp vs aiohttp (2) 0.95x``. Every ratio in the headline is run / base now."""
+    if order == "base slower":
+        c = _compare(tornado_file, aiohttp_file)
+    elif order == "base faster":
+        c = _compare(aiohttp_file, tornado_file)
+        assert c.headline().startswith("Faster: aiohttp (the base).")
+    else:
+        a = write_run(tmp_path / "a.jsonl", seed=3)
+        b = write_run(tmp_path / "b.jsonl", seed=4)
+        c = _compare(a, b, labels=["aiohttp", "aiohttp (2)"])
+    stated = _headline_ratios(c)
+    assert stated, c.headline()
+    for run, base, key, value in stated:
+        assert base == c.labels[0], c.headline()
+        cell = c.row(key).cells[c.labels.index(run)]
+        assert value == pytest.approx(round(cell.ratio, 2)), (c.headline(), key, cell.ratio)

@@ -220,28 +220,45 @@ class Comparison:
             )
         return self._headline() + caveat
 
+    def _vs_base(self, key: str, label: str) -> str | None:
+        """``run / base`` of metric ``key`` for run ``label``, worded and rounded as the table's column."""
+        row = self.row(key)
+        i = self.labels.index(label)
+        r = row.cells[i].ratio if row.cells[i].ratio is not None else ratio(row.cells[i].value, row.cells[0].value)
+        if r is None:
+            return None
+        return f"{key} {'∞' if math.isinf(r) else f'{r:.2f}'}x"
+
     def _headline(self) -> str:
+        """Every ratio as the table states it: run / base (the first run), below 1 when the run is faster."""
         p99, p50 = self._lead("p99"), self._lead("p50")
+        base = self.labels[0]
         decided = next((lead for lead in (p99, p50) if lead is not None and not lead[3]), None)
         if decided is None:
-            shown = p99 or p50
+            shown, key = (p99, "p99") if p99 is not None else (p50, "p50")
             if shown is None:
                 return "No latency difference to report (no latency was measured in some run)."
-            return (
-                f"No run is faster beyond the noise: latency p99 {shown[0]} vs {shown[1]} {shown[2]:.2f}x, "
-                f"within the measured noise."
-            )
+            stated = []
+            for run in shown[:2]:
+                said = self._vs_base(key, run) if run != base else None
+                if said is not None:
+                    stated.append(f"{run} / {base} {said.split(' ', 1)[1]}")
+            return f"No run is faster beyond the noise: latency {key} {', '.join(stated)}, within the measured noise."
         winner, rival, _, _ = decided
-        parts = []
-        for key, lead in (("p50", p50), ("p99", p99)):
-            row = self.row(key)
-            a = row.cells[self.labels.index(winner)].value
-            b = row.cells[self.labels.index(rival)].value
-            r = ratio(a, b)
-            if r is not None:
-                noise = " (within noise)" if lead is None or lead[3] or lead[0] != winner else ""
-                parts.append(f"{key} {r:.2f}x{noise}")
-        return f"Faster: {winner}. Its latency is {', '.join(parts)} of {rival}'s."
+        clauses = []
+        for run in (winner, rival):
+            if run == base:
+                continue
+            parts = []
+            for key, lead in (("p50", p50), ("p99", p99)):
+                said = self._vs_base(key, run)
+                if said is not None:
+                    noise = " (within noise)" if lead is None or lead[3] or lead[0] != winner else ""
+                    parts.append(said + noise)
+            if parts:
+                clauses.append(f"{run} / {base} {', '.join(parts)}")
+        who = f"{winner} (the base)" if winner == base else winner
+        return f"Faster: {who}. Latency, run / base as in the table: {'; '.join(clauses)}."
 
 
 # -- the statistics ------------------------------------------------------------------------------
