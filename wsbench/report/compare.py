@@ -10,7 +10,10 @@ Metrics (ratio = run / baseline):
 * ``cpu_per_delivery`` - CPU seconds per delivery in microseconds: the server's when its ``/stats``
   samples carry ``cpu_s`` in every run, else the generator's (lower is better);
 * ``rss`` - server resident memory, mean of the ``/stats`` samples of the measured intervals (lower is
-  better).
+  better);
+* ``socket_p50``, ``socket_p99`` - latency at the socket (the probe receivers' kernel receive stamps,
+  ``latency_socket``: the server's latency without the generator's own delay), only when every run
+  has it; the comparison says whether it was compared (lower is better).
 
 How noise is measured (also printed under every comparison): a run is a sequence of 1-second
 intervals, and each interval is a small repetition of the same experiment. For every metric and
@@ -87,6 +90,16 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("cpu_per_delivery", "CPU/delivery", "us", "lower"),
     MetricSpec("rss", "server RSS mean", "MiB", "lower"),
 )
+#: compared when every run has kernel-stamped probe deliveries (``latency_socket``)
+SOCKET_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("socket_p50", "latency at the socket p50", "ms", "lower"),
+    MetricSpec("socket_p99", "latency at the socket p99", "ms", "lower"),
+)
+SOCKET_COMPARED = (
+    " Latency at the socket (socket_p50, socket_p99: the probe receivers' kernel receive stamps, the server's "
+    "latency without the generator's own delay) is compared too: every run has it."
+)
+SOCKET_NOT_COMPARED = " Latency at the socket is not compared: {missing} has no kernel-stamped probe deliveries."
 
 METRIC_ALIASES = {
     "throughput": "throughput",
@@ -100,6 +113,8 @@ METRIC_ALIASES = {
     "cpu": "cpu_per_delivery",
     "cpu_per_delivery": "cpu_per_delivery",
     "rss": "rss",
+    "socket_p50": "socket_p50",
+    "socket_p99": "socket_p99",
 }
 
 
@@ -276,9 +291,9 @@ def _throughput(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarr
     return _ratio_of_sums(run.counters["delivered"][rows], run.duration_s[rows], weights)
 
 
-def _percentile(p: float) -> Statistic:
+def _percentile(p: float, name: str = "latency") -> Statistic:
     def statistic(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        matrix = run.histogram("latency")
+        matrix = run.histogram(name)
         merged = weights @ matrix.counts[rows]
         return percentiles_ms(merged, matrix.values_us, [p])[:, 0]
 
@@ -486,9 +501,12 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
         "p99_9": _percentile(99.9),
         "cpu_per_delivery": _cpu_per_delivery(cpu_source),
         "rss": _rss,
+        "socket_p50": _percentile(50.0, "latency_socket"),
+        "socket_p99": _percentile(99.0, "latency_socket"),
     }
+    without_socket = [run.label for run in runs if not _has_socket_latency(run)]
     rows: list[MetricRow] = []
-    for spec in METRICS:
+    for spec in METRICS + (SOCKET_METRICS if not without_socket else ()):
         if spec.key == "loss":
             cells = [_cell_loss(run, i, resamples) for i, run in enumerate(runs)]
         else:
@@ -510,8 +528,16 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
             row.note = "no /stats samples"
         rows.append(row)
     method = NOISE_METHOD + (NOISE_REPEATS if any(len(run.parts) > 1 for run in runs) else NOISE_SINGLE)
+    if not without_socket:
+        method += SOCKET_COMPARED
+    elif len(without_socket) < len(runs):
+        method += SOCKET_NOT_COMPARED.format(missing=", ".join(without_socket))
     bound = [run.label for run in runs if any(summarize(p)["generator"]["bottleneck"] for p in run.parts)]
     return Comparison(runs=runs, rows=rows, warnings=warnings, method=method, generator_bound=bound)
+
+
+def _has_socket_latency(run: RunData) -> bool:
+    return run.has_histogram("latency_socket") and bool(run.histogram("latency_socket").total().sum())
 
 
 def load_runs(results: Sequence[Results], labels: Sequence[str | None] | None = None) -> list[RunData]:

@@ -31,6 +31,9 @@ from wsbench.report.rundata import RunData
 HISTOGRAM_ROWS = (
     ("latency", "latency (corrected)"),
     ("latency_uncorrected", "latency (uncorrected)"),
+    ("latency_probes", "latency, probe receivers (user space)"),
+    ("latency_socket", "latency at the socket (probes, kernel stamp)"),
+    ("generator_delay", "generator's own delay (probes: user space - kernel stamp)"),
     ("fanout", "fan-out completion"),
     ("connect", "connect (login + handshake)"),
 )
@@ -167,6 +170,18 @@ def _generator_table(summary: dict[str, Any]) -> TableView:
             rows.append([title, fmt.format(g[key])])
     if g.get("bottleneck"):
         rows.append(["bottleneck", str(g.get("bottleneck_detail") or "the generator was the bottleneck")])
+    elif g.get("delay_detail"):
+        rows.append(["self-check (measured)", str(g["delay_detail"])])
+    probes = summary.get("probes") or {}
+    if probes:
+        stamps = "kernel stamps" if probes.get("kernel_stamps") else f"no kernel stamps: {probes.get('detail')}"
+        rows.append(
+            [
+                "probe receivers",
+                f"{probes.get('receivers')} ({stamps}); {_count(probes.get('stamped'))} of "
+                f"{_count(probes.get('delivered'))} deliveries with their own stamp",
+            ]
+        )
     for key, title in (
         ("rss_bytes_max", "server RSS max (MiB)"),
         ("rss_bytes_last", "server RSS last (MiB)"),
