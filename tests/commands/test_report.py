@@ -42,6 +42,7 @@ DOCUMENTED_TOP_LEVEL = {
     "latency_socket",
     "generator_delay",
     "latency_probes",
+    "latency_socket_uncorrected",
     "probes",
     "connect",
     "delivery",

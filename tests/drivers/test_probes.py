@@ -1,7 +1,10 @@
 """Probe receivers: kernel-stamped latency at the socket, against the relay (real sockets, real kernel).
 
 The relay's ``--delay-ms 20`` holds every message 20 ms: the latency at the socket is 20 ms plus the
-relay's own dwell (``/stats`` ``dwell_us_of`` for the probes), whatever the generator did afterwards.
+relay's own dwell (``/stats`` ``dwell_us_of`` for the probes; with ``--stamp-in`` the dwell starts at the
+kernel's receive stamp on the relay's side), whatever the generator did afterwards. It is compared
+from the actual send time (``latency_socket_uncorrected``): the generator's lateness in sending is
+the generator's, and a p50 of a sum is not the sum of the p50s.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def scenario(clients: int = 20, senders: int | str = 2, rate: int = 100, duratio
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kernel receive stamps are Linux's")
 def test_socket_latency_is_the_relays_delay_plus_its_dwell(run_scenario) -> None:
-    argv = command_server_argv(f"{sys.executable} {RELAY} --delay-ms 20")
+    argv = command_server_argv(f"{sys.executable} {RELAY} --delay-ms 20 --stamp-in")
     with start_server(argv, label="relay") as server:
         run = run_scenario(scenario(), "--url", server.url)
         nicks = run.results.events_of("probes")[0]["nicknames"]
@@ -49,13 +52,13 @@ def test_socket_latency_is_the_relays_delay_plus_its_dwell(run_scenario) -> None
     assert probes["receivers"] == 2 and probes["kernel_stamps"] is True, probes
     # the probes are receivers like any other: their deliveries are in latency and the accounting
     assert 0 < s["latency_probes"]["count"] < s["latency"]["count"]
-    assert probes["delivered"] >= probes["stamped"] > 0.8 * probes["delivered"]
+    assert probes["delivered"] >= probes["stamped"] > 0.5 * probes["delivered"]
     dwell = [stats["dwell_us_of"][n] for n in nicks]
     dwell_p50_ms = sum(d["p50"] for d in dwell) / len(dwell) / 1000
     assert 20.0 <= dwell_p50_ms < 22.0, dwell
-    sock = s["latency_socket"]
-    assert abs(sock["p50"] - dwell_p50_ms) < 1.0, (sock, dwell)
-    assert sock["min"] >= 20.0, sock
+    sock, sock_unc = s["latency_socket"], s["latency_socket_uncorrected"]
+    assert abs(sock_unc["p50"] - dwell_p50_ms) < 1.0, (sock_unc, dwell)
+    assert sock["min"] >= 20.0 and sock["p50"] >= sock_unc["p50"], sock
     # what the generator added, measured: user space = socket + delay for each stamped delivery
     delay = s["generator_delay"]
     assert delay["count"] == sock["count"] and 0 <= delay["p50"] < s["latency_probes"]["p50"]

@@ -9,7 +9,9 @@ interval's histograms:
 * ``latency_socket``: intended send time to the kernel's receive stamp: what the server (and the
   network) took, whatever the generator's own event loop did after the bytes arrived;
 * ``generator_delay``: the user-space receive time minus the kernel stamp: how long the frame waited
-  in the generator (socket buffer, event loop) before the generator looked at it.
+  in the generator (socket buffer, event loop) before the generator looked at it;
+* ``latency_socket_uncorrected``: the *actual* send time to the kernel stamp (``latency_socket``
+  without the generator's own lateness in sending, as ``latency_uncorrected`` is to ``latency``).
 
 For the stamped deliveries ``latency_probes = latency_socket + generator_delay`` exactly.
 
@@ -37,7 +39,7 @@ import numpy as np
 from wsbench.core import histograms
 
 #: interval histograms written by the probes
-HISTOGRAMS = ("latency_probes", "latency_socket", "generator_delay")
+HISTOGRAMS = ("latency_probes", "latency_socket", "generator_delay", "latency_socket_uncorrected")
 #: interval counters written by the probes
 COUNTERS = ("probe_delivered", "probe_stamped", "probe_coalesced")
 #: the generator's own delay counts as distorting ``latency`` when its p99 is at least this (ms) ...
@@ -85,6 +87,7 @@ class ProbeSamples:
     user_us: np.ndarray  # latency_probes
     socket_us: np.ndarray  # latency_socket (stamped, own stamp)
     delay_us: np.ndarray  # generator_delay (same deliveries as socket_us)
+    socket_uncorrected_us: np.ndarray  # latency_socket_uncorrected (same deliveries)
     coalesced: int  # new deliveries whose stamp was not their own
     unstamped: int  # new deliveries that carried no stamp at all
 
@@ -96,12 +99,14 @@ def probe_samples(
     new: np.ndarray,
     recv_us: np.ndarray,
     intended_us: np.ndarray,
+    actual_us: np.ndarray | None = None,
 ) -> ProbeSamples:
     """Per-delivery latencies of the probes' frames in one batch.
 
     ``position``, ``kernel_mono_us`` (the stamp on the run's clock, us since its epoch; negative: no
     stamp) and ``own`` are per probe frame; ``new``, ``recv_us`` and ``intended_us`` per frame of the
-    whole batch (``new``: a first receipt, per the accounting; frames without a trailer are not new).
+    whole batch (``new``: a first receipt, per the accounting; frames without a trailer are not new),
+    and so is ``actual_us`` (the actual send times; default: the intended ones).
     """
     position = np.asarray(position, dtype=np.int64)
     keep = np.asarray(new, dtype=bool)[position]
@@ -110,12 +115,14 @@ def probe_samples(
     mine = np.asarray(own, dtype=bool)[keep]
     r_us = np.asarray(recv_us, dtype=np.int64)[pos]
     i_us = np.asarray(intended_us, dtype=np.int64)[pos]
+    a_us = np.asarray(actual_us if actual_us is not None else intended_us, dtype=np.int64)[pos]
     stamped = k_us >= 0
     good = stamped & mine
     return ProbeSamples(
         user_us=np.maximum(r_us - i_us, 0),
         socket_us=np.maximum(k_us[good] - i_us[good], 0),
         delay_us=np.maximum(r_us[good] - k_us[good], 0),
+        socket_uncorrected_us=np.maximum(k_us[good] - a_us[good], 0),
         coalesced=int(np.count_nonzero(stamped & ~mine)),
         unstamped=int(np.count_nonzero(~stamped)),
     )
@@ -128,6 +135,7 @@ class ProbeInterval:
     latency_probes: Any = field(default_factory=histograms.new_histogram)
     latency_socket: Any = field(default_factory=histograms.new_histogram)
     generator_delay: Any = field(default_factory=histograms.new_histogram)
+    latency_socket_uncorrected: Any = field(default_factory=histograms.new_histogram)
     delivered: int = 0
     stamped: int = 0
     coalesced: int = 0
@@ -136,6 +144,7 @@ class ProbeInterval:
         histograms.record_many(self.latency_probes, s.user_us)
         histograms.record_many(self.latency_socket, s.socket_us)
         histograms.record_many(self.generator_delay, s.delay_us)
+        histograms.record_many(self.latency_socket_uncorrected, s.socket_uncorrected_us)
         self.delivered += len(s.user_us)
         self.stamped += len(s.socket_us)
         self.coalesced += s.coalesced
@@ -152,23 +161,37 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} ms"
 
 
-def self_check(latency: dict[str, Any], socket: dict[str, Any], delay: dict[str, Any]) -> tuple[bool, str] | None:
+def _large(p99: float | None, whole: float | None) -> bool:
+    return p99 is not None and p99 >= DELAY_P99_MS and (whole is None or p99 >= DELAY_SHARE * float(whole))
+
+
+def self_check(
+    latency: dict[str, Any],
+    socket: dict[str, Any],
+    delay: dict[str, Any],
+    send_lag: dict[str, Any] | None = None,
+    socket_uncorrected: dict[str, Any] | None = None,
+) -> tuple[bool, str] | None:
     """The generator self-check from measured delay: ``(distorting, sentence)``; ``None`` without stamps.
 
-    Distorting: the generator's own delay p99 is at least :data:`DELAY_P99_MS` and at least
-    :data:`DELAY_SHARE` of the ``latency`` p99 (then ``latency`` is largely the generator's, and
-    ``latency_socket`` is the server's).
+    Distorting: the generator's own receive delay p99 (or its lateness in sending, ``send_lag``) is at
+    least :data:`DELAY_P99_MS` and at least :data:`DELAY_SHARE` of the ``latency`` p99: then
+    ``latency`` is largely the generator's; ``latency_socket`` (and, without the sending lateness,
+    ``latency_socket_uncorrected``) is the server's.
     """
     if not delay.get("count") or delay.get("p99") is None:
         return None
+    lag = send_lag if send_lag and send_lag.get("count") else None
+    unc = socket_uncorrected if socket_uncorrected and socket_uncorrected.get("count") else None
     sentence = (
-        f"the generator added p50 {_ms(delay['p50'])} / p99 {_ms(delay['p99'])} of its own; the server's "
-        f"latency at the socket was p50 {_ms(socket.get('p50'))} / p99 {_ms(socket.get('p99'))} "
-        f"(all receivers, user space: p50 {_ms(latency.get('p50'))} / p99 {_ms(latency.get('p99'))})"
+        f"the generator added p50 {_ms(delay['p50'])} / p99 {_ms(delay['p99'])} of its own"
+        + (f" on receipt, and sent p50 {_ms(lag['p50'])} / p99 {_ms(lag['p99'])} late" if lag else "")
+        + f"; the server's latency at the socket was p50 {_ms(socket.get('p50'))} / p99 {_ms(socket.get('p99'))}"
+        + (f" (from the actual send: p50 {_ms(unc['p50'])} / p99 {_ms(unc['p99'])})" if unc else "")
+        + f"; all receivers, user space: p50 {_ms(latency.get('p50'))} / p99 {_ms(latency.get('p99'))}"
     )
-    p99 = float(delay["p99"])
     whole = latency.get("p99")
-    distorting = p99 >= DELAY_P99_MS and (whole is None or p99 >= DELAY_SHARE * float(whole))
+    distorting = _large(float(delay["p99"]), whole) or (lag is not None and _large(lag.get("p99"), whole))
     return distorting, sentence
 
 

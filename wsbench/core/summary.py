@@ -168,7 +168,13 @@ def summarize(results: Results) -> dict[str, Any]:
         "self_check": "estimated",  # from CPU, loop lag and send lag; "measured": from generator_delay
         "delay_detail": None,
     }
-    measured_check = socket_latency.self_check(latency, probe["latency_socket"], probe["generator_delay"])
+    measured_check = socket_latency.self_check(
+        latency,
+        probe["latency_socket"],
+        probe["generator_delay"],
+        _latency(results.histogram("send_lag")),
+        probe["latency_socket_uncorrected"],
+    )
     if measured_check is not None:  # the probes measured the generator's own delay: no guessing
         distorting, sentence = measured_check
         generator.update(self_check="measured", delay_detail=sentence, bottleneck=distorting)

@@ -26,6 +26,7 @@ METRICS: dict[str, str] = {
     **{f"latency_socket.{p}": "time" for p in _PERCENTILES},
     **{f"generator_delay.{p}": "time" for p in _PERCENTILES},
     **{f"latency_probes.{p}": "time" for p in _PERCENTILES},
+    **{f"latency_socket_uncorrected.{p}": "time" for p in _PERCENTILES},
     **{f"connect.{p}": "time" for p in _PERCENTILES},
     "connect.errors": "count",
     "connect.ok": "count",

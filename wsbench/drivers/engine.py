@@ -631,7 +631,7 @@ class Engine:
         if len(seqs) == 0:
             return
         res = self.acc.ingest(receivers, senders, seqs)
-        self.probes.ingest(probe_frames, valid, res.new, batch_recv_us, batch.intended_us)
+        self.probes.ingest(probe_frames, valid, res.new, batch_recv_us, batch.intended_us, batch.actual_us)
         cur = self.cur
         cur.counters["delivered"] += res.delivered
         if res.duplicated:

@@ -70,6 +70,7 @@ class ProbeSet:
         new: np.ndarray,
         recv_us: np.ndarray,
         intended_us: np.ndarray,
+        actual_us: np.ndarray | None = None,
     ) -> None:
         """Record the probes' new deliveries of a batch.
 
@@ -83,7 +84,7 @@ class ProbeSet:
         new_full[np.flatnonzero(valid)] = new
         stamped = kernel_ns > 0
         kernel_us = np.where(stamped, (kernel_ns - self.clock.offset.ns - self.epoch_ns) // 1000, -1)
-        s = probe_samples(position, kernel_us, own, new_full, recv_us, intended_us)
+        s = probe_samples(position, kernel_us, own, new_full, recv_us, intended_us, actual_us)
         self.unstamped += s.unstamped
         self.stamped += len(s.socket_us) + s.coalesced
         self.cur.record(s)

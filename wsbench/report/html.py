@@ -34,6 +34,7 @@ HISTOGRAM_ROWS = (
     ("latency_probes", "latency, probe receivers (user space)"),
     ("latency_socket", "latency at the socket (probes, kernel stamp)"),
     ("generator_delay", "generator's own delay (probes: user space - kernel stamp)"),
+    ("latency_socket_uncorrected", "latency at the socket, from the actual send (probes)"),
     ("fanout", "fan-out completion"),
     ("connect", "connect (login + handshake)"),
 )
