@@ -230,3 +230,14 @@ def test_no_library_noise_after_ctrl_c(tmp_path: Path) -> None:
             proc.wait()
     assert proc.returncode == 130, err
     assert_clean(err)
+
+
+def test_conform_on_a_full_disk_shows_every_verdict_and_exits_3(tmp_path: Path) -> None:
+    out = tmp_path / "c.jsonl"
+    proc = injected("enospc", 4, "conform", "--only", "login", "-o", str(out))
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert_clean(proc.stderr)
+    assert proc.stdout.count("pass") >= 10  # every login case, from memory
+    said = " ".join(proc.stderr.split())
+    assert f"cannot write the results file {out}: No space left on device" in said
+    assert len(read_results(out).cases) == 3  # the header and the first three cases made it

@@ -275,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
             },
             exit_code=code,
         )
+    if writer.failure is not None:  # a full disk: every verdict is still in memory, and shown below
+        code = EXIT_RUN_BROKEN
     shown = [rep for rep in reports if rep.results]  # a target that ran no case is told once, below
     if shown:
         console.print(render(shown))
@@ -291,8 +293,10 @@ def run(args: argparse.Namespace) -> int:
         if stale:
             parts.append(f"{stale} baseline entr{'y' if stale == 1 else 'ies'} now pass(es)")
         err.print(f"[bold red]not conformant:[/] {', '.join(parts)}")
-    elif code == EXIT_RUN_BROKEN:
+    elif code == EXIT_RUN_BROKEN and any(rep.broken for rep in reports):
         err.print("[bold red]the run broke:[/] " + escape("; ".join(rep.broken or "" for rep in reports if rep.broken)))
+    if writer.failure is not None:
+        err.print(f"[bold red]the run broke:[/] {escape(str(writer.failure))}; the verdicts above are all there")
     return code
 
 

@@ -408,6 +408,8 @@ class Conductor:
         self.exit_code: int | None = None
         self.clock_bounds: dict[str, int] = {}
         self.writer = ResultsWriter(results_path)
+        # a full disk: the file is cut back to whole records, the rest stays in memory; say it, exit 3
+        self.writer.on_failure = lambda failure: log.error("wsbench: %s", failure)
         processes = 1 if owner.role == "local" else max(owner.worker_count(), 1)
         self.aggregator = Aggregator(self.plan, self.writer, processes, master_generator=owner.role == "master")
         self.monitor = GeneratorMonitor(self.aggregator.interval_us) if owner.role == "master" else None
@@ -623,7 +625,7 @@ class Conductor:
             "clock": {"pair_bound_ms": clock.pair_bound_ns(self.clock_bounds) / 1e6},
         }
         verdicts, exit_code = summary_bridge.verdicts(self.results_path, footer)
-        if status == "broken":
+        if status == "broken" or self.writer.failure is not None:
             exit_code = EXIT_RUN_BROKEN
         self.writer.footer(**footer, thresholds=verdicts, exit_code=exit_code)
         self.closed = True
