@@ -50,7 +50,9 @@ def floor(url: str, clients: int, rate: int, seconds: float, cpu: str) -> float:
     return float(m.group(1))
 
 
-def wsbench(url: str, clients: int, senders: int, rate: int, seconds: float, cpu: str) -> dict[str, float]:
+def wsbench(
+    url: str, clients: int, senders: int, rate: int, seconds: float, cpu: str, probes: int | None = None
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run.jsonl"
         argv = [sys.executable, "-m", "wsbench", "run", str(ROOT / "scenarios" / "capacity.yaml"), "--url", url]
@@ -58,6 +60,8 @@ def wsbench(url: str, clients: int, senders: int, rate: int, seconds: float, cpu
         argv += ["--set", f"rate={rate}/s", "--set", f"duration={seconds:g}s"]
         if clients >= 1000:
             argv += ["--set", "connect.rate=500/s"]
+        if probes is not None:
+            argv += ["--set", f"probes={probes}"]
         subprocess.run(argv, capture_output=True, text=True, timeout=300 + seconds, check=False)
         s = summarize(read_results(out))
     return {
@@ -78,6 +82,7 @@ def main() -> None:
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--cpu", default="1")
     p.add_argument("--clients", type=int, nargs="*", help="only these client counts (10, 100, 1000)")
+    p.add_argument("--probes", type=int, default=None, help="kernel-stamped probe receivers (default: the scenario's)")
     args = p.parse_args()
     if args.server == "relay":
         argv = command_server_argv(f"{sys.executable} {RELAY}")
@@ -92,7 +97,7 @@ def main() -> None:
         for r in range(args.rounds):
             for clients, senders, rate in loads:
                 f_us = floor(url, clients, rate, args.seconds, args.cpu)
-                w = wsbench(url, clients, senders, rate, args.seconds, args.cpu)
+                w = wsbench(url, clients, senders, rate, args.seconds, args.cpu, args.probes)
                 row = (
                     f"| {r + 1} | {clients} | {f_us:.2f} | {w['delivered_per_s']:,.0f} | "
                     f"{w['us']:.2f} | **{w['us'] / f_us:.2f}x** | {w['cpu_pct']:.0f}% | "

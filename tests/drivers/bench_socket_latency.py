@@ -9,9 +9,12 @@ minimal relay (``tests/fixtures/relay.py``, pinned to its own core) and prints, 
 * ``latency`` p50 / p99 (every receiver, user space) and ``latency_probes`` p50 (the probes, user space);
 * ``latency_socket`` p50 / p99 (the probes, intended send time to the kernel's receive stamp);
 * ``generator_delay`` p50 / p99 (user-space receive time minus the kernel stamp);
-* the relay's dwell for the probe receivers (``/stats?dwell=``: its receive to its write), and the
-  send lag (the generator's own lateness sending, actual minus intended send time), whose sum is
-  what the server path should be at the socket;
+* ``latency_socket_uncorrected`` p50 (from the actual send time to the kernel stamp) beside the
+  relay's own dwell for the probe receivers (``/stats?dwell=``, with ``--stamp-in``: from the kernel's
+  receive stamp on the relay's socket to its write to the probe), and their difference: what the
+  generator's kernel stamp says the server took, against what the server says it took;
+* the send lag p50 (the generator's own lateness in sending: ``latency_socket`` minus
+  ``latency_socket_uncorrected``, roughly);
 * generator CPU per delivery with the probes, and in the same round without them (``probes: 0``),
   to show what the probes cost.
 """
@@ -81,13 +84,13 @@ def main() -> None:
     args = p.parse_args()
     loads = [x for x in LOADS if not args.clients or x[0] in args.clients]
     header = (
-        "| relay delay | clients | deliveries/s | latency p50 / p99 | probes user p50 | socket p50 / p99 | "
-        "generator_delay p50 / p99 | relay dwell p50 / p99 (probes) | send lag p50 | socket p50 - (dwell + send lag) | "
-        "us/delivery with / without probes |"
+        "| relay delay | clients | deliveries/s | latency p50 / p99 | probes, user space p50 | socket p50 / p99 | "
+        "socket from actual send p50 | relay dwell p50 (probes) | difference | generator_delay p50 / p99 | "
+        "send lag p50 | us/delivery with / without probes |"
     )
     rows: list[str] = []
     for delay in args.delays:
-        argv = command_server_argv(f"{sys.executable} {RELAY} --delay-ms {delay:g}")
+        argv = command_server_argv(f"{sys.executable} {RELAY} --delay-ms {delay:g} --stamp-in")
         with start_server(argv, label="relay") as server:
             os.sched_setaffinity(server.pid, {int(c) for c in args.server_cpu.split(",")})
             for _ in range(args.rounds):
@@ -96,17 +99,14 @@ def main() -> None:
                     bare = run(server.url, clients, senders, rate, args.seconds, args.cpu, 0)
                     dw = dwell_of(server.url, w["_nicknames"])
                     lat, sock, delay_h = w["latency"], w["latency_socket"], w["generator_delay"]
+                    unc = w["latency_socket_uncorrected"]["p50"]
                     lag = w["_send_lag"]["p50"]
-                    gap = (
-                        sock["p50"] - dw["p50"] - (lag or 0.0)
-                        if dw is not None and sock.get("p50") is not None
-                        else None
-                    )
+                    gap = unc - dw["p50"] if dw is not None and unc is not None else None
                     row = (
                         f"| {delay:g} ms | {clients} | {w['rate']['delivered'] or 0:,.0f} | "
                         f"{_f(lat['p50'])} / {_f(lat['p99'])} | {_f(w['latency_probes']['p50'])} | "
-                        f"{_f(sock['p50'])} / {_f(sock['p99'])} | {_f(delay_h['p50'])} / {_f(delay_h['p99'])} | "
-                        f"{_f(dw and dw['p50'])} / {_f(dw and dw['p99'])} | {_f(lag)} | {_f(gap)} | "
+                        f"{_f(sock['p50'])} / {_f(sock['p99'])} | {_f(unc)} | {_f(dw and dw['p50'])} | {_f(gap)} | "
+                        f"{_f(delay_h['p50'])} / {_f(delay_h['p99'])} | {_f(lag)} | "
                         f"{_f(w['generator']['cpu_us_per_delivery'])} / "
                         f"{_f(bare['generator']['cpu_us_per_delivery'])} |"
                     )

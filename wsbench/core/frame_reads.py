@@ -81,8 +81,12 @@ class OneFrameReads:
         return False
 
     def _frame_done(self) -> bool:
-        frame = bytes(self._buf)
-        self._buf.clear()
+        buf = self._buf
+        if buf[0] == 0x81 and self._frames.unfragmented:  # a whole text message: the common case
+            n = buf[1] & 0x7F
+            self.texts.append(bytes(buf[2 if n < 126 else (4 if n == 126 else 10) :]))
+        else:  # everything else is decided by the one frame reader
+            self.texts.extend(self._frames.feed(bytes(buf)))
+        buf.clear()
         self._state, self._need = _HEAD, 2
-        self.texts.extend(self._frames.feed(frame))
         return True

@@ -18,7 +18,7 @@ import numpy as np
 
 from wsbench.core.socket_latency import ProbeFrames, ProbeInterval, probe_samples
 from wsbench.core.stamps import ClockBridge
-from wsbench.drivers.chat_client import ClientState, ReceiveBuffer
+from wsbench.drivers.chat_client import ClientState, ReceiveBuffer, open_chat
 from wsbench.drivers.probe import ProbeTransport, open_probe
 
 
@@ -50,7 +50,10 @@ class ProbeSet:
 
     async def open(
         self, ws_url: str, cookie: str, state: ClientState, on_close: Any, timeout: float, rx: ReceiveBuffer
-    ) -> ProbeTransport:
+    ) -> ProbeTransport | Any:
+        if not ws_url.startswith("ws://"):  # TLS: the kernel's stamps are of ciphertext records
+            self.no_stamps = self.no_stamps or "probe receivers read plain TCP, and this target is wss://"
+            return await open_chat(ws_url, cookie, state, on_close, timeout, rx)
         transport, no_stamps = await open_probe(ws_url, cookie, state, on_close, timeout, rx, self.frames)
         self.opened += 1
         if no_stamps and self.no_stamps is None:

@@ -159,5 +159,10 @@ class FrameReader:
             self.controls.append(Control(OP_BINARY, payload))
 
     @property
+    def unfragmented(self) -> bool:
+        """No fragmented message is in progress."""
+        return self._frag is None
+
+    @property
     def buffered(self) -> int:
         return len(self._buf)
