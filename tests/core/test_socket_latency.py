@@ -58,3 +58,16 @@ def test_self_check_says_what_the_generator_added() -> None:
     quiet = self_check({"p50": 0.6, "p99": 2.0}, sock, {"count": 10, "p50": 0.02, "p99": 0.3})
     assert quiet is not None and quiet[0] is False
     assert self_check(lat, sock, {"count": 0, "p50": None, "p99": None}) is None
+
+
+def test_stage_metrics_carry_the_probe_keys_for_search_thresholds() -> None:
+    from wsbench.core.summary import metrics
+    from wsbench.core.thresholds import evaluate
+
+    sock = histograms.new_histogram()
+    histograms.record_many(sock, [1500, 2500])
+    empty = histograms.new_histogram()
+    m = metrics(empty, empty, empty, {"sent": 1, "delivered": 2}, 1.0, None, {"latency_socket": sock})
+    assert abs(m["latency_socket"]["max"] - 2.5) < 0.01
+    [v] = evaluate(["latency_socket.p99 < 2ms"], m)
+    assert abs(v["observed"] - 2.5) < 0.01 and not v["passed"]

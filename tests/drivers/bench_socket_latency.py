@@ -81,6 +81,7 @@ def main() -> None:
     p.add_argument("--cpu", default="1")
     p.add_argument("--clients", type=int, nargs="*", help="only these client counts (10, 100, 1000)")
     p.add_argument("--delays", type=float, nargs="*", default=[0.0, 20.0], help="relay --delay-ms values")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply the loads' rates (0.1: 10,000 deliveries/s)")
     args = p.parse_args()
     loads = [x for x in LOADS if not args.clients or x[0] in args.clients]
     header = (
@@ -94,7 +95,8 @@ def main() -> None:
         with start_server(argv, label="relay") as server:
             os.sched_setaffinity(server.pid, {int(c) for c in args.server_cpu.split(",")})
             for _ in range(args.rounds):
-                for clients, senders, rate in loads:
+                for clients, senders, full_rate in loads:
+                    rate = max(int(full_rate * args.scale), 1)
                     w = run(server.url, clients, senders, rate, args.seconds, args.cpu, 2)
                     bare = run(server.url, clients, senders, rate, args.seconds, args.cpu, 0)
                     dw = dwell_of(server.url, w["_nicknames"])

@@ -57,8 +57,12 @@ def metrics(
     counters: dict[str, int],
     span_s: float,
     totals: dict[str, Any] | None = None,
+    probe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Summary-shaped metrics of one span (a stage): what per-stage thresholds are checked against."""
+    """Summary-shaped metrics of one span (a stage): what per-stage thresholds are checked against.
+
+    ``probe``: the span's probe histograms by name (``socket_latency.HISTOGRAMS``), when there are any.
+    """
     sent, delivered = int(counters.get("sent", 0)), int(counters.get("delivered", 0))
     out: dict[str, Any] = {
         "latency": _latency(latency),
@@ -73,6 +77,8 @@ def metrics(
             "reordered": int(counters.get("reordered", 0)),
         },
     }
+    for name, h in (probe or {}).items():
+        out[name] = _latency(h)
     if totals:
         d = out["delivery"]
         d.update({k: totals[k] for k in ("expected", "lost", "pairs_with_loss") if k in totals})
@@ -91,6 +97,7 @@ def stage_metrics(results: Results, phase: str, totals: dict[str, Any] | None = 
         counters,
         _span(recs),
         totals,
+        {name: results.histogram(name, [phase]) for name in socket_latency.HISTOGRAMS},
     )
 
 
@@ -324,6 +331,8 @@ def _stages(
                 "latency_p50": m["latency"]["p50"],
                 "latency_p99": m["latency"]["p99"],
                 "latency_max": m["latency"]["max"],
+                "latency_socket_p50": m["latency_socket"]["p50"],
+                "latency_socket_p99": m["latency_socket"]["p99"],
                 "lost": m["delivery"].get("lost"),
                 "errors": m["errors"]["total"],
                 "passed": None if v is None else bool(v.get("passed")),

@@ -105,6 +105,7 @@ class _PhaseAcc:
     fanout: Any = field(default_factory=histograms.new_histogram)
     counters: Counter[str] = field(default_factory=Counter)
     span_s: float = 0.0
+    probe: dict[str, Any] = field(default_factory=dict)  # the probes' histograms (latency_socket, ...)
 
 
 class Engine:
@@ -796,6 +797,8 @@ class Engine:
         histograms.add(pa.fanout, cur.fanout)
         pa.counters.update(cur.counters)
         pa.span_s += (now - cur.start_ns) / 1e9
+        for name, h in probe_hists.items():
+            histograms.add(pa.probe.setdefault(name, histograms.new_histogram()), h)
         # only measured stages, only intervals long enough for their CPU share to mean something
         if cur.phase not in ("connect", "warmup", "drain") and now - cur.start_ns >= self.interval_ns // 2:
             reasons = bottleneck_reasons(cpu_pct, lag_ms, send_lag_ms)
@@ -864,7 +867,7 @@ class Engine:
         acc = self.phase_acc.get(name)
         if acc is None:
             acc = _PhaseAcc()
-        return metrics(acc.latency, acc.latency_uncorrected, acc.fanout, acc.counters, acc.span_s, totals)
+        return metrics(acc.latency, acc.latency_uncorrected, acc.fanout, acc.counters, acc.span_s, totals, acc.probe)
 
     def _stop_load_early(self, why: str) -> None:
         """Skip the remaining stages: go to the drain now."""
