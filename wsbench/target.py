@@ -143,6 +143,25 @@ class ServerProcess:
         self.stop()
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (for commands that take the port another way: ``{port}``)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def start_server(
     argv: Sequence[str],
     *,
@@ -150,8 +169,10 @@ def start_server(
     timeout: float = 20.0,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
+    port: int | None = None,
 ) -> ServerProcess:
-    """Start ``argv`` and wait for its ``listening on http://HOST:PORT`` line."""
+    """Start ``argv`` and wait for its ``listening on http://HOST:PORT`` line (with ``port``: wait until
+    127.0.0.1:``port`` accepts connections, for a server that was told its port another way)."""
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:
@@ -178,7 +199,7 @@ def start_server(
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n")
-            if not found:
+            if not found and port is None:
                 m = LISTENING_RE.match(line)
                 if m:
                     found.append(m.group(1))
@@ -190,7 +211,13 @@ def start_server(
     reader = threading.Thread(target=pump, name=f"server-output-{proc.pid}", daemon=True)
     reader.start()
     deadline = time.monotonic() + timeout
-    while not ready.wait(0.05):
+    if port is not None:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _port_open("127.0.0.1", port):
+                found.append(f"http://127.0.0.1:{port}")
+                break
+            time.sleep(0.05)
+    while not found and not ready.wait(0.05):
         if time.monotonic() > deadline:
             break
     server = ServerProcess(list(argv), proc, found[0] if found else "", label, tail, reader)
@@ -200,7 +227,9 @@ def start_server(
         detail = (
             server.death_message()
             if exited
-            else f"printed no 'listening on http://HOST:PORT' line within {timeout:g}s\n{server.output_tail()}"
+            else (f"does not accept connections on 127.0.0.1:{port}" if port is not None
+                  else "printed no 'listening on http://HOST:PORT' line")
+            + f" within {timeout:g}s\n{server.output_tail()}"
         )
         raise ServerStartError(f"could not start {label or shlex.join(argv)}: {detail}".rstrip())
     host = server.url.split("//", 1)[1].rsplit(":", 1)[0]

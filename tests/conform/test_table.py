@@ -43,4 +43,15 @@ def test_matrix_shows_every_server_and_verdict() -> None:
     assert "saw [bold]x[/]" in out  # observations are shown as text, never as markup
     assert "tornado (http://127.0.0.1:1): 1 pass, 0 fail, 1 known deviation(s), 0 skipped" in out
     assert "aiohttp (http://127.0.0.1:1): 0 pass, 1 fail" in out
-    assert counts(b.results) == {"pass": 0, "fail": 1, "deviation": 0, "skipped": 1}
+    zero = {"pass": 0, "non-strict": 0, "informational": 0, "fail": 0, "deviation": 0, "skipped": 0}
+    assert counts(b.results) == {**zero, "fail": 1, "skipped": 1}
+
+
+def test_autobahn_style_verdicts_are_shown_and_counted() -> None:
+    verdicts = {"framing.rsv1": "non-strict", "utf8.fail_fast.chops": "informational", "close.valid.1000": "pass"}
+    a = report("ws", verdicts)
+    console = Console(record=True, width=220)
+    console.print(render([a]))
+    out = console.export_text()
+    assert "non-strict" in out and "informational" in out
+    assert "ws (http://127.0.0.1:1): 1 pass, 1 non-strict, 1 informational, 0 fail" in out

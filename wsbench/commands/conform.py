@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.markup import escape
@@ -34,7 +35,7 @@ from wsbench.conform.baseline import (
 )
 from wsbench.conform.cases import BY_ID, CATEGORIES, select
 from wsbench.conform.junit import write_junit
-from wsbench.conform.model import Case, CaseResult
+from wsbench.conform.model import PROFILES, Case, CaseResult
 from wsbench.conform.options import add_option_arguments, given_options, parse_server_args, resolve
 from wsbench.conform.preflight import ensure_open_files_for_gate
 from wsbench.conform.runner import Target, TargetReport, run_target
@@ -44,7 +45,14 @@ from wsbench.conform.wire import Endpoint
 from wsbench.console import make_console
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, EXIT_THRESHOLD_FAILED, RunBroken, UsageError
-from wsbench.target import LOOPBACK_HOSTS, command_server_argv, option_flags, parse_server_spec, reference_server_argv
+from wsbench.target import (
+    LOOPBACK_HOSTS,
+    command_server_argv,
+    free_port,
+    option_flags,
+    parse_server_spec,
+    reference_server_argv,
+)
 
 
 class _AddTarget(argparse.Action):
@@ -102,7 +110,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "command) when none is given here; options given here win",
     )  # fmt: skip
     sel.add_argument("--list", action="store_true", help="list the cases (with --only: the selected ones) and exit")
-    sel.add_argument("--concurrency", type=int, default=8, metavar="N", help="cases run at once (default 8)")
+    sel.add_argument(
+        "--profile", choices=PROFILES, default="chat",
+        help="chat: a SPEC.md chat server (default); echo: any WebSocket server that echoes each text and binary "
+        "message (RFC 6455 cases only; the SPEC-only ones are skipped)",
+    )  # fmt: skip
+    sel.add_argument(
+        "--ws-path", metavar="PATH",
+        help="echo profile: the WebSocket path of a --server-cmd server (default /; a --url gives its own)",
+    )  # fmt: skip
+    sel.add_argument(
+        "--impl", metavar="NAME",
+        help="the implementation name baseline entries match (default: /stats 'server', or the target label); "
+        "one target only",
+    )  # fmt: skip
+    sel.add_argument("--concurrency", type=int, default=16, metavar="N", help="cases run at once (default 16)")
     add_option_arguments(p)
     p.set_defaults(func=run, targets=None)
 
@@ -113,6 +135,53 @@ def _label(base: str, used: set[str]) -> str:
         label, n = f"{base} #{n}", n + 1
     used.add(label)
     return label
+
+
+def build_echo_targets(
+    items: Sequence[tuple[str, str]], given: dict[str, Any], ws_path: str | None
+) -> list[Target]:
+    """Echo-profile targets: the options only set expectations (nothing is passed to the server), and
+    the size cases run only when --max-message-size is given."""
+    used: set[str] = set()
+    targets: list[Target] = []
+    options = resolve(False, given)
+    known = "max_message_size" in given
+    if not items:
+        raise UsageError("--profile echo needs a target: --url ws://127.0.0.1:PORT/PATH or --server-cmd CMD")
+    for mode, value in items:
+        if mode == "server":
+            raise UsageError(
+                f"--server {value}: the reference servers are chat servers; the echo profile checks "
+                "--url or --server-cmd targets"
+            )
+        if mode == "command":
+            if not value.strip():
+                raise UsageError("--server-cmd is empty")
+            path = ws_path or "/"
+            port = None
+            if "{port}" in value:
+                port = free_port()
+                argv = shlex.split(value.replace("{port}", str(port)))
+            else:
+                argv = [*shlex.split(value), "--host", "127.0.0.1", "--port", "0"]
+            short = value if len(value) <= 40 else "..." + value[-37:]
+            targets.append(
+                Target(_label(short, used), "command", options, argv=argv, command=value, profile="echo",
+                       ws_path=path, size_known=known, port=port)
+            )  # fmt: skip
+            continue
+        try:
+            endpoint = Endpoint.from_url(value)
+        except ValueError as exc:
+            raise UsageError(f"--url {exc}") from None
+        if endpoint.host not in LOOPBACK_HOSTS:
+            raise UsageError(f"--url {value}: only loopback servers (127.0.0.1, ::1, localhost) can be checked")
+        path = urlsplit(value).path or ws_path or "/"
+        targets.append(
+            Target(_label(endpoint.host_header + path, used), "url", options, url=endpoint.url, profile="echo",
+                   ws_path=path, size_known=known)
+        )  # fmt: skip
+    return targets
 
 
 def build_targets(items: Sequence[tuple[str, str]], given: dict[str, Any]) -> list[Target]:
@@ -176,10 +245,13 @@ def _load_baseline(args: argparse.Namespace) -> Baseline | None:
 def _list_cases(console: Console, cases: Sequence[Any], given: dict[str, Any]) -> int:
     options = resolve(True, given)
     table = Table(title=f"{len(cases)} conformance cases (expectations with the gate's default options)")
-    for name in ("case", "clause", "what", "expected"):
+    for name in ("case", "clause", "Autobahn", "profiles", "what", "expected"):
         table.add_column(name)
     for case in cases:
-        table.add_row(case.id, escape(case.clause_text), escape(case.title), escape(case.expected_text(options)))
+        table.add_row(
+            case.id, escape(f"SPEC {case.clause}" + (f"; {case.rfc}" if case.rfc else "")), case.autobahn or "",
+            ",".join(case.profiles), escape(case.title), escape(case.expected_text(options)),
+        )  # fmt: skip
     console.print(table)
     return EXIT_OK
 
@@ -231,12 +303,21 @@ def run(args: argparse.Namespace) -> int:
         from_scenario, scenario_items = scenario_target(args.scenario)
         given = {**from_scenario, **given}
         items = items or scenario_items
-    cases = select(args.only)
+    cases = select(args.only, profile=args.profile)
     if args.list:
         return _list_cases(console, cases, given)
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    targets = build_targets(items, given)
+    if args.profile == "echo":
+        targets = build_echo_targets(items, given, args.ws_path)
+    else:
+        if args.ws_path:
+            raise UsageError("--ws-path is for the echo profile (the chat profile checks /chat)")
+        targets = build_targets(items, given)
+    if args.impl:
+        if len(targets) != 1:
+            raise UsageError("--impl names one target's implementation: give one target with it")
+        targets[0].impl = args.impl
     ensure_open_files_for_gate(targets)
     baseline = _load_baseline(args)
     results_path = Path(args.results) if args.results else default_results_path("conform")

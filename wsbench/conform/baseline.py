@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from wsbench.conform.model import Case, CaseResult
+from wsbench.conform.model import PASSING, Case, CaseResult
 from wsbench.errors import ScenarioError, UsageError
 
 DEFAULT_BASELINE_NAME = "known-deviations.yaml"
@@ -168,7 +168,7 @@ def apply_baseline(results: list[CaseResult], impl: str, baseline: Baseline | No
         if result.verdict == "fail":
             result.verdict = "deviation"
             result.reason = f"known deviation ({entry.framework}): {entry.reason}"
-        elif result.verdict == "pass":
+        elif result.verdict in PASSING:
             result.verdict = "fail"
             result.stale_baseline = True
             result.reason = (

@@ -15,6 +15,7 @@ from wsbench.conform import checks as c
 from wsbench.conform import measure as m
 from wsbench.conform.model import Case
 from wsbench.conform.options import ServerOptions
+from wsbench.conform.rfc_cases import annotate, rfc_cases
 from wsbench.conform.wire import OP_CONTINUATION, OP_PING, OP_TEXT, RSV1, RSV2, RSV3
 from wsbench.errors import UsageError
 
@@ -25,6 +26,9 @@ CATEGORIES = (
     "messaging",
     "limits",
     "framing",
+    "payload",  # issue 11: RFC 6455 families (wsbench/conform/rfc_cases.py)
+    "fragments",
+    "utf8",
     "close",
     "pings",
     "slow_consumer",
@@ -723,6 +727,8 @@ def _cases() -> list[Case]:
             duration_hint=1.0,
         ),
     ]
+    # issue 11: Autobahn numbers and the echo profile on the RFC-level cases; the RFC 6455 families
+    cases = [*annotate(cases), *rfc_cases()]
     ids = [case.id for case in cases]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     assert all(case.category in CATEGORIES for case in cases)
@@ -733,8 +739,13 @@ CASES: tuple[Case, ...] = tuple(_cases())
 BY_ID = {case.id: case for case in CASES}
 
 
-def select(only: Iterable[str] | None, cases: Sequence[Case] = CASES) -> list[Case]:
-    """The cases named by ``--only`` tokens (categories, ids, id prefixes, globs); all when empty."""
+def select(only: Iterable[str] | None, cases: Sequence[Case] = CASES, profile: str = "chat") -> list[Case]:
+    """The cases named by ``--only`` tokens (categories, ids, id prefixes, globs); all when empty.
+
+    The chat profile leaves out the echo-only cases (binary echo, the echo probe); the echo profile
+    keeps every case, and the runner skips the SPEC-only ones with that reason."""
+    if profile == "chat":
+        cases = [case for case in cases if "chat" in case.profiles]
     tokens = [t.strip() for item in (only or ()) for t in item.split(",") if t.strip()]
     if not tokens:
         return list(cases)

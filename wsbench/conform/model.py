@@ -12,16 +12,33 @@ from wsbench.conform.spec import SPEC_VERSION, cite
 if TYPE_CHECKING:
     from wsbench.conform.session import CaseContext
 
-Verdict = Literal["pass", "fail", "deviation", "skipped"]
-VERDICTS: tuple[Verdict, ...] = ("pass", "fail", "deviation", "skipped")
+Verdict = Literal["pass", "non-strict", "informational", "fail", "deviation", "skipped"]
+VERDICTS: tuple[Verdict, ...] = ("pass", "non-strict", "informational", "fail", "deviation", "skipped")
+#: Verdicts that do not fail a gate (as Autobahn: non-strict is allowed by the RFC but not its strict
+#: reading; informational reports what was seen where the RFC sets no rule, e.g. fail-fast timing).
+PASSING: frozenset[str] = frozenset({"pass", "non-strict", "informational"})
+
+#: The two profiles: ``chat`` checks SPEC.md servers (login, the room); ``echo`` checks any WebSocket
+#: server that echoes each text and binary message (RFC 6455 only).
+Profile = Literal["chat", "echo"]
+PROFILES: tuple[Profile, ...] = ("chat", "echo")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a case's steps observed, and whether that meets the expectation."""
+    """What a case's steps observed, and whether that meets the expectation.
+
+    ``level`` refines a passing outcome: ``"non-strict"`` (allowed by the RFC, not the strict
+    behaviour) or ``"informational"`` (nothing to judge, only to report).
+    """
 
     passed: bool
     observed: str
+    level: Literal["pass", "non-strict", "informational"] = "pass"
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.level if self.passed else "fail"
 
 
 Check = Callable[["CaseContext"], Awaitable[Outcome]]
@@ -53,6 +70,10 @@ class Case:
     needs_started: bool = False
     timeout: float = 15.0
     duration_hint: float = 0.5
+    #: the Autobahn testsuite case(s) this one corresponds to ("7.3.5", "4.1.2-4.1.5"), if any
+    autobahn: str | None = None
+    #: the profiles that run this case (``chat`` only: a SPEC-level case)
+    profiles: tuple[Profile, ...] = ("chat",)
 
     @property
     def category(self) -> str:
@@ -63,8 +84,9 @@ class Case:
 
     @property
     def clause_text(self) -> str:
-        """``SPEC 7.2 (v1.1); RFC 6455 §5.4``: the clause, the SPEC version it is of, the RFC."""
-        return cite(self.clause, self.rfc)
+        """``SPEC 7.2 (v1.1); RFC 6455 §5.4; Autobahn 5.3``: the clause, its SPEC version, the RFC, Autobahn."""
+        text = cite(self.clause, self.rfc)
+        return f"{text}; Autobahn {self.autobahn}" if self.autobahn else text
 
 
 @dataclass
@@ -84,10 +106,12 @@ class CaseResult:
     duration_s: float = 0.0
     stale_baseline: bool = False
     spec_version: str = SPEC_VERSION
+    autobahn: str | None = None
 
     @property
     def cites(self) -> str:
-        return cite(self.clause, self.rfc, self.spec_version)
+        text = cite(self.clause, self.rfc, self.spec_version)
+        return f"{text}; Autobahn {self.autobahn}" if self.autobahn else text
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)

@@ -27,6 +27,9 @@ from wsbench.conform.wire import Endpoint, http_request
 from wsbench.errors import ConnectError, ServerStartError
 from wsbench.target import LOOPBACK_HOSTS, ServerProcess, start_server
 
+#: The echo profile's first case (it proves the target echoes; see :func:`wsbench.conform.rfc.echo_probe`).
+ECHO_PROBE = "messaging.echo"
+
 Mode = Literal["embedded", "command", "url"]
 
 
@@ -41,6 +44,16 @@ class Target:
     url: str | None = None
     kind: str | None = None
     command: str | None = None
+    #: ``chat`` (SPEC.md) or ``echo`` (any echo server, RFC 6455 cases only)
+    profile: str = "chat"
+    #: the WebSocket path: ``/chat`` on the chat profile, the URL's path (default ``/``) on echo
+    ws_path: str = "/chat"
+    #: whether max_message_size is known (given, or SPEC's on the chat profile): size cases need it
+    size_known: bool = True
+    #: the implementation name baseline entries match (``--impl``), instead of /stats or the label
+    impl: str | None = None
+    #: the port substituted for ``{port}`` in the command (then no listening line is expected)
+    port: int | None = None
 
     @property
     def started_by_wsbench(self) -> bool:
@@ -55,6 +68,8 @@ class Target:
             "command": self.command,
             "argv": self.argv,
             "options": self.options.as_record(),
+            "profile": self.profile,
+            "ws_path": self.ws_path,
         }
 
 
@@ -121,6 +136,7 @@ class _Runner:
         self.shared: dict[str, Any] = {}
         self.shared_lock = asyncio.Lock()
         self.server_gone: str | None = None
+        self.not_echo: str | None = None  # set when the echo profile's first case fails
 
     def _result(self, case: Case, verdict: str, observed: str, reason: str | None, duration: float) -> CaseResult:
         result = CaseResult(
@@ -135,6 +151,7 @@ class _Runner:
             verdict=verdict,  # type: ignore[arg-type]
             reason=reason,
             duration_s=duration,
+            autobahn=case.autobahn,
         )
         if self.on_result is not None:
             self.on_result(result)
@@ -148,16 +165,25 @@ class _Runner:
         start = _now()
         if case.needs_started and self.server is None:
             return self._result(case, "skipped", "", "needs a server wsbench started (--server or --server-cmd)", 0.0)
+        if self.target.profile not in case.profiles:
+            why = f"SPEC-only case: the {self.target.profile} profile checks RFC 6455 behaviour only"
+            return self._result(case, "skipped", "", why, 0.0)
+        if self.not_echo is not None:
+            return self._result(case, "skipped", "", f"not run: {self.not_echo}", 0.0)
+        if case.id.startswith("limits.size.") and not self.target.size_known:
+            why = "the server's message size limit is not known: give --max-message-size to check it"
+            return self._result(case, "skipped", "", why, 0.0)
         self._check_server()
         if self.server_gone:
             return self._result(case, "fail", "not run: the server is gone", self.server_gone, 0.0)
         ctx = CaseContext(
-            self.endpoint, self.target.options, self.server, self.target.label, self.shared, self.shared_lock
-        )
+            self.endpoint, self.target.options, self.server, self.target.label, self.shared, self.shared_lock,
+            profile=self.target.profile, ws_path=self.target.ws_path, size_known=self.target.size_known,
+        )  # fmt: skip
         verdict, observed, reason = "fail", "", None
         try:
             outcome = await asyncio.wait_for(case.check(ctx), case.timeout)
-            verdict, observed = ("pass" if outcome.passed else "fail"), outcome.observed
+            verdict, observed = outcome.verdict, outcome.observed
         except CaseSkipped as exc:
             verdict, reason = "skipped", str(exc)
         except CaseFailed as exc:
@@ -180,6 +206,15 @@ class _Runner:
         exclusive = [c for c in cases if c.exclusive and not c.last]
         last = [c for c in cases if c.last]
         results: dict[str, CaseResult] = {}
+        probe = next((c for c in cases if c.id == ECHO_PROBE), None) if self.target.profile == "echo" else None
+        if probe is not None:
+            # the echo profile starts with one case; if the target does not echo, nothing else is run
+            results[probe.id] = first = await self.execute(probe)
+            concurrent = [c for c in concurrent if c is not probe]
+            if first.verdict == "fail":
+                self.not_echo = (
+                    f"{self.endpoint.url}{self.target.ws_path} is not an echo server ({ECHO_PROBE}: {first.observed})"
+                )
 
         budget = max(1, min(int(self.target.options.max_connections * 0.75), CONCURRENT_BUDGET))
         in_use = 0
@@ -216,7 +251,7 @@ def run_target(
     target: Target,
     cases: Sequence[Case],
     *,
-    concurrency: int = 8,
+    concurrency: int = 16,
     on_result: Callable[[CaseResult, TargetReport], None] | None = None,
 ) -> TargetReport:
     """Start (or reach) ``target``, run ``cases`` against it, stop what was started.
@@ -227,12 +262,12 @@ def run_target(
     started = _now()
     server: ServerProcess | None = None
     if target.argv is not None:
-        server = start_server(target.argv, label=target.label)
+        server = start_server(target.argv, label=target.label, port=target.port)
         url = server.url
     else:
         assert target.url is not None
         url = target.url
-    report = TargetReport(target=target, impl=target.kind or target.label, url=url)
+    report = TargetReport(target=target, impl=target.impl or target.kind or target.label, url=url)
     try:
         endpoint = Endpoint.from_url(url)
         if endpoint.host not in LOOPBACK_HOSTS:
@@ -242,14 +277,14 @@ def run_target(
             stats = await _probe(endpoint)
             await chat_preflight(endpoint)
             if stats is not None:
-                if isinstance(stats.get("server"), str) and target.kind is None:
+                if isinstance(stats.get("server"), str) and target.kind is None and target.impl is None:
                     report.impl = stats["server"]
                 version = stats.get("framework_version")
                 report.framework_version = str(version) if version is not None else None
             callback = None if on_result is None else (lambda result: on_result(result, report))
             runner = _Runner(target, endpoint, server, concurrency, callback)
             results = await runner.run(cases)
-            report.broken = runner.server_gone
+            report.broken = runner.server_gone or runner.not_echo
             return results
 
         report.results = asyncio.run(main())

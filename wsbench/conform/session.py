@@ -133,6 +133,14 @@ class CaseContext:
     shared_lock: asyncio.Lock
     nicks: set[str] = field(default_factory=set)
     connections: list[WsConnection] = field(default_factory=list)
+    #: ``chat``: a SPEC.md server (log in, then ``/chat``); ``echo``: any server echoing on ``ws_path``
+    profile: str = "chat"
+    ws_path: str = "/chat"
+    size_known: bool = True
+
+    @property
+    def echo(self) -> bool:
+        return self.profile == "echo"
 
     @property
     def started_by_wsbench(self) -> bool:
@@ -160,17 +168,26 @@ class CaseContext:
 
     async def connect(self, **kwargs: Any) -> Handshake:
         """An upgrade request with exactly the given headers (see :func:`ws_connect`); tracked for cleanup."""
+        kwargs.setdefault("path", self.ws_path)
         hs = await ws_connect(self.endpoint, **kwargs)
         if hs.ws is not None:
             self.connections.append(hs.ws)
         return hs
 
     async def join(self, nick: str | None = None, *, tag: str = "", **kwargs: Any) -> Peer:
-        """Log in and open ``/chat`` (no Origin: a non-browser client). Fails the case if refused."""
+        """Log in and open ``/chat`` (no Origin: a non-browser client). Fails the case if refused.
+
+        On the echo profile there is no login: a plain connection to ``ws_path`` (the nickname only
+        names the peer)."""
         if nick is None:
             nick = self.nick(tag)
         else:
             self.nicks.add(nick)
+        if self.echo:
+            hs = await self.connect(**kwargs)
+            if hs.ws is None:
+                raise CaseFailed(f"could not open {self.ws_path}: {hs.response.describe()}")
+            return Peer(nick, "", hs.ws)
         cookie = await self.login_cookie(nick)
         hs = await self.connect(cookie=cookie, **kwargs)
         if hs.ws is None:
@@ -206,3 +223,60 @@ class CaseContext:
             with contextlib.suppress(Exception):
                 await ws.aclose()
         self.connections.clear()
+
+
+async def join_room(ctx: CaseContext, count: int, **kwargs: Any) -> list[Peer]:
+    """``count`` peers, joined one after the other; waits (best effort) until the first has seen the
+    others' join lines, so every one of them is in the room before the case goes on."""
+    peers = [await ctx.join(**kwargs)]
+    for _ in range(count - 1):
+        peers.append(await ctx.join())
+    if count > 1 and not ctx.echo:
+        first = peers[0]
+        await first.ws.wait_until(lambda: all(first.count(join_line(p.nick)) for p in peers[1:]), 1.0)
+    return peers
+
+
+@dataclass
+class Link:
+    """A sender and where its messages arrive: another client of the room (chat profile, as
+    ``N说：M`` lines) or the sender itself (echo profile, the message as sent)."""
+
+    sender: Peer
+    receiver: Peer
+    echo: bool
+
+    @property
+    def prefix(self) -> bytes:
+        return b"" if self.echo else (self.sender.nick + SAID).encode()
+
+    def expected(self, payload: bytes) -> bytes:
+        """What arrives for a message ``payload``."""
+        return self.prefix + payload
+
+    def delivered(self) -> list[Message]:
+        """The messages of the sender that arrived so far."""
+        if self.echo:
+            return list(self.sender.ws.messages)
+        return self.receiver.messages_from(self.sender.nick)
+
+    async def wait_delivered(self, count: int = 1, timeout: float = REPLY_TIMEOUT) -> bool:
+        return await self.receiver.ws.wait_until(lambda: len(self.delivered()) >= count, timeout)
+
+    async def nothing_more(self, already: int = 0, window: float = SILENCE) -> list[Message]:
+        """Listen ``window`` seconds; the sender's messages that arrived beyond the first ``already``."""
+        await asyncio.sleep(window)
+        return self.delivered()[already:]
+
+    @property
+    def where(self) -> str:
+        return "echoed" if self.echo else "relayed"
+
+
+async def open_link(ctx: CaseContext, **kwargs: Any) -> Link:
+    """One sender and its receiver (on the echo profile: one connection)."""
+    if ctx.echo:
+        peer = await ctx.join(**kwargs)
+        return Link(peer, peer, True)
+    sender, receiver = await join_room(ctx, 2, **kwargs)
+    return Link(sender, receiver, False)

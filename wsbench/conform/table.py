@@ -14,8 +14,22 @@ from wsbench.conform.model import CaseResult
 from wsbench.conform.runner import TargetReport
 from wsbench.conform.spec import SPEC_VERSION
 
-STYLE = {"pass": "green", "fail": "bold red", "deviation": "yellow", "skipped": "dim"}
-LABEL = {"pass": "pass", "fail": "FAIL", "deviation": "known deviation", "skipped": "skipped"}
+STYLE = {
+    "pass": "green",
+    "non-strict": "dark_orange",
+    "informational": "blue",
+    "fail": "bold red",
+    "deviation": "yellow",
+    "skipped": "dim",
+}
+LABEL = {
+    "pass": "pass",
+    "non-strict": "non-strict",
+    "informational": "informational",
+    "fail": "FAIL",
+    "deviation": "known deviation",
+    "skipped": "skipped",
+}
 
 
 def _cell(result: CaseResult | None) -> Text:
@@ -30,7 +44,7 @@ def _cell(result: CaseResult | None) -> Text:
 
 
 def counts(results: Sequence[CaseResult]) -> dict[str, int]:
-    out = {"pass": 0, "fail": 0, "deviation": 0, "skipped": 0}
+    out = {"pass": 0, "non-strict": 0, "informational": 0, "fail": 0, "deviation": 0, "skipped": 0}
     for r in results:
         out[r.verdict] += 1
     return out
@@ -41,6 +55,10 @@ def summary_line(report: TargetReport) -> Text:
     line = Text(f"{report.target.label} ({report.url}): ", style="bold")
     line.append(f"{c['pass']} pass", style=STYLE["pass"])
     line.append(", ")
+    for extra in ("non-strict", "informational"):
+        if c[extra]:
+            line.append(f"{c[extra]} {extra}", style=STYLE[extra])
+            line.append(", ")
     line.append(f"{c['fail']} fail", style=STYLE["fail"] if c["fail"] else "default")
     line.append(", ")
     line.append(f"{c['deviation']} known deviation(s)", style=STYLE["deviation"] if c["deviation"] else "default")
@@ -75,6 +93,7 @@ def render(reports: Sequence[TargetReport]) -> Group:
         table.add_row(Text(category, style="bold magenta"), "", "", *["" for _ in reports])
         for r in rows:
             clause = f"SPEC {r.clause}" + (f"\n{r.rfc}" if r.rfc else "")
+            clause += f"\nAutobahn {r.autobahn}" if r.autobahn else ""
             table.add_row(r.id, clause, escape(r.expected), *[_cell(results.get(r.id)) for results in by_server])
     return Group(table, *[summary_line(report) for report in reports])
 
