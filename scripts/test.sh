@@ -13,6 +13,20 @@ if [ ! -x /usr/bin/chromium ] || [ ! -d /usr/share/fonts/truetype/wqy ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver fonts-wqy-microhei >/dev/null
 fi
 
+# issue 11: Node's ws for the echo-profile tests (tests/conform/test_echo.py), pinned by
+# tests/fixtures/echo/package-lock.json, into tests/fixtures/echo/node_modules (gitignored)
+if [ ! -d tests/fixtures/echo/node_modules/ws ]; then
+  if ! command -v npm >/dev/null; then
+    echo "== installing Debian's nodejs and npm for the echo-profile tests"
+    SUDO=""
+    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "== installing Node's ws into tests/fixtures/echo/node_modules (npm ci)"
+  npm ci --prefix tests/fixtures/echo --no-audit --no-fund --silent
+fi
+
 echo "== installing wsbench with its test extras"
 python3 -m pip install -q -e '.[test]'
 

@@ -623,7 +623,8 @@ def _cases() -> list[Case]:
             "10.2",
             "client never pongs",
             lambda o: (
-                f"close 1011 and TCP closed within {o.ping_timeout + 1:g} s of the ping; leave line to the others"
+                f"close 1011 no sooner than {o.ping_timeout:g} s after the ping (SPEC 10.2), TCP closed within "
+                f"{o.ping_timeout + 1:g} s of it; leave line to the others"
             ),
             c.pings_timeout,
             conns=2,

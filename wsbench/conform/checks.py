@@ -828,6 +828,11 @@ async def pings_timeout(ctx: CaseContext) -> Outcome:
         problems.append("expected close 1011")
     if ended is None or ended > deadline + 0.05:
         problems.append(f"TCP not closed within {deadline:g} s of the ping")
+    # SPEC 10.2 also bounds it from below: a client has ping_timeout seconds to answer
+    first = obs.close_at if obs.kind == "close" and obs.close_at is not None else obs.end.t if obs.end else None
+    early = timeout - ping_tolerance(timeout) * 0.5
+    if first is not None and first - t_ping < early:
+        problems.append(f"closed {fmt_duration(first - t_ping)} after the ping, before ping_timeout {timeout:g} s")
     if not left:
         problems.append("no leave line for the others")
     seen = f"never ponged: {obs.describe()} (after the ping)"

@@ -10,6 +10,7 @@ profile another client of the room gets ``N说：M``; on the echo profile the se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -146,6 +147,11 @@ async def write_frames(ws: WsConnection, frames: Sequence[bytes], how: Write) ->
     """Write ``frames`` as ``how`` says; returns when the last byte was handed to the kernel."""
     if how == "one":
         return await ws.send_raw(b"".join(frames))
+    with ws.writing_in_pieces():
+        return await _write_in_pieces(ws, frames, how)
+
+
+async def _write_in_pieces(ws: WsConnection, frames: Sequence[bytes], how: Write) -> float:
     t = now()
     if how == "chops":
         data = b"".join(frames)
@@ -386,14 +392,15 @@ def utf8_fail_fast(parts: tuple[bytes, bytes, bytes], chops: bool = False) -> Ch
             chunks = [encode_frame(OP_TEXT, first, fin=False), encode_frame(OP_CONTINUATION, bad, fin=False)]
             chunks.append(encode_frame(OP_CONTINUATION, rest))
         how = "3 chops of one frame" if chops else "3 fragments"
-        await ws.send_raw(chunks[0])
-        if await ws.wait_until(lambda: ended(ws), 0.5):
-            obs = await ws.observe_close(now(), 0.1)
-            return Outcome(False, f"{how}: closed after the valid first part: {obs.describe()}")
-        t_bad = await ws.send_raw(chunks[1])
-        fast = await ws.wait_until(lambda: ended(ws), 0.5)
-        if not fast:
-            await ws.send_raw(chunks[2])
+        with ws.writing_in_pieces() if chops else contextlib.nullcontext():
+            await ws.send_raw(chunks[0])
+            if await ws.wait_until(lambda: ended(ws), 0.5):
+                obs = await ws.observe_close(now(), 0.1)
+                return Outcome(False, f"{how}: closed after the valid first part: {obs.describe()}")
+            t_bad = await ws.send_raw(chunks[1])
+            fast = await ws.wait_until(lambda: ended(ws), 0.5)
+            if not fast:
+                await ws.send_raw(chunks[2])
         obs = await ws.observe_close(t_bad, REPLY_TIMEOUT)
         ok, note, shown = end_outcome(obs, "utf8", link.echo)
         when = "at the invalid part (fail-fast)" if fast else "only after the whole message"

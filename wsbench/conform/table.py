@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -11,7 +12,8 @@ from rich.text import Text
 
 from wsbench.conform.cases import CATEGORIES
 from wsbench.conform.model import CaseResult
-from wsbench.conform.runner import TargetReport
+from wsbench.conform.options import ServerOptions
+from wsbench.conform.runner import Target, TargetReport
 from wsbench.conform.spec import SPEC_VERSION
 
 STYLE = {
@@ -52,7 +54,7 @@ def counts(results: Sequence[CaseResult]) -> dict[str, int]:
 
 def summary_line(report: TargetReport) -> Text:
     c = counts(report.results)
-    line = Text(f"{report.target.label} ({report.url}): ", style="bold")
+    line = Text(f"{report.target.label}" + (f" ({report.url})" if report.url else "") + ": ", style="bold")
     line.append(f"{c['pass']} pass", style=STYLE["pass"])
     line.append(", ")
     for extra in ("non-strict", "informational"):
@@ -100,3 +102,25 @@ def render(reports: Sequence[TargetReport]) -> Group:
 
 def print_report(reports: Sequence[TargetReport], console: Console | None = None) -> None:
     (console or Console()).print(render(reports))
+
+
+def reports_from_records(
+    header: dict[str, Any], cases: Sequence[dict[str, Any]], footer: dict[str, Any] | None
+) -> list[TargetReport]:
+    """The matrix of a results file (``wsbench report``): one report per server, in file order."""
+    targets = {str(t.get("label")): t for t in header.get("targets") or []}
+    summary = (footer or {}).get("summary") or {}
+    fields = set(CaseResult.__dataclass_fields__)
+    by_server: dict[str, list[CaseResult]] = {}
+    for record in cases:
+        result = CaseResult(**{k: v for k, v in record.items() if k in fields})
+        by_server.setdefault(result.server, []).append(result)
+    reports = []
+    for label, results in by_server.items():
+        t = targets.get(label, {})
+        target = Target(label, t.get("mode") or "url", ServerOptions(), profile=t.get("profile") or "chat")
+        info = summary.get(label) or {}
+        report = TargetReport(target, str(info.get("impl") or label), str(t.get("url") or ""), results)
+        report.duration_s = float(info.get("duration_s") or 0.0)
+        reports.append(report)
+    return reports

@@ -24,7 +24,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import quote, urlsplit
@@ -478,6 +478,8 @@ class WsConnection:
         self._changed = asyncio.Condition()
         self._leftover = leftover
         self._task: asyncio.Task[None] | None = None
+        self._holding = 0  # > 0 while a frame is written in pieces: answers wait, not cut into it
+        self._held: list[bytes] = []
         if read:
             self.start_reading()
 
@@ -521,7 +523,7 @@ class WsConnection:
             if frame.opcode == OP_PING:
                 self.pings.append(frame)
                 if self.auto_pong and self.close_sent_at is None:
-                    self._write(encode_frame(OP_PONG, frame.payload))
+                    self._answer(encode_frame(OP_PONG, frame.payload))
             elif frame.opcode == OP_PONG:
                 self.pongs.append(frame)
             elif frame.opcode == OP_CLOSE:
@@ -529,7 +531,7 @@ class WsConnection:
                     code = struct.unpack("!H", frame.payload[:2])[0] if len(frame.payload) >= 2 else None
                     self.close_frame = CloseFrame(frame.t, code, frame.payload[2:], frame.payload)
                     if self.reply_close and self.close_sent_at is None:
-                        self._write(encode_frame(OP_CLOSE, frame.payload[:2]))
+                        self._answer(encode_frame(OP_CLOSE, frame.payload[:2]))
                         self.close_sent_at = now()
             elif frame.opcode in (OP_TEXT, OP_BINARY, OP_CONTINUATION):
                 self._data_frame(frame)
@@ -583,6 +585,27 @@ class WsConnection:
         return [m.text for m in self.messages if m.opcode == OP_TEXT]
 
     # -- writing
+
+    def _answer(self, data: bytes) -> None:
+        """A pong or close answer: written at once, or after the frame being written in pieces."""
+        if self._holding:
+            self._held.append(data)
+        else:
+            self._write(data)
+
+    @contextlib.contextmanager
+    def writing_in_pieces(self) -> Iterator[None]:
+        """While frames go out in several writes (one byte per write...), hold automatic answers so
+        they are not written into the middle of a frame; they follow at the end."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding:
+                held, self._held = self._held, []
+                for data in held:
+                    self._write(data)
 
     def _write(self, data: bytes) -> None:
         if self.writer.is_closing():
