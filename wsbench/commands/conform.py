@@ -246,7 +246,7 @@ def _list_cases(console: Console, cases: Sequence[Any], given: dict[str, Any]) -
     options = resolve(True, given)
     table = Table(title=f"{len(cases)} conformance cases (expectations with the gate's default options)")
     for name in ("case", "clause", "Autobahn", "profiles", "what", "expected"):
-        table.add_column(name)
+        table.add_column(name, no_wrap=name in ("case", "Autobahn", "profiles"))
     for case in cases:
         table.add_row(
             case.id, escape(f"SPEC {case.clause}" + (f"; {case.rfc}" if case.rfc else "")), case.autobahn or "",

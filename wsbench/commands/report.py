@@ -37,14 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"HTML report: {write_html(render_report(results), args.html)}", file=sys.stderr)
     if results.kind == "conformance" and not args.json:  # the conformance matrix, as wsbench conform shows it
-        from rich.console import Console
+        from wsbench.conform.table import render as render_matrix
+        from wsbench.conform.table import reports_from_records
+        from wsbench.console import make_console
 
-        from wsbench.conform.table import render, reports_from_records
-
-        console = Console()
-        if not console.is_terminal and console.width < 160:
-            console = Console(width=160)  # as wsbench conform prints it in CI logs
-        console.print(render(reports_from_records(results.header, results.cases, results.footer)))
+        make_console().print(render_matrix(reports_from_records(results.header, results.cases, results.footer)))
         return int((results.footer or {}).get("exit_code", 3)) if args.check else 0
     summary = summarize(results)
     if args.json:

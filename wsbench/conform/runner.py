@@ -275,7 +275,8 @@ def run_target(
 
         async def main() -> list[CaseResult]:
             stats = await _probe(endpoint)
-            await chat_preflight(endpoint)
+            if target.profile == "chat":  # the echo profile's first case does this job (messaging.echo)
+                await chat_preflight(endpoint)
             if stats is not None:
                 if isinstance(stats.get("server"), str) and target.kind is None and target.impl is None:
                     report.impl = stats["server"]
