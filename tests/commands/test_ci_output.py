@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.commands.test_environment import ENV, assert_clean
 from tests.drivers.conftest import relay_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def results_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subpro
     scenario.write_text(SCENARIO, encoding="utf-8")
     # a long path, as CI workspaces have: it must not be cut in two
     out = base / ("a-rather-long-directory-name-for-a-ci-workspace-" * 2) / "results-of-the-nightly-run.jsonl"
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env = {k: v for k, v in ENV.items() if k != "COLUMNS"}  # warnings shown, as in test_environment.py
     proc = subprocess.run(
         [sys.executable, "-m", "wsbench.cli", "run", str(scenario), "--server-cmd", relay_cmd(), "-o", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=90, env=env,
@@ -57,6 +58,7 @@ def _assert_whole(text: str, out: Path) -> None:
 def test_run_output_in_a_ci_log_keeps_every_line_whole(results_file) -> None:
     out, proc = results_file
     _assert_whole(proc.stdout, out)
+    assert_clean(proc.stderr)  # and a completed run leaves no library noise (test_environment.py)
     assert f"-> {out}" in proc.stderr  # the "running ... -> FILE" line too
 
 
