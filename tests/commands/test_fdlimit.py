@@ -173,3 +173,18 @@ def test_ensure_open_files_raises_only_the_soft_limit() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(OpenFilesLimitError.__name__)
     assert "a test needs 901 file descriptors" in proc.stdout and "or ask for less: less" in proc.stdout
+
+
+def test_locust_started_directly_refuses_a_local_run_it_cannot_hold(tmp_path: Path) -> None:
+    """``locust -f wsbench/locust/locustfile.py`` without ``wsbench locust``: the local runner checks too."""
+    from wsbench.commands.locust import LOCUSTFILE
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", "http://127.0.0.1:9",
+         "--wsbench-scenario", str(_scenario(tmp_path, 300)), "--wsbench-results", str(tmp_path / "l.jsonl")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, preexec_fn=_limited(150, 150),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    said = " ".join(proc.stderr.split())
+    assert "too few open files allowed: a Locust run of 300 clients needs" in said
+    assert not (tmp_path / "l.jsonl").exists()

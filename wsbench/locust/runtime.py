@@ -41,6 +41,7 @@ from wsbench.core import payload, server_stats
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
 from wsbench.core.scenario import Scenario, load_scenario
 from wsbench.errors import EXIT_RUN_BROKEN, WsbenchError
+from wsbench.fdlimit import ensure_open_files, needed_for_clients
 from wsbench.locust import clock, summary_bridge
 from wsbench.locust.aggregate import Aggregator, leave_pending, pack_part
 from wsbench.locust.collector import Collector
@@ -754,6 +755,9 @@ class Node:
             url = (environment.host or "").rstrip("/")
             if not url:
                 raise WsbenchError("no target: pass --host http://HOST:PORT (a server that implements SPEC.md)")
+            if self.role == "local":  # this process holds every client (`wsbench locust` checked it already)
+                clients, in_flight = scenario.clients, min(scenario.connect.concurrency, scenario.clients)
+                ensure_open_files(needed_for_clients(clients, in_flight), f"a Locust run of {clients:,} clients")
             self.conductor = Conductor(self, scenario, path, self._results_path(), url)
         except WsbenchError as exc:
             self.error = str(exc)
