@@ -199,15 +199,18 @@ def probes_summary(intervals: list[dict[str, Any]], probe_events: list[dict[str,
     """The summary's ``probes`` block: how many probe receivers, whether the kernel stamped, the counts."""
     if not probe_events and not any("probe_delivered" in (r.get("counters") or {}) for r in intervals):
         return None
+    # one event per run (wsbench run) or one per probe of each Locust process
     ev = probe_events[0] if probe_events else {}
+    stamped = [e for e in probe_events if e.get("kernel_stamps")]
+    unstamped = [e for e in probe_events if not e.get("kernel_stamps")]
 
     def total(name: str) -> int:
         return sum(int((r.get("counters") or {}).get(name, 0)) for r in intervals)
 
     return {
-        "receivers": ev.get("receivers"),
-        "kernel_stamps": ev.get("kernel_stamps"),
-        "detail": ev.get("detail"),
+        "receivers": sum(int(e.get("receivers") or 0) for e in probe_events) if probe_events else None,
+        "kernel_stamps": (not unstamped) if probe_events else None,
+        "detail": (unstamped or stamped or [ev])[0].get("detail"),
         "delivered": total("probe_delivered"),
         "stamped": total("probe_stamped"),
         "coalesced": total("probe_coalesced"),

@@ -14,10 +14,12 @@ whose ``struct timespec`` is two native longs: 16 bytes on 64-bit Linux).
 
 from __future__ import annotations
 
+import platform
 import struct
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 SOL_SOCKET = 1
 SO_TIMESTAMPNS: int | None = 35 if sys.platform.startswith("linux") else None
@@ -27,6 +29,17 @@ TIMESPEC = struct.Struct("@ll")
 ANCILLARY_SPACE = 64
 #: an offset that moved by more than this between two checks is a step of the wall clock
 STEP_NS = 500_000
+
+
+def enable(sock: Any) -> str | None:
+    """Ask for kernel receive stamps on a socket (``setsockopt``); returns why not (``None``: they are on)."""
+    if SO_TIMESTAMPNS is None:
+        return f"this platform ({platform.system()}) has no SO_TIMESTAMPNS"
+    try:
+        sock.setsockopt(SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    except OSError as exc:
+        return f"SO_TIMESTAMPNS was refused ({exc.strerror or exc})"
+    return None
 
 
 def stamp_ns(ancillary: Iterable[tuple[int, int, bytes]]) -> int:

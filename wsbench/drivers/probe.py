@@ -45,17 +45,6 @@ _clock = time.monotonic_ns
 _MAX_HEAD = 64 * 1024
 
 
-def enable_stamps(sock: socket.socket) -> str | None:
-    """Turn on kernel receive stamps; returns why not (``None``: they are on)."""
-    if stamps.SO_TIMESTAMPNS is None:
-        return f"this platform ({os.uname().sysname}) has no SO_TIMESTAMPNS"
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, stamps.SO_TIMESTAMPNS, 1)
-    except OSError as exc:
-        return f"SO_TIMESTAMPNS was refused ({exc.strerror or exc})"
-    return None
-
-
 def _frame(opcode: int, payload: bytes) -> bytes:
     """A masked client frame (RFC 6455 5.3)."""
     n = len(payload)
@@ -294,7 +283,7 @@ async def open_probe(
     try:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        no_stamps = enable_stamps(sock)
+        no_stamps = stamps.enable(sock)
         key = base64.b64encode(os.urandom(16)).decode()
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         request = (

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from wsbench.core import histograms, payload
+from wsbench.core import histograms, payload, socket_latency
 from wsbench.core.accounting import DeliveryAccounting
 from wsbench.core.fanout import FanoutTracker
 from wsbench.locust.plan import RunPlan
@@ -95,8 +95,26 @@ class Collector:
         self._owner: list[int] = []
         self._time: list[int] = []
         self._count: list[int] = []
+        # the probe receivers' frames (kernel stamps on the run's clock, us; -1: none)
+        self._probe = socket_latency.ProbeFrames()
+        self._probe_last: dict[int, int] = {}  # client -> index of its last probe frame in this batch
+        self.probe_unstamped = 0  # new probe deliveries without a kernel stamp / with one (whole run)
+        self.probe_stamped = 0
 
     # -- the hot path -------------------------------------------------------------------------------------
+    def on_probe_text(self, client: int, text: bytes, recv_us: int, kernel_us: int, shared: bool) -> None:
+        """One text frame of a probe receiver: ``shared`` when its stamp is the previous frame's (that
+        frame's stamp was not its own: :mod:`wsbench.core.socket_latency`)."""
+        pf = self._probe
+        last = self._probe_last.get(client)
+        if shared and last is not None:
+            pf.own[last] = 0
+        self._probe_last[client] = len(pf)
+        pf.position.append(len(self._texts))
+        pf.kernel_ns.append(kernel_us)  # already on the run's clock, in us
+        pf.own.append(1)
+        self.on_texts(client, [text], recv_us)
+
     def on_texts(self, client: int, texts: list[bytes], recv_us: int) -> None:
         self._texts.extend(texts)
         self._owner.append(client)
@@ -164,6 +182,8 @@ class Collector:
             return None
         texts, owners, times, counts = self._texts, self._owner, self._time, self._count
         self._texts, self._owner, self._time, self._count = [], [], [], []
+        probe = self._probe.take() if len(self._probe) else None
+        self._probe_last.clear()
         counts_a = np.asarray(counts, dtype=np.int64)
         receivers = np.repeat(np.asarray(owners, dtype=np.int64), counts_a)
         recv_us = np.repeat(np.asarray(times, dtype=np.int64), counts_a)
@@ -200,6 +220,8 @@ class Collector:
             iv.counters["delivered"] += n_new
             iv.counters["expected"] += n_new
             iv.counters["duplicated"] += int(np.count_nonzero(dup_mask & (index == i)))
+        if probe is not None:
+            self._record_probes(probe, valid, new, recv_us, index, batch.intended_us, batch.actual_us)
         opened = self._holes() - holes_before
         if result.reordered or opened:
             # a gap below the highest delivery is a loss so far (expected, not delivered); a late
@@ -209,6 +231,36 @@ class Collector:
             last.counters["expected"] += opened
         lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))[valid][new]
         return Delivered(corrected / 1000.0, lengths)
+
+    def _record_probes(
+        self,
+        probe: tuple[np.ndarray, np.ndarray, np.ndarray],
+        valid: np.ndarray,
+        new: np.ndarray,
+        recv_us: np.ndarray,
+        index: np.ndarray,
+        intended_us: np.ndarray,
+        actual_us: np.ndarray,
+    ) -> None:
+        position, kernel_us, own = probe
+        new_full = np.zeros(len(valid), dtype=bool)
+        new_full[np.flatnonzero(valid)] = new
+        for i in np.unique(index[position]).tolist():
+            sel = index[position] == i
+            s = socket_latency.probe_samples(
+                position[sel], kernel_us[sel], own[sel], new_full, recv_us, intended_us, actual_us
+            )
+            iv = self.interval(i * self.interval_us)
+            for name, values in zip(
+                socket_latency.HISTOGRAMS, (s.user_us, s.socket_us, s.delay_us, s.socket_uncorrected_us), strict=True
+            ):
+                h = iv.histograms.setdefault(name, histograms.new_histogram())
+                self.clamped += histograms.record_many(h, values)
+            iv.counters["probe_delivered"] += len(s.user_us)
+            iv.counters["probe_stamped"] += len(s.socket_us)
+            iv.counters["probe_coalesced"] += s.coalesced
+            self.probe_unstamped += s.unstamped
+            self.probe_stamped += len(s.socket_us) + s.coalesced
 
     def _holes(self) -> int:
         return sum(len(h) for h in self.acc.holes.values()) if self.acc.holes else 0
@@ -255,7 +307,11 @@ class Collector:
                     "start_s": start / 1e6,
                     "end_s": end / 1e6,
                     "phase": phase_of(start / 1e6),
-                    "counters": {name: int(data.counters.get(name, 0)) for name in COUNTER_NAMES},
+                    "counters": {
+                        name: int(data.counters.get(name, 0))
+                        for name in COUNTER_NAMES + socket_latency.COUNTERS
+                        if name in COUNTER_NAMES or name in data.counters
+                    },
                     "clients_connected": max(data.online_max, len(self.online)),
                     "histograms": {name: histograms.encode(h) for name, h in data.histograms.items()},
                     "send_lag_ms_max": round(data.send_lag_us_max / 1000, 3),

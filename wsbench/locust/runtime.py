@@ -40,6 +40,7 @@ from locust.runners import STATE_STOPPED, LocalRunner, MasterRunner, WorkerRunne
 from wsbench.core import payload, server_stats
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
 from wsbench.core.scenario import Scenario, load_scenario
+from wsbench.core.stamps import ClockBridge
 from wsbench.errors import EXIT_RUN_BROKEN, WsbenchError
 from wsbench.fdlimit import ensure_open_files, needed_for_clients
 from wsbench.locust import clock, summary_bridge
@@ -156,6 +157,9 @@ class ProcessSide:
         self._id_waiters: dict[int, gevent.event.AsyncResult] = {}
         self._id_seq = 0
         self._ready_intervals: list[dict[str, Any]] = []
+        # probe receivers of this process (kernel receive stamps; wsbench.core.socket_latency)
+        self.probe_clients: list[int] = []
+        self.stamp_clock = ClockBridge(time.monotonic_ns, time.time_ns)
         self.monitor = GeneratorMonitor(self.collector.interval_us)
         self.monitor.now_us = self.now_us
         if owner.role == "local" or (setup["boot_id"] == clock.boot_id() and not os.environ.get("WSBENCH_CLOCK_PROBE")):
@@ -243,10 +247,48 @@ class ProcessSide:
             ms = (time.perf_counter() - t0) * 1000
         self.conns[client] = conn
         collector.connected(client, self.now_us(), int(ms * 1000))
+        if self._wants_probe(client):
+            self._make_probe(client, conn, nickname)
         conn.start_reading()
         _fire(self.env, "connect", ms)
         self.owner.send("wsbench_conn", {"client": client, "ok": True})
         return conn
+
+    def _wants_probe(self, client: int) -> bool:
+        """This process's first ``probes`` plain receivers (its first senders when every reader sends)."""
+        plan = self.plan
+        if len(self.probe_clients) >= plan.scenario.probes or plan.is_stalled(client):
+            return False
+        return not plan.is_sender(client) or plan.clients - plan.scenario.stalled_clients <= plan.senders
+
+    def _make_probe(self, client: int, conn: ChatConnection, nickname: str) -> None:
+        collector, bridge = self.collector, self.stamp_clock
+
+        def on_probe_text(text: bytes, recv_ns: int, kernel_ns: int, shared: bool) -> None:
+            offset, epoch = self.offset_ns, self.epoch_ns
+            kernel_us = (bridge.to_monotonic(kernel_ns) + offset - epoch) // 1000 if kernel_ns else -1
+            collector.on_probe_text(client, text, (recv_ns + offset - epoch) // 1000, kernel_us, shared)
+
+        why = conn.make_probe(on_probe_text)
+        self.probe_clients.append(client)
+        collector.event(
+            max(self.now_us(), 0),
+            "probes",
+            worker=self.label,
+            receivers=1,
+            clients=[client],
+            nicknames=[nickname],
+            kernel_stamps=why is None,
+            detail=why or "kernel receive stamps (SO_TIMESTAMPNS)",
+        )
+        if why is not None and len(self.probe_clients) == 1:
+            collector.event(
+                max(self.now_us(), 0),
+                "warning",
+                warning="no_socket_stamps",
+                detail=f"{why}: latency_socket and generator_delay are not measured; "
+                "the probe receivers report user-space latency only (latency_probes)",
+            )
 
     def on_load(self, data: dict[str, Any]) -> None:
         self.load_start_us = int(data["load_start_us"])
@@ -331,6 +373,8 @@ class ProcessSide:
                     gevent.sleep(0)
         self.monitor.sample(now)
         self.collector.interval(now)  # every interval gets a record, even a quiet one
+        if self.probe_clients and now // interval_us != last_index:
+            self.stamp_clock.recheck()
         if final or now // interval_us != last_index:
             upto = None if final else (now // interval_us) * interval_us
             records = self.collector.take_intervals(upto, self._phase_of)

@@ -21,7 +21,9 @@ from http.cookies import CookieError, SimpleCookie
 import gevent
 import websocket
 
-from wsbench.locust.frames import OP_CLOSE, OP_PING, FrameError, FrameReader, close_code_reason
+from wsbench.core import stamps
+from wsbench.core.frame_reads import OneFrameReads
+from wsbench.locust.frames import OP_CLOSE, OP_PING, Control, FrameError, FrameReader, close_code_reason
 
 ABNORMAL = 1006  # RFC 6455 §7.4.1: the connection closed without a close frame
 RECV_BYTES = 256 * 1024
@@ -30,6 +32,8 @@ RECV_BYTES = 256 * 1024
 OnTexts = Callable[[list[bytes], int], None]
 #: ``on_closed(code, reason, initiated_by_us)``
 OnClosed = Callable[[int, str, bool], None]
+#: a probe receiver's ``on_probe_text(text, recv_ns, kernel_realtime_ns, same_stamp_as_previous)``
+OnProbeText = Callable[[bytes, int, int, bool], None]
 
 
 class ConnectFailure(Exception):
@@ -98,6 +102,8 @@ class ChatConnection:
         self.stalled = False
         self._closing_by_us = False
         self._reader: gevent.Greenlet | None = None
+        self.on_probe_text: OnProbeText | None = None  # set: read as a kernel-stamped probe receiver
+        self.no_stamps: str | None = None
 
     @classmethod
     def open(
@@ -122,7 +128,14 @@ class ChatConnection:
         return cls(ws, on_texts, on_closed, clock_ns)
 
     def start_reading(self) -> None:
-        self._reader = gevent.spawn(self._read_loop)
+        self._reader = gevent.spawn(self._probe_read_loop if self.on_probe_text is not None else self._read_loop)
+
+    def make_probe(self, on_probe_text: OnProbeText) -> str | None:
+        """Read this connection as a probe receiver (one frame per ``recvmsg``, with kernel receive
+        stamps: :mod:`wsbench.drivers.probe` explains why); returns why the kernel does not stamp."""
+        self.on_probe_text = on_probe_text
+        self.no_stamps = stamps.enable(self.ws.sock)
+        return self.no_stamps
 
     def stall(self) -> None:
         """Stop reading (a slow consumer): the reading greenlet ends, the socket stays open."""
@@ -156,6 +169,57 @@ class ChatConnection:
         with contextlib.suppress(OSError):
             self.ws.shutdown()
         self.on_closed(code, reason, self._closing_by_us)
+
+    def _probe_read_loop(self) -> None:
+        sock = self.ws.sock
+        reads = OneFrameReads()
+        clock = self.clock_ns
+        on_text = self.on_probe_text
+        assert on_text is not None
+        last_stamp = -1
+        try:
+            while True:
+                data, anc, _flags, _addr = sock.recvmsg(reads.want(), stamps.ANCILLARY_SPACE)
+                now = clock()
+                if not data:
+                    self._finish(ABNORMAL, "connection closed without a close frame")
+                    return
+                if not reads.feed(data):
+                    continue
+                if reads.texts:
+                    stamp = stamps.stamp_ns(anc)
+                    for text in reads.texts:
+                        on_text(text, now, stamp, stamp != 0 and stamp == last_stamp)
+                        last_stamp = stamp
+                    reads.texts.clear()
+                if reads.controls:
+                    controls = reads.controls[:]
+                    reads.controls.clear()
+                    if self._controls(controls):
+                        return
+        except FrameError as exc:
+            with contextlib.suppress(OSError, websocket.WebSocketException):
+                self.ws.send(exc.code.to_bytes(2, "big"), websocket.ABNF.OPCODE_CLOSE)
+            self._finish(exc.code, f"protocol error: {exc}")
+        except OSError as exc:
+            self._finish(ABNORMAL, f"connection error: {exc}")
+
+    def _controls(self, controls: list[Control]) -> bool:
+        """Answer pings and a close; returns whether the connection is over."""
+        for control in controls:
+            if control.opcode == OP_PING:
+                self.ws.pong(control.payload)
+            elif control.opcode == OP_CLOSE:
+                code, reason = close_code_reason(control.payload)
+                if not self._closing_by_us:
+                    try:  # echo the code (RFC 6455 §5.5.1); 1005 is never sent on the wire
+                        echo = b"" if code == 1005 else control.payload[:2]
+                        self.ws.send(echo, websocket.ABNF.OPCODE_CLOSE)
+                    except (OSError, websocket.WebSocketException):
+                        pass
+                self._finish(code, reason)
+                return True
+        return False
 
     def _read_loop(self) -> None:
         sock = self.ws.sock
