@@ -130,27 +130,33 @@ def probe_samples(
 
 @dataclass
 class ProbeInterval:
-    """One interval's probe histograms and counters."""
+    """One interval's probe histograms and counters. Samples are kept per batch and recorded into the
+    histograms once, when the interval's histograms are taken (a bulk record per batch would cost
+    more than the few probe deliveries it holds)."""
 
-    latency_probes: Any = field(default_factory=histograms.new_histogram)
-    latency_socket: Any = field(default_factory=histograms.new_histogram)
-    generator_delay: Any = field(default_factory=histograms.new_histogram)
-    latency_socket_uncorrected: Any = field(default_factory=histograms.new_histogram)
+    pending: list[ProbeSamples] = field(default_factory=list)
     delivered: int = 0
     stamped: int = 0
     coalesced: int = 0
 
     def record(self, s: ProbeSamples) -> None:
-        histograms.record_many(self.latency_probes, s.user_us)
-        histograms.record_many(self.latency_socket, s.socket_us)
-        histograms.record_many(self.generator_delay, s.delay_us)
-        histograms.record_many(self.latency_socket_uncorrected, s.socket_uncorrected_us)
+        if len(s.user_us):
+            self.pending.append(s)
         self.delivered += len(s.user_us)
         self.stamped += len(s.socket_us)
         self.coalesced += s.coalesced
 
     def histograms(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in HISTOGRAMS}
+        out = {}
+        for name, attr in zip(
+            HISTOGRAMS, ("user_us", "socket_us", "delay_us", "socket_uncorrected_us"), strict=True
+        ):
+            h = histograms.new_histogram()
+            parts = [getattr(s, attr) for s in self.pending]
+            if parts:
+                histograms.record_many(h, np.concatenate(parts))
+            out[name] = h
+        return out
 
     def counters(self) -> dict[str, int]:
         return {"probe_delivered": self.delivered, "probe_stamped": self.stamped, "probe_coalesced": self.coalesced}
