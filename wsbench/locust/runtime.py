@@ -453,8 +453,8 @@ class Conductor:
         self.exit_code: int | None = None
         self.clock_bounds: dict[str, int] = {}
         self.writer = ResultsWriter(results_path)
-        # a full disk: the file is cut back to whole records, the rest stays in memory; say it, exit 3
-        self.writer.on_failure = lambda failure: log.error("wsbench: %s", failure)
+        # a full disk: the file is cut back to whole records, the rest stays in memory; stop, say it, exit 3
+        self.writer.on_failure = self._results_failed
         processes = 1 if owner.role == "local" else max(owner.worker_count(), 1)
         self.aggregator = Aggregator(self.plan, self.writer, processes, master_generator=owner.role == "master")
         self.monitor = GeneratorMonitor(self.aggregator.interval_us) if owner.role == "master" else None
@@ -480,6 +480,11 @@ class Conductor:
         if short_drain is not None:
             self.writer.event("warning", 0.0, warning="short_drain", detail=short_drain)
         self._greenlet = gevent.spawn(self._conduct)
+
+    def _results_failed(self, failure: WsbenchError) -> None:
+        log.error("wsbench: %s", failure)
+        self.broken = self.broken or str(failure)
+        self.plan_done = True  # the users stop at their next check; the conductor at its next tick
 
     def now_us(self) -> int:
         return (time.monotonic_ns() - self.epoch_ns) // 1000
