@@ -240,3 +240,12 @@ def test_conform_on_a_full_disk_shows_every_verdict_and_exits_3(tmp_path: Path) 
     said = " ".join(proc.stderr.split())
     assert f"cannot write the results file {out}: No space left on device" in said
     assert len(read_results(out).cases) == 3  # the header and the first three cases made it
+
+
+def test_locust_refuses_an_unwritable_output_before_anything_starts(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "l.jsonl"
+    proc = wsbench("locust", str(scenario(tmp_path)), "--headless", "--server", "aiohttp", "-o", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert f"cannot write the results file {out}" in " ".join(proc.stderr.split())
+    assert "Locust pid" not in proc.stderr

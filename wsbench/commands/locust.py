@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("wsbench locust: give a scenario file (or --path)")
     if args.workers < 0:
         raise UsageError("--workers must be 0 or more")
-    from wsbench.core.results import default_results_path
+    from wsbench.core.results import check_writable, default_results_path
     from wsbench.core.scenario import load_scenario
     from wsbench.locust.plan import RunPlan, check_locust_limits
     from wsbench.scenario_target import (
@@ -113,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
     own_cpus = parse_cpus(args.cpu, "--cpu")
     server_cpus = parse_cpus(args.server_cpu, "--server-cpu")
     output = Path(args.output) if args.output else default_results_path("locust")
+    check_writable(output)  # the master writes it: an unwritable -o is refused before anything starts
     # the server, the master and the workers inherit this process's limit
     ensure_open_files_for(scenario, processes=max(args.workers, 1))
     url, server = start_target(scenario, extra, server_cpus)
