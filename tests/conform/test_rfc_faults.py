@@ -15,6 +15,7 @@ import pytest
 
 from tests.fixtures.fault_proxy import FAULTS
 from wsbench.conform.cases import BY_ID, select
+from wsbench.conform.model import PASSING
 from wsbench.conform.options import resolve
 from wsbench.conform.runner import Target, run_target
 from wsbench.target import ServerProcess, option_flags, reference_server_argv, start_server
@@ -89,5 +90,5 @@ def test_the_same_cases_pass_without_a_fault(upstreams: dict[str, ServerProcess]
     ids = sorted({case_id for _bug, cases, _t in FAULTS.values() for case_id in cases})
     for profile in ("chat", "echo"):
         report = run_target(proxy_target(None, profile, upstreams[profile]), select(ids, profile=profile))
-        bad = [(r.id, r.verdict, r.observed) for r in report.results if r.verdict not in ("pass", "non-strict")]
+        bad = [(r.id, r.verdict, r.observed) for r in report.results if r.verdict not in PASSING]
         assert not bad, f"{profile}: {bad}"

@@ -404,7 +404,7 @@ def utf8_fail_fast(parts: tuple[bytes, bytes, bytes], chops: bool = False) -> Ch
         obs = await ws.observe_close(t_bad, REPLY_TIMEOUT)
         ok, note, shown = end_outcome(obs, "utf8", link.echo)
         when = "at the invalid part (fail-fast)" if fast else "only after the whole message"
-        seen = f"{how}: {shown} after the invalid byte, {when}"
+        seen = f"{how}: {shown} (timed from the invalid part), {when}"
         if not ok:
             return Outcome(False, seen + " — expected close 1007")
         delivered = link.delivered()
