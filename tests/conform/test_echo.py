@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,16 +47,39 @@ def test_the_baseline_of_the_four_libraries_is_valid_and_explained() -> None:
         assert "echo" in BY_ID[d.case].profiles and d.upstream and "RFC 6455" in d.reason
 
 
+@dataclass
+class EchoRun:
+    proc: subprocess.CompletedProcess[str]
+    junit: Path
+    results: Path
+
+
+@pytest.fixture(scope="module")
+def echo_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, EchoRun]:
+    """The whole echo profile on the four libraries, at the same time (each run mostly waits)."""
+    require_node_ws()
+    out = tmp_path_factory.mktemp("echo")
+    started = {}
+    for impl, command in SERVERS.items():
+        junit, results = out / f"{impl}.xml", out / f"{impl}.jsonl"
+        argv = [
+            sys.executable, "-m", "wsbench.cli", "conform", "--profile", "echo", "--server-cmd", command,
+            "--max-message-size", LIMIT, "--impl", impl, "--baseline", str(BASELINE), "--junit", str(junit),
+            "-o", str(results),
+        ]  # fmt: skip
+        popen = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        started[impl] = (popen, argv, junit, results)
+    runs = {}
+    for impl, (popen, argv, junit, results) in started.items():
+        stdout, stderr = popen.communicate(timeout=180)
+        runs[impl] = EchoRun(subprocess.CompletedProcess(argv, popen.returncode, stdout, stderr), junit, results)
+    return runs
+
+
 @pytest.mark.parametrize("impl", list(SERVERS))
-def test_echo_profile_on_a_real_echo_server(impl: str, tmp_path: Path) -> None:
-    if impl == "ws":
-        require_node_ws()
-    junit, results = tmp_path / "echo.xml", tmp_path / "echo.jsonl"
-    proc = conform(
-        "--profile", "echo", "--server-cmd", SERVERS[impl], "--max-message-size", LIMIT, "--impl", impl,
-        "--baseline", str(BASELINE),
-        "--junit", str(junit), "-o", str(results), timeout=120,
-    )  # fmt: skip
+def test_echo_profile_on_a_real_echo_server(impl: str, echo_runs: dict[str, EchoRun]) -> None:
+    run = echo_runs[impl]
+    proc, junit, results = run.proc, run.junit, run.results
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     xmlschema.XMLSchema(str(XSD)).validate(str(junit))
     res = read_results(results)
@@ -71,13 +95,15 @@ def test_echo_profile_on_a_real_echo_server(impl: str, tmp_path: Path) -> None:
     assert verdicts["utf8.fail_fast.fragments"]["verdict"] == "informational"
     summary = res.footer["summary"] if res.footer else {}
     (entry,) = summary.values()
-    assert entry["impl"] == impl and entry["duration_s"] < 30, entry
+    assert entry["impl"] == impl and entry["duration_s"] < 60, entry
     if impl == "ws":  # no deviation at all: the strictest of the four
         assert entry["deviation"] == 0 and entry["non-strict"] == 0
-    report = subprocess.run(
-        [sys.executable, "-m", "wsbench.cli", "report", str(results)], capture_output=True, text=True, timeout=60
-    )
-    assert report.returncode == 0 and "utf8.noncharacters" in report.stdout, report.stderr[-2000:]
+    if impl == "tornado":  # wsbench report shows the file as the matrix (one library is enough)
+        report = subprocess.run(
+            [sys.executable, "-m", "wsbench.cli", "report", str(results)], capture_output=True, text=True, timeout=60
+        )
+        assert report.returncode == 0 and "utf8.noncharacters" in report.stdout, report.stderr[-2000:]
+        assert "known deviation" in report.stdout and "non-strict" in report.stdout
 
 
 def test_a_target_that_does_not_echo_gets_one_clear_error(tmp_path: Path) -> None:
