@@ -304,7 +304,7 @@ def tamper(cookie: str) -> str:
 
 
 async def make_cookie(ctx: CaseContext, kind: str) -> str | None:
-    if kind == "none":
+    if kind == "none" or (ctx.echo and kind == "valid"):  # an echo server has no login
         return None
     nick = ctx.nick()
     if kind == "forged":
@@ -367,7 +367,10 @@ def handshake(
             seen = f"Origin {origin_value}{', ' if headers else ': '}{seen}"
         if hs.ws is not None:
             await hs.ws.close()
-        return Outcome(hs.status == status, seen + (" (upgraded)" if hs.status == 101 and status != 101 else ""))
+        ok = hs.status == status
+        if ctx.echo and status >= 400:  # RFC 6455 §4.2.1: "an appropriate error code (such as 400)"
+            ok = hs.status is not None and 400 <= hs.status < 500
+        return Outcome(ok, seen + (" (upgraded)" if hs.status == 101 and status != 101 else ""))
 
     return check
 

@@ -448,7 +448,7 @@ AUTOBAHN_OF_EXISTING: dict[str, str] = {
 
 ECHO_PREFIXES = ("framing.", "close.valid.", "close.invalid.", "limits.size.")
 ECHO_IDS = {"messaging.relay_ascii", "messaging.relay_unicode", "messaging.relay_emoji", "messaging.relay_empty",
-            "pings.client_ping"}  # fmt: skip
+            "pings.client_ping", "handshake.no_upgrade", "handshake.no_version"}  # fmt: skip
 
 
 def annotate(existing: list[Case]) -> list[Case]:
