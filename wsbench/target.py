@@ -227,8 +227,11 @@ def start_server(
         detail = (
             server.death_message()
             if exited
-            else (f"does not accept connections on 127.0.0.1:{port}" if port is not None
-                  else "printed no 'listening on http://HOST:PORT' line")
+            else (
+                f"does not accept connections on 127.0.0.1:{port}"
+                if port is not None
+                else "printed no 'listening on http://HOST:PORT' line"
+            )
             + f" within {timeout:g}s\n{server.output_tail()}"
         )
         raise ServerStartError(f"could not start {label or shlex.join(argv)}: {detail}".rstrip())

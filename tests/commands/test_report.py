@@ -35,6 +35,7 @@ DOCUMENTED_TOP_LEVEL = {
     "created",
     "duration_s",
     "measured_s",
+    "connect_handshake",
     "churn",
     "latency",
     "latency_uncorrected",

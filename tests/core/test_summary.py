@@ -114,7 +114,7 @@ def test_summary_numbers(tmp_path: Path) -> None:
     assert s["connect"] == {**s["connect"], "ok": 11, "errors": 1, "count": 11}
     assert s["measured_s"] == 2.0
     assert s["rate"] == {"target": 100.0, "sent": 100.0, "delivered": 1000.0}
-    assert s["messages"] == {"sent": 300, "sent_measured": 200}
+    assert s["messages"] == {"sent": 300, "sent_measured": 200, "send_skipped": 0}
     d = s["delivery"]
     assert (d["expected"], d["delivered"], d["lost"], d["duplicated"], d["reordered"]) == (5050, 5047, 3, 2, 1)
     assert d["loss_ratio"] == pytest.approx(3 / 5050)

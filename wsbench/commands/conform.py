@@ -137,9 +137,7 @@ def _label(base: str, used: set[str]) -> str:
     return label
 
 
-def build_echo_targets(
-    items: Sequence[tuple[str, str]], given: dict[str, Any], ws_path: str | None
-) -> list[Target]:
+def build_echo_targets(items: Sequence[tuple[str, str]], given: dict[str, Any], ws_path: str | None) -> list[Target]:
     """Echo-profile targets: the options only set expectations (nothing is passed to the server), and
     the size cases run only when --max-message-size is given."""
     used: set[str] = set()

@@ -14,7 +14,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from wsbench.conform.options import ServerOptions
 from wsbench.conform.wire import (
@@ -27,16 +27,20 @@ from wsbench.conform.wire import (
     login,
     ws_connect,
 )
+from wsbench.core.chat import JOIN_SUFFIX as JOIN_SUFFIX  # the SPEC 7 grammar lives in the core; re-exported
+from wsbench.core.chat import LEAVE_SUFFIX as LEAVE_SUFFIX
+from wsbench.core.chat import SAID as SAID
+from wsbench.core.chat import ChatLine as ChatLine
+from wsbench.core.chat import join_line as join_line
+from wsbench.core.chat import leave_line as leave_line
+from wsbench.core.chat import message_line as message_line
+from wsbench.core.chat import parse_line as parse_line
 from wsbench.target import ServerProcess
 
 #: How long a case waits for something the server must do at once (a line, a close frame).
 REPLY_TIMEOUT = 2.0
 #: How long a case listens to conclude that nothing (more) arrives.
 SILENCE = 0.4
-
-JOIN_SUFFIX = "进入了聊天室~~~"
-LEAVE_SUFFIX = "离开了聊天室~~~"
-SAID = "说："
 
 
 class CaseFailed(Exception):
@@ -46,37 +50,6 @@ class CaseFailed(Exception):
 
 class CaseSkipped(Exception):
     """The case cannot be checked against this target; the message says why."""
-
-
-def join_line(nick: str) -> str:
-    return f"~~~{nick}{JOIN_SUFFIX}"
-
-
-def leave_line(nick: str) -> str:
-    return f"~~~{nick}{LEAVE_SUFFIX}"
-
-
-def message_line(nick: str, text: str) -> str:
-    return f"{nick}{SAID}{text}"
-
-
-@dataclass(frozen=True)
-class ChatLine:
-    kind: Literal["join", "leave", "message", "other"]
-    nick: str
-    text: str = ""
-
-
-def parse_line(line: str) -> ChatLine:
-    """Which of the SPEC 7 lines this is, and about whom."""
-    if line.startswith("~~~") and line.endswith(JOIN_SUFFIX) and len(line) > 3 + len(JOIN_SUFFIX):
-        return ChatLine("join", line[3 : -len(JOIN_SUFFIX)])
-    if line.startswith("~~~") and line.endswith(LEAVE_SUFFIX) and len(line) > 3 + len(LEAVE_SUFFIX):
-        return ChatLine("leave", line[3 : -len(LEAVE_SUFFIX)])
-    nick, sep, text = line.partition(SAID)
-    if sep:
-        return ChatLine("message", nick, text)
-    return ChatLine("other", "", line)
 
 
 @dataclass

@@ -64,6 +64,8 @@ class IngestResult:
     duplicated: int
     reordered: int
     unknown: int  # from clients that are not senders, or to receivers that are not accounted
+    counted: np.ndarray | None = None  # bool, per delivery: accounted (a known sender to a known receiver)
+    reordered_mask: np.ndarray | None = None  # bool, per delivery: new and out of order
 
 
 @dataclass(slots=True)
@@ -196,7 +198,7 @@ class DeliveryAccounting:
         n = len(seqs)
         new = np.zeros(n, dtype=bool)
         if n == 0:
-            return IngestResult(new, np.empty(0, dtype=np.int64), 0, 0, 0, 0)
+            return IngestResult(new, np.empty(0, dtype=np.int64), 0, 0, 0, 0, new, new)
         in_range = (senders >= 0) & (senders < self.clients) & (receivers >= 0) & (receivers < self.clients)
         si = np.full(n, -1, dtype=np.int64)
         si[in_range] = self.sender_index[senders[in_range]]
@@ -206,7 +208,7 @@ class DeliveryAccounting:
         idx = np.flatnonzero(ok)
         if len(idx) == 0:
             self.unknown += unknown
-            return IngestResult(new, si, 0, 0, 0, unknown)
+            return IngestResult(new, si, 0, 0, 0, unknown, ok, new)
         pair = si[idx] * self.clients + receivers[idx]
         order = np.argsort(pair, kind="stable")  # groups pairs, keeps arrival order inside a pair
         p = pair[order]
@@ -258,12 +260,15 @@ class DeliveryAccounting:
         new_mask = np.zeros(n, dtype=bool)
         sel = idx[order]
         new_mask[sel] = is_new
+        reordered_mask = np.zeros(n, dtype=bool)
+        if reord:
+            reordered_mask[sel] = is_new & ~fresh
         delivered = int(np.count_nonzero(is_new))
         self.delivered += delivered
         self.duplicated += dup
         self.reordered += reord
         self.unknown += unknown
-        return IngestResult(new_mask, si, delivered, dup, reord, unknown)
+        return IngestResult(new_mask, si, delivered, dup, reord, unknown, ok, reordered_mask)
 
     # -- totals --------------------------------------------------------------------------------------
     def totals(self, t0_us: int | None = None, t1_us: int | None = None, cutoff_us: int | None = None) -> Totals:

@@ -22,6 +22,8 @@ class Completed:
     sender_index: np.ndarray  # int64, one per completed message
     fanout_us: np.ndarray  # int64, intended send -> last receipt, per completed message that had receivers
     expired_sender_index: np.ndarray  # int64, of given-up messages
+    intended_us: np.ndarray | None = None  # int64, the intended send time of each fanout_us value
+    expired_intended_us: np.ndarray | None = None  # int64, of given-up messages
 
 
 class FanoutTracker:
@@ -80,7 +82,9 @@ class FanoutTracker:
         """Messages complete (or given up at ``now_us``) since the last call."""
         done_s: list[np.ndarray] = []
         fan: list[np.ndarray] = []
+        fan_t: list[np.ndarray] = []
         exp_s: list[np.ndarray] = []
+        exp_t: list[np.ndarray] = []
         for s in range(self.senders):
             lo, hi = int(self.low[s]), int(self.n_sent[s])
             if hi <= lo:
@@ -93,12 +97,15 @@ class FanoutTracker:
             if complete.any():
                 done_s.append(np.full(int(complete.sum()), s, dtype=np.int64))
                 if with_receivers.any():
-                    fan.append(self.last[s, lo:hi][with_receivers] - self.intended[s, lo:hi][with_receivers])
+                    intended = self.intended[s, lo:hi][with_receivers]
+                    fan.append(self.last[s, lo:hi][with_receivers] - intended)
+                    fan_t.append(intended)
             expired = ~done & ~complete & (self.intended[s, lo:hi] < now_us - self.timeout_us)
             if expired.any():
                 n = int(expired.sum())
                 self.incomplete += n
                 exp_s.append(np.full(n, s, dtype=np.int64))
+                exp_t.append(self.intended[s, lo:hi][expired])
             done |= complete | expired
             not_done = np.flatnonzero(~done)
             self.low[s] = lo + (int(not_done[0]) if len(not_done) else hi - lo)
@@ -108,6 +115,8 @@ class FanoutTracker:
             cat(done_s) if done_s else empty,
             cat(fan) if fan else empty,
             cat(exp_s) if exp_s else empty,
+            cat(fan_t) if fan_t else empty,
+            cat(exp_t) if exp_t else empty,
         )
 
     def pending(self) -> int:

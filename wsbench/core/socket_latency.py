@@ -148,9 +148,7 @@ class ProbeInterval:
 
     def histograms(self) -> dict[str, Any]:
         out = {}
-        for name, attr in zip(
-            HISTOGRAMS, ("user_us", "socket_us", "delay_us", "socket_uncorrected_us"), strict=True
-        ):
+        for name, attr in zip(HISTOGRAMS, ("user_us", "socket_us", "delay_us", "socket_uncorrected_us"), strict=True):
             h = histograms.new_histogram()
             parts = [getattr(s, attr) for s in self.pending]
             if parts:

@@ -112,6 +112,8 @@ def summarize(results: Results) -> dict[str, Any]:
     warnings = list(results.warnings)
 
     latency = _latency(results.histogram("latency"))
+    # deliveries later than the histograms' ceiling (60 s), recorded at the ceiling
+    latency["above_ceiling"] = _count(results.intervals, "latency_above_ceiling")
     latency_unc = _latency(results.histogram("latency_uncorrected"))
     fanout = _latency(results.histogram("fanout"))
     # the probe receivers' latencies (latency_probes, latency_socket, generator_delay)
@@ -119,6 +121,8 @@ def summarize(results: Results) -> dict[str, Any]:
     connect = _latency(results.histogram("connect", all_names))
     connect["ok"] = _count(results.intervals, "connect_ok")
     connect["errors"] = _count(results.intervals, "connect_errors")
+    # the login + handshake alone (``connect`` counts from the client's scheduled connect time)
+    connect_handshake = _latency(results.histogram("connect_handshake", all_names))
 
     # deliveries: the footer's final accounting (every message of the run), else the interval counters
     acc = footer.get("accounting") or {}
@@ -132,6 +136,10 @@ def summarize(results: Results) -> dict[str, Any]:
         "pairs": acc.get("pairs"),
         "pairs_with_loss": acc.get("pairs_with_loss"),
         "fanout_incomplete": acc.get("fanout_incomplete"),
+        # what the accounting could not count: a message back to its own sender (SPEC 7.2), a text
+        # frame without a wsbench trailer (neither a join nor a leave line)
+        "back_to_sender": _count(results.intervals, "back_to_sender"),
+        "no_trailer": _count(results.intervals, "no_trailer"),
     }
     delivery["loss_ratio"] = _ratio(delivery["lost"], delivery["expected"])
     if delivery["lost"] is None:
@@ -258,8 +266,13 @@ def summarize(results: Results) -> dict[str, Any]:
         **probe,
         "probes": probes,
         "connect": connect,
+        "connect_handshake": connect_handshake,
         "delivery": delivery,
-        "messages": {"sent": _count(results.intervals, "sent"), "sent_measured": sent_measured},
+        "messages": {
+            "sent": _count(results.intervals, "sent"),
+            "sent_measured": sent_measured,
+            "send_skipped": _count(results.intervals, "send_skipped"),
+        },
         "rate": rate,
         "closes": {"by_code": dict(closes), "total": sum(closes.values()), "unexpected": unexpected},
         "errors": {"by_kind": dict(errors), "total": sum(errors.values())},

@@ -1,9 +1,9 @@
 """Threshold expressions such as ``latency.p99 < 50ms`` and their verdicts against a summary.
 
-An expression is ``METRIC OP VALUE``: ``OP`` one of ``< <= > >= == !=``; ``METRIC`` a dotted key of the
-summary (``docs/summary-json.md``); ``VALUE`` a number with an optional unit of the metric's kind
-(time metrics are in milliseconds when no unit is given; ``%`` for ratios; ``/s`` for rates; ``KiB``,
-``MiB`` for sizes).
+An expression is ``METRIC OP VALUE``: ``OP`` one of ``< <= > >= == !=``; ``METRIC`` any numeric dotted
+key of the summary (``docs/summary-json.md``, listed once in :mod:`wsbench.core.metrics`); ``VALUE`` a
+number with an optional unit of the metric's kind (time metrics are in milliseconds when no unit is
+given, ``_s`` keys in seconds; ``%`` for ratios; ``/s`` for rates; ``KiB``, ``MiB`` for sizes).
 """
 
 from __future__ import annotations
@@ -14,42 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from wsbench.core.metrics import METRICS as METRICS  # every numeric summary key, one table
+from wsbench.core.metrics import metric_kind, suggest
 from wsbench.core.units import UnitError, parse_duration, parse_rate, parse_size
-
-_PERCENTILES = ("p50", "p90", "p99", "p99_9", "p99_99", "max", "min", "mean")
-
-#: metric -> kind (how its limit is written and what unit it is compared in)
-METRICS: dict[str, str] = {
-    **{f"latency.{p}": "time" for p in _PERCENTILES},
-    **{f"latency_uncorrected.{p}": "time" for p in _PERCENTILES},
-    **{f"fanout.{p}": "time" for p in _PERCENTILES},
-    **{f"latency_socket.{p}": "time" for p in _PERCENTILES},
-    **{f"generator_delay.{p}": "time" for p in _PERCENTILES},
-    **{f"latency_probes.{p}": "time" for p in _PERCENTILES},
-    **{f"latency_socket_uncorrected.{p}": "time" for p in _PERCENTILES},
-    **{f"connect.{p}": "time" for p in _PERCENTILES},
-    "connect.errors": "count",
-    "connect.ok": "count",
-    "delivery.expected": "count",
-    "delivery.delivered": "count",
-    "delivery.lost": "count",
-    "delivery.duplicated": "count",
-    "delivery.reordered": "count",
-    "delivery.pairs_with_loss": "count",
-    "delivery.loss_ratio": "ratio",
-    "messages.sent": "count",
-    "rate.sent": "rate",
-    "rate.delivered": "rate",
-    "errors.total": "count",
-    "closes.unexpected": "count",
-    "generator.cpu_us_per_delivery": "us",
-    "generator.cpu_pct_max": "percent",
-    "generator.loop_lag_ms_max": "time",
-    "server.rss_bytes_max": "size",
-}
 
 UNIT_OF_KIND = {
     "time": "ms",
+    "seconds": "s",
     "us": "us",
     "count": "",
     "ratio": "",
@@ -91,6 +62,10 @@ def _parse_limit(kind: str, text: str) -> float:
         if re.fullmatch(r"[+-]?[\d.eE+-]+", text):
             return float(text)  # plain numbers are milliseconds
         return parse_duration(text) * 1e3
+    if kind == "seconds":
+        if re.fullmatch(r"[+-]?[\d.eE+-]+", text):
+            return float(text)  # plain numbers are seconds
+        return parse_duration(text)
     if kind == "us":
         if re.fullmatch(r"[+-]?[\d.eE+-]+", text):
             return float(text)
@@ -115,14 +90,14 @@ def parse_threshold(expr: str) -> Threshold:
     if not m:
         raise ThresholdError(f"expected 'METRIC OP VALUE' such as 'latency.p99 < 50ms', got {expr!r}")
     metric, op, value = m.groups()
-    kind = METRICS.get(metric)
+    kind = metric_kind(metric)
     if kind is None:
-        groups: dict[str, list[str]] = {}
-        for name in METRICS:
-            head, _, tail = name.partition(".")
-            groups.setdefault(head, []).append(tail)
-        known = "; ".join(f"{head}.{{{','.join(tails)}}}" for head, tails in groups.items())
-        raise ThresholdError(f"unknown metric {metric!r}; known metrics: {known}")
+        near = suggest(metric)
+        hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+        raise ThresholdError(
+            f"unknown metric {metric!r}{hint} (any numeric key of the summary: docs/summary-json.md, "
+            "e.g. latency.p99, delivery.lost, closes.total, capacity.highest_rate_held)"
+        )
     try:
         limit = _parse_limit(kind, value)
     except (UnitError, ValueError) as exc:

@@ -63,7 +63,8 @@ class ClientState:
     role: str  # "sender" | "receiver" | "stalled"
     transport: WSTransport | None = None
     listener: ChatListener | None = None
-    connect_start_ns: int = 0
+    connect_due_ns: int = 0  # when the schedule wanted it to connect (connect time starts here)
+    connect_start_ns: int = 0  # when its login started (after waiting for a concurrency slot)
     connected_ns: int = 0
     closed_ns: int = 0
     close_code: int | None = None

@@ -41,26 +41,21 @@ import aiohttp
 import numpy as np
 from picows import WSCloseCode, WSMsgType
 
-from wsbench.core import histograms, payload, server_stats
+from wsbench.core import payload, server_stats, socket_latency
 from wsbench.core.accounting import DeliveryAccounting
-from wsbench.core.fanout import FanoutTracker
-from wsbench.core.pacing import MEASURED, ClosedLoop, OpenSchedule, Phase, churn_schedule, plan_phases
+from wsbench.core.chat import Nicknames
+from wsbench.core.pacing import MEASURED, ClosedLoop, OpenSchedule, Phase, churn_schedule
+from wsbench.core.plan import RunPlan
+from wsbench.core.recorder import IntervalRecord, Recorder
 from wsbench.core.results import ResultsWriter
 from wsbench.core.scenario import Scenario
+from wsbench.core.selfcheck import BottleneckCheck
 from wsbench.core.summary import metrics
 from wsbench.core.thresholds import evaluate
-from wsbench.drivers.chat_client import (
-    ClientState,
-    LoginFailed,
-    ReceiveBuffer,
-    client_of,
-    login,
-    nickname_for,
-    open_chat,
-)
+from wsbench.drivers.chat_client import ClientState, LoginFailed, ReceiveBuffer, login, open_chat
 from wsbench.drivers.precise_timer import PreciseTimer
 from wsbench.drivers.probe_set import ProbeSet, choose_probes
-from wsbench.drivers.selfcheck import CpuMeter, LoopLagMonitor, bottleneck_reasons
+from wsbench.drivers.selfcheck import CpuMeter, LoopLagMonitor
 from wsbench.errors import describe_os_error
 from wsbench.target import ServerProcess
 
@@ -68,8 +63,7 @@ INGEST_PERIOD_S = 0.01
 SCHEDULE_CHUNK_S = 0.25
 CLOSED_TICK_S = 0.002
 JOIN_SETTLE_S = 3.0  # after everyone connected, how long to wait for missing join lines
-_JOIN_SUFFIX = "进入了聊天室~~~"
-_LEAVE_SUFFIX = "离开了聊天室~~~"
+HOLD_S = 1.0  # an interval's record is written this long after it ended (a search: its grace)
 _TEXT = WSMsgType.TEXT
 _clock = time.monotonic_ns
 
@@ -83,29 +77,23 @@ class Outcome:
 
 
 @dataclass
-class _Interval:
-    index: int
-    start_ns: int
-    phase: str
-    counters: Counter[str] = field(default_factory=Counter)
-    latency: Any = field(default_factory=histograms.new_histogram)
-    latency_uncorrected: Any = field(default_factory=histograms.new_histogram)
-    fanout: Any = field(default_factory=histograms.new_histogram)
-    connect: Any = field(default_factory=histograms.new_histogram)
-    send_lag: histograms.BatchRecorder = field(default_factory=histograms.BatchRecorder)
-    send_lag_us_max: int = 0
+class ConnectTally:
+    """How the connects went (for the connect phase's verdict)."""
+
+    connected: int = 0
+    failed: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+    first_error: str | None = None
 
 
 @dataclass
-class _PhaseAcc:
-    """A phase's intervals folded together (for the capacity search's per-stage verdicts)."""
+class SendQueue:
+    """The open model's schedule, expanded a chunk ahead: ``(due_ns, sender index, size)``."""
 
-    latency: Any = field(default_factory=histograms.new_histogram)
-    latency_uncorrected: Any = field(default_factory=histograms.new_histogram)
-    fanout: Any = field(default_factory=histograms.new_histogram)
-    counters: Counter[str] = field(default_factory=Counter)
-    span_s: float = 0.0
-    probe: dict[str, Any] = field(default_factory=dict)  # the probes' histograms (latency_socket, ...)
+    pending: deque[tuple[int, int, int]] = field(default_factory=deque)
+    schedule: OpenSchedule | None = None
+    upto_s: float = 0.0
+    timer: PreciseTimer | None = None
 
 
 class Engine:
@@ -127,41 +115,40 @@ class Engine:
         self.on_progress = on_progress
         self.epoch_ns = _clock()
         self.interval_ns = int(scenario.interval * 1e9)
+        self.plan = RunPlan(scenario)
         n = scenario.clients
         self.n_senders = scenario.n_senders
-        self.n_stalled = scenario.stalled_clients
         self.sender_ids = list(range(self.n_senders))
-        self.stalled_ids = list(range(n - self.n_stalled, n))
-        self.phases: list[Phase] = plan_phases(
-            scenario.warmup.duration, scenario.warmup.rate, scenario.stage_plan(), scenario.drain
-        )
+        self.phases: list[Phase] = list(self.plan.phases)
         churn = scenario.churn
         self.churn_at = churn_schedule(self.phases, churn.rate, churn.max) if churn is not None else []
         # a replacement is a new client id: the accounting is sized for every client the run may have
         n_total = n + len(self.churn_at)
-        receivers = [c for c in range(n_total) if c not in set(self.stalled_ids)]
-        self.acc = DeliveryAccounting(
-            n_total, self.sender_ids, receivers, leave_margin_us=int(scenario.accounting.leave_margin * 1e6)
+        acc = DeliveryAccounting(
+            n_total, self.sender_ids, self.plan.readers(n_total), int(scenario.accounting.leave_margin * 1e6)
         )
+        self.acc = acc
+        self.tag = secrets.token_hex(2)
+        self.nicknames = Nicknames(scenario.connect.nickname_prefix, self.tag)
+        hold = scenario.search.grace if scenario.search is not None else HOLD_S
+        self.rec = Recorder(
+            acc,
+            self.nicknames,
+            hold_us=int(hold * 1e6),
+            fanout_timeout_us=int(scenario.accounting.fanout_timeout * 1e6),
+            local_completion=True,
+        )
+        self.bottleneck = BottleneckCheck(float(scenario.interval))
         # kernel-stamped receivers (latency_socket); they never churn
-        self.probes = ProbeSet(choose_probes(scenario.probes, self.n_senders, n, self.n_stalled), self.epoch_ns)
+        self.probes = ProbeSet(
+            choose_probes(scenario.probes, self.n_senders, n, scenario.stalled_clients), self.epoch_ns
+        )
         # receivers that do not send, oldest first: the next to leave when churning
         self.churnable: deque[int] = deque(
-            c for c in range(self.n_senders, n - self.n_stalled) if c not in self.probes.ids
+            c for c in range(n) if self.plan.role(c) == "receiver" and c not in self.probes.ids
         )
-        self.fan = FanoutTracker(max(self.n_senders, 1), timeout_us=int(scenario.accounting.fanout_timeout * 1e6))
-        self.tag = secrets.token_hex(2)
-        self.prefix_tag = scenario.connect.nickname_prefix + self.tag
-        self.clients = [
-            ClientState(
-                cid=i,
-                nickname=nickname_for(scenario.connect.nickname_prefix, self.tag, i),
-                role="sender" if i < self.n_senders else ("stalled" if i >= n - self.n_stalled else "receiver"),
-            )
-            for i in range(n)
-        ]
+        self.clients = [ClientState(cid=i, nickname=self.nicknames.of(i), role=self.plan.role(i)) for i in range(n)]
         self.next_seq = [0] * self.n_senders
-        self.rng = np.random.default_rng(scenario.seed)
         self.load_start_ns: int | None = None
         self.load_end_ns: int | None = None  # the end of the drain, once the run got there
         self.phase_index = -1  # -1: connect phase
@@ -171,30 +158,19 @@ class Engine:
         self.cpu = CpuMeter()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.lag: LoopLagMonitor | None = None
-        self.cur = _Interval(0, self.epoch_ns, "connect")
         self.intervals_written = 0
         self.last_stats: dict[str, Any] | None = None
         self.stats_ok = scenario.stats
-        self.connected = 0
-        self.connect_failed = 0
-        self.connect_errors_by_kind: Counter[str] = Counter()
-        self.first_connect_error: str | None = None
+        self.conn = ConnectTally()
         self.closing = False
         self.errors_total = 0
         self._handles: list[asyncio.TimerHandle] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._pending_sends: deque[tuple[int, int, int]] = deque()  # (due_ns, sender index, size)
-        self._sched: OpenSchedule | None = None
-        self._sched_upto = 0.0
+        self.sends = SendQueue()
         self._closed: ClosedLoop | None = None
-        self._send_timer: PreciseTimer | None = None
-        self._warned_bottleneck = False
-        self.unknown_frames = 0
         self.stage_verdicts: list[dict[str, Any]] = []
-        self.phase_acc: dict[str, _PhaseAcc] = {}
         self.ingest_s = 0.0  # wall time spent decoding and accounting batches (a self-check)
         self.session: aiohttp.ClientSession | None = None
-        self.sizes = _SizeSampler(scenario, self.rng)
         self.rx = ReceiveBuffer()  # every client's text frames, in arrival order
 
     # -- clock ---------------------------------------------------------------------------------------
@@ -239,7 +215,7 @@ class Engine:
                 if self.session is not None and not self.session.closed:
                     await self.session.close()
         status, reason = self.stop_reason or ("completed", None)
-        return Outcome(status, reason, self.connected, self.intervals_written)
+        return Outcome(status, reason, self.conn.connected, self.intervals_written)
 
     # -- connect phase ---------------------------------------------------------------------------------
     async def _connect_phase(self) -> bool:
@@ -248,7 +224,7 @@ class Engine:
         start = _clock()
         tasks = []
         for st in self.clients:
-            due = start + int(st.cid / s.connect.rate * 1e9)
+            due = st.connect_due_ns = start + int(st.cid / s.connect.rate * 1e9)
             delay = (due - _clock()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -258,17 +234,17 @@ class Engine:
             task = asyncio.ensure_future(self._connect_one(st))
             task.add_done_callback(lambda _t: sem.release())
             tasks.append(task)
-            if self.connect_failed > s.connect.max_errors:
+            if self.conn.failed > s.connect.max_errors:
                 break
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self.stop_reason is not None:
             return False
-        if self.connect_failed > s.connect.max_errors:
-            detail = f"; first error: {self.first_connect_error}" if self.first_connect_error else ""
+        if self.conn.failed > s.connect.max_errors:
+            detail = f"; first error: {self.conn.first_error}" if self.conn.first_error else ""
             self.request_stop(
                 "broken",
-                f"{self.connect_failed} of {s.clients} clients could not connect to {self.http_url}{detail}",
+                f"{self.conn.failed} of {s.clients} clients could not connect to {self.http_url}{detail}",
             )
             return False
         # the barrier: everyone online, and every sender has seen the join lines of later clients
@@ -331,22 +307,21 @@ class Engine:
             return
         now = _clock()
         st.connected_ns = now
-        self.connected += 1
-        self.acc.joined(st.cid, self.us(now))
-        self.cur.counters["connect_ok"] += 1
-        histograms.record_many(self.cur.connect, [max((now - st.connect_start_ns) // 1000, 1)])
+        self.conn.connected += 1
+        # connect time from when the schedule wanted the client connected: queueing for a slot counts
+        due = st.connect_due_ns or st.connect_start_ns
+        self.rec.connected(st.cid, self.us(now), (now - due) // 1000, (now - st.connect_start_ns) // 1000)
         if st.close_code is not None or st.closed_ns:
             self._on_client_closed(st)
 
     def _connect_error(self, st: ClientState, kind: str, detail: str) -> None:
         st.error = detail
-        self.connect_failed += 1
-        self.connect_errors_by_kind[kind] += 1
-        self.cur.counters["connect_errors"] += 1
-        self.cur.counters["errors"] += 1
+        self.conn.failed += 1
+        self.conn.by_kind[kind] += 1
+        self.rec.connect_failed(self.us(_clock()))
         self.errors_total += 1
-        if self.first_connect_error is None:
-            self.first_connect_error = f"{kind}: {detail}"
+        if self.conn.first_error is None:
+            self.conn.first_error = f"{kind}: {detail}"
         self.writer.event("error", self.t_s(), error=kind, client=st.cid, detail=detail)
         if self.server is not None and not self.server.alive():
             self.request_stop("broken", self.server.death_message())
@@ -355,11 +330,10 @@ class Engine:
         if st.connected_ns == 0:
             return  # closed during the handshake: reported as a connect error
         now = st.closed_ns or _clock()
-        if self.acc.online(st.cid):
-            self.acc.left(st.cid, self.us(now))
+        self.rec.left(st.cid, self.us(now))
         if self.closing or st.we_closed:
             return
-        self.cur.counters["closes"] += 1
+        self.rec.count("closes", self.us(now))
         if st.close_code is not None:
             self.writer.event(
                 "close", self.t_s(now), client=st.cid, code=st.close_code, reason=st.close_reason, role=st.role
@@ -375,7 +349,7 @@ class Engine:
                 detail="dropped without a close frame",
             )
         else:
-            self.cur.counters["errors"] += 1
+            self.rec.count("errors", self.us(now))
             self.errors_total += 1
             self.writer.event(
                 "error",
@@ -410,16 +384,16 @@ class Engine:
             if st.role == "stalled" and st.transport is not None:
                 with contextlib.suppress(Exception):
                     st.transport.underlying_transport.pause_reading()
-        if self.n_stalled:
-            self.writer.event("phase", self.t_s(now), name="stall", detail=f"{self.n_stalled} clients stopped reading")
+        if self.s.stalled_clients:
+            detail = f"{self.s.stalled_clients} clients stopped reading"
+            self.writer.event("phase", self.t_s(now), name="stall", detail=detail)
         if self.probes:
             self._probes_event(now)
         self._enter_phase(0, now)
         if self.s.model == "open":
-            self._sched = OpenSchedule(self.phases, max(self.n_senders, 1))
-            self._sched_upto = 0.0
+            self.sends.schedule = OpenSchedule(self.phases, max(self.n_senders, 1))
             assert self.loop is not None
-            self._send_timer = PreciseTimer(self.loop, self._send_tick)
+            self.sends.timer = PreciseTimer(self.loop, self._send_tick)
             self._send_tick()
         else:
             self._closed = ClosedLoop(self.n_senders, self.s.outstanding, self.s.think_time)
@@ -470,15 +444,13 @@ class Engine:
                 if victim.transport is not None and victim.connected_ns and not victim.closed_ns:
                     now = _clock()
                     victim.we_closed = True
-                    self.acc.left(victim.cid, self.us(now))
-                    self.cur.counters["churn_left"] += 1
+                    self.rec.left(victim.cid, self.us(now))
+                    self.rec.count("churn_left", self.us(now))
                     with contextlib.suppress(Exception):
                         victim.transport.send_close(WSCloseCode.OK)
                     break
             cid = len(self.clients)
-            st = ClientState(
-                cid=cid, nickname=nickname_for(self.s.connect.nickname_prefix, self.tag, cid), role="receiver"
-            )
+            st = ClientState(cid=cid, nickname=self.nicknames.of(cid), role="receiver", connect_due_ns=_clock())
             self.clients.append(st)
             self._tasks.append(asyncio.ensure_future(self._churn_join(st)))
         except Exception as exc:
@@ -487,7 +459,7 @@ class Engine:
     async def _churn_join(self, st: ClientState) -> None:
         await self._connect_one(st)
         if st.connected_ns and not st.closed_ns:
-            self.cur.counters["churn_joined"] += 1
+            self.rec.count("churn_joined", self.us(_clock()))
             self.churnable.append(st.cid)
 
     def _phase_bounds_ns(self, i: int) -> tuple[int, int]:
@@ -507,7 +479,7 @@ class Engine:
             rate_to=p.rate_to,
             duration_s=p.duration_s,
         )
-        self.cur.phase = p.name
+        self.rec.set_phase(p.name)
 
     def _next_boundary(self, now: int) -> int:
         """The next interval end: a whole interval after the load start, or a phase boundary."""
@@ -523,28 +495,31 @@ class Engine:
     # open model -----------------------------------------------------------------------------------------
     def _extend_schedule(self, upto_s: float) -> None:
         """Expand the fixed schedule up to ``upto_s`` (seconds from the load start) into the send queue."""
-        assert self._sched is not None and self.load_start_ns is not None
-        if upto_s <= self._sched_upto:
+        q = self.sends
+        assert q.schedule is not None and self.load_start_ns is not None
+        if upto_s <= q.upto_s:
             return
-        ks, ts = self._sched.between(self._sched_upto, upto_s)
-        self._sched_upto = upto_s
+        ks, ts = q.schedule.between(q.upto_s, upto_s)
+        q.upto_s = upto_s
         if len(ks) == 0:
             return
         due = self.load_start_ns + np.ceil(ts * 1e3 - 1e-6).astype(np.int64) * 1_000_000
-        senders = self._sched.sender_of(ks)
-        sizes = self.sizes.sample(len(ks))
-        self._pending_sends.extend(zip(due.tolist(), senders.tolist(), sizes.tolist(), strict=True))
+        senders = q.schedule.sender_of(ks)
+        # sizes by (sender, position in its schedule): the same as Locust's for the same scenario and seed
+        sizes = self.plan.sizes_at(senders, ks // max(self.n_senders, 1))
+        q.pending.extend(zip(due.tolist(), senders.tolist(), sizes.tolist(), strict=True))
 
     def _send_tick(self) -> None:
         """Send every message that is due, then sleep until the next one is."""
         if self.stop_reason is not None or self.stopping_load or self.load_start_ns is None:
             return
         try:
-            assert self._sched is not None
+            q = self.sends
+            assert q.schedule is not None
             start = self.load_start_ns
-            pending = self._pending_sends
+            pending = q.pending
             now = _clock()
-            if self._sched_upto < (now - start) / 1e9 + SCHEDULE_CHUNK_S / 2:
+            if q.upto_s < (now - start) / 1e9 + SCHEDULE_CHUNK_S / 2:
                 self._extend_schedule((now - start) / 1e9 + SCHEDULE_CHUNK_S)
             send = self._send_one
             while pending and pending[0][0] <= now:
@@ -556,12 +531,12 @@ class Engine:
             if pending:
                 wake = pending[0][0]
             else:
-                t = self._sched.next_time_after(self._sched_upto)
+                t = q.schedule.next_time_after(q.upto_s)
                 if t is None:
                     return  # the schedule is over
                 wake = start + math.ceil(t * 1e3 - 1e-6) * 1_000_000
-            assert self._send_timer is not None
-            self._send_timer.arm(wake)
+            assert q.timer is not None
+            q.timer.arm(wake)
         except Exception as exc:
             self._crash(exc)
 
@@ -569,25 +544,15 @@ class Engine:
         cid = self.sender_ids[si]
         st = self.clients[cid]
         tr = st.transport
-        cur = self.cur
+        intended_us = (intended_ns - self.epoch_ns) // 1000
         if tr is None or st.closed_ns or not st.connected_ns:
-            cur.counters["send_skipped"] += 1
+            self.rec.send_skipped(cid, intended_us)
             return
         seq = self.next_seq[si]
         self.next_seq[si] = seq + 1
-        actual_ns = _clock()
-        intended_us = (intended_ns - self.epoch_ns) // 1000
-        actual_us = (actual_ns - self.epoch_ns) // 1000
+        actual_us = (_clock() - self.epoch_ns) // 1000
         tr.send(_TEXT, payload.encode(cid, seq, intended_us, actual_us, size).encode())
-        self.acc.sent(cid, seq, actual_us)
-        expected = self.acc.expected_receivers(cid)
-        self.fan.sent(si, seq, intended_us, expected)
-        cur.counters["sent"] += 1
-        cur.counters["expected"] += expected
-        lag = actual_us - intended_us
-        cur.send_lag.add(lag)
-        if lag > cur.send_lag_us_max:
-            cur.send_lag_us_max = lag
+        self.rec.sent(cid, seq, intended_us, actual_us)
 
     # closed model -----------------------------------------------------------------------------------
     def _closed_tick(self) -> None:
@@ -598,7 +563,7 @@ class Engine:
         t = self.t_s(now)
         for si in self._closed.due(t):
             self._closed.sent(si)
-            self._send_one(si, _clock(), self.sizes.sample_one())
+            self._send_one(si, _clock(), self.plan.size_of(si, self.next_seq[si]))
 
     # -- receiving ----------------------------------------------------------------------------------------
     def _ingest_tick(self) -> None:
@@ -606,95 +571,36 @@ class Engine:
             t0 = time.perf_counter()
             self._ingest()
             self.ingest_s += time.perf_counter() - t0
+            now = _clock()
+            if self.rec.has_due(self.us(now)):
+                self._write_records(now, late=False)
         except Exception as exc:
             self._crash(exc)
 
     def _ingest(self) -> None:
-        if not self.rx.frames:
-            self._collect_fanout()
-            return
-        frames, times, owners = self.rx.take()
-        probe_frames = self.probes.take()
-        if self.closing:
-            return
-        receivers = np.frombuffer(owners, dtype=np.int64)
-        recv_us = (np.frombuffer(times, dtype=np.int64) - self.epoch_ns) // 1000
-        batch_recv_us = recv_us
-        batch = payload.decode_batch(frames)
-        valid = batch.valid
-        if not valid.all():
-            self._other_frames(frames, np.flatnonzero(~valid), receivers, recv_us)
-            receivers, recv_us = receivers[valid], recv_us[valid]
-            senders, seqs = batch.sender[valid], batch.seq[valid]
-            intended, actual = batch.intended_us[valid], batch.actual_us[valid]
-        else:
-            senders, seqs, intended, actual = batch.sender, batch.seq, batch.intended_us, batch.actual_us
-        if len(seqs) == 0:
-            return
-        res = self.acc.ingest(receivers, senders, seqs)
-        self.probes.ingest(probe_frames, valid, res.new, batch_recv_us, batch.intended_us, batch.actual_us)
-        cur = self.cur
-        cur.counters["delivered"] += res.delivered
-        if res.duplicated:
-            cur.counters["duplicated"] += res.duplicated
-        if res.reordered:
-            cur.counters["reordered"] += res.reordered
-        if res.unknown:
-            cur.counters["unknown"] += res.unknown
-        new = res.new
-        if res.delivered:
-            if res.delivered < len(new):
-                r_us, i_us, a_us = recv_us[new], intended[new], actual[new]
-                si, sq = res.sender_index[new], seqs[new]
-            else:
-                r_us, i_us, a_us, si, sq = recv_us, intended, actual, res.sender_index, seqs
-            histograms.record_many(cur.latency, np.maximum(r_us - i_us, 0))
-            histograms.record_many(cur.latency_uncorrected, np.maximum(r_us - a_us, 0))
-            self.fan.delivered(si, sq, r_us)
-        if self._closed is not None:
+        idle = not self.rx.frames
+        if not idle:
+            frames, times, owners = self.rx.take()
+            probe_frames = self.probes.take()
+            if self.closing:
+                return
+            receivers = np.frombuffer(owners, dtype=np.int64)
+            recv_us = (np.frombuffer(times, dtype=np.int64) - self.epoch_ns) // 1000
+            self.rec.ingest(frames, recv_us, receivers)
+            seen = self.rec.last_batch
+            if seen is not None:
+                self.probes.ingest(probe_frames, seen.valid, seen.new, recv_us, seen.intended_us, seen.actual_us)
+        if idle or self._closed is not None:
             self._collect_fanout()
 
     def _collect_fanout(self) -> None:
-        done = self.fan.collect(self.us(_clock()))
-        if len(done.fanout_us):
-            histograms.record_many(self.cur.fanout, np.maximum(done.fanout_us, 0))
-        if self._closed is not None:
+        done = self.rec.collect_fanout(self.us(_clock()))
+        if self._closed is not None and done is not None:
             t = self.t_s()
             for si in done.sender_index.tolist():
                 self._closed.completed(si, t)
             for si in done.expired_sender_index.tolist():
                 self._closed.completed(si, t)
-        if len(done.expired_sender_index):
-            self.cur.counters["fanout_incomplete"] += len(done.expired_sender_index)
-
-    def _other_frames(self, frames: list[bytes], where: np.ndarray, receivers: np.ndarray, recv_us: np.ndarray) -> None:
-        """Join and leave lines (SPEC 7.1, 7.5) and anything that carries no trailer.
-
-        A join line reaches every client with the same bytes: ``N`` clients joining make ``N**2`` join
-        frames, so each distinct text is read once and its receivers are handled together.
-        """
-        by_text: dict[bytes, list[int]] = {}
-        for i in where.tolist():
-            by_text.setdefault(frames[i], []).append(i)
-        for frame, rows in by_text.items():
-            text = frame.decode("utf-8", "replace")
-            if text.startswith("~~~") and text.endswith(_JOIN_SUFFIX):
-                who = client_of(text[3 : -len(_JOIN_SUFFIX)], self.prefix_tag)
-                if who is not None:
-                    self.acc.saw_join_many(receivers[rows], who, recv_us[rows])
-                self.cur.counters["join_lines"] += len(rows)
-            elif text.startswith("~~~") and text.endswith(_LEAVE_SUFFIX):
-                self.cur.counters["leave_lines"] += len(rows)
-            else:
-                self.cur.counters["unknown"] += len(rows)
-                for i in rows[: max(0, 5 - self.unknown_frames)]:  # the first five are described
-                    self.writer.event(
-                        "warning",
-                        self.t_s(),
-                        client=int(receivers[i]),
-                        detail=f"a text frame without a wsbench trailer: {text[:80]!r}",
-                    )
-                self.unknown_frames += len(rows)
 
     # -- intervals ----------------------------------------------------------------------------------------
     def _schedule_interval_end(self, at_ns: int) -> None:
@@ -717,8 +623,6 @@ class Engine:
             i = self.phase_index
             _, end = self._phase_bounds_ns(i)
             while now >= end - 100_000:  # within 0.1 ms of the end: the phase is over
-                if self.phases[i].kind == MEASURED:
-                    self._stage_verdict(i)
                 if i + 1 >= len(self.phases):
                     self.load_end_ns = end
                     self.finished.set()
@@ -733,92 +637,57 @@ class Engine:
             self._crash(exc)
 
     def _cut_interval(self, now: int) -> None:
-        """Close the current interval at ``now``, write it, and open the next."""
+        """Close the current interval at ``now`` and open the next; write the records that are final."""
         self._ingest()
         self._collect_fanout()
-        cur = self.cur
         cpu_s, cpu_pct = self.cpu.sample()
         batch_s, self.ingest_s = self.ingest_s, 0.0
-        lag_ms = self.lag.take_max_ms() if self.lag else 0.0
-        send_lag_ms = round(cur.send_lag_us_max / 1000.0, 3)
-        online = sum(1 for c in self.clients if c.connected_ns and not c.closed_ns)
-        counters = {
-            k: int(cur.counters.get(k, 0))
-            for k in (
-                "sent",
-                "delivered",
-                "expected",
-                "duplicated",
-                "reordered",
-                "connect_ok",
-                "connect_errors",
-                "closes",
-                "errors",
-            )
-        }
-        for k, v in cur.counters.items():
-            if k not in counters:
-                counters[k] = int(v)
         if self.load_start_ns is not None and self.probes and not self.probes.warned and self.probes.unstamped_reason():
             self._warn_no_stamps(now, str(self.probes.unstamped_reason()))
+        # the probes' own histograms (latency_socket...) are by receive time: issue 13's, not the recorder's
         probe_hists, probe_counters, probe_generator = self.probes.take_interval() if self.probes else ({}, {}, {})
-        counters.update(probe_counters)
-        record = {
-            "index": cur.index,
-            "start_s": round(self.t_s(cur.start_ns), 6),
-            "end_s": round(self.t_s(now), 6),
-            "phase": cur.phase,
-            "counters": counters,
-            "clients_connected": online,
-            "histograms": {
-                "latency": cur.latency,
-                "latency_uncorrected": cur.latency_uncorrected,
-                "fanout": cur.fanout,
-                "connect": cur.connect,
-                "send_lag": cur.send_lag.take(),
-                **probe_hists,
-            },
+        info = {
+            "histograms": probe_hists,
+            "counters": probe_counters,
+            "clients_connected": sum(1 for c in self.clients if c.connected_ns and not c.closed_ns),
             "generator": {
                 "cpu_s": round(cpu_s, 4),
                 "cpu_pct": round(cpu_pct, 1),
-                "loop_lag_ms_max": lag_ms,
-                "send_lag_ms_max": send_lag_ms,
+                "loop_lag_ms_max": self.lag.take_max_ms() if self.lag else 0.0,
                 "batch_ms": round(batch_s * 1e3, 2),
                 "open_fds": self.cpu.open_fds(),
                 **probe_generator,
             },
             "server": self.last_stats,
         }
-        self.writer.interval(record)
-        self.intervals_written += 1
-        pa = self.phase_acc.setdefault(cur.phase, _PhaseAcc())
-        histograms.add(pa.latency, cur.latency)
-        histograms.add(pa.latency_uncorrected, cur.latency_uncorrected)
-        histograms.add(pa.fanout, cur.fanout)
-        pa.counters.update(cur.counters)
-        pa.span_s += (now - cur.start_ns) / 1e9
-        for name, h in probe_hists.items():
-            histograms.add(pa.probe.setdefault(name, histograms.new_histogram()), h)
-        # only measured stages, only intervals long enough for their CPU share to mean something
-        if cur.phase not in ("connect", "warmup", "drain") and now - cur.start_ns >= self.interval_ns // 2:
-            reasons = bottleneck_reasons(cpu_pct, lag_ms, send_lag_ms)
-            if reasons and not self._warned_bottleneck:
-                self._warned_bottleneck = True
-                self.writer.event(
-                    "warning",
-                    self.t_s(now),
-                    warning="generator_bottleneck",
-                    detail="the generator may have been the bottleneck: " + "; ".join(reasons),
-                )
-        if self.on_progress is not None:
-            with contextlib.suppress(Exception):
-                self.on_progress(self._progress(record, now))
-        phase = cur.phase
+        phase = self.rec.current_phase
         if self.load_start_ns is not None and 0 <= self.phase_index < len(self.phases):
             phase = self.phases[self.phase_index].name
-        self.cur = _Interval(cur.index + 1, now, phase)
+        self.rec.cut(self.us(now), phase, info=info)
+        self._write_records(now)
 
-    def _progress(self, record: dict[str, Any], now: int) -> dict[str, Any]:
+    def _write_records(self, now: int, final: bool = False, late: bool = True) -> None:
+        """Write the interval records that are final (docs/results-format.md), then judge finished stages."""
+        newest: IntervalRecord | None = None
+        for record in self.rec.take_records(self.us(now), final=final, late=late):
+            self.writer.interval(dict(record))
+            if record.get("late"):
+                continue
+            self.intervals_written += 1
+            newest = record
+            warning = self.bottleneck.check(dict(record))
+            if warning is not None:
+                self.writer.event("warning", warning.pop("t_s"), **warning)
+        for event in self.rec.take_events():
+            fields = dict(event)
+            self.writer.event(str(fields.pop("kind")), float(fields.pop("t_s")), **fields)
+        if newest is not None and self.on_progress is not None:
+            with contextlib.suppress(Exception):
+                self.on_progress(self._progress(newest, now))
+        for name in self.rec.take_final_phases():
+            self._stage_verdict(name)
+
+    def _progress(self, record: IntervalRecord, now: int) -> dict[str, Any]:
         h = record["histograms"]["latency"]
         dur = max(record["end_s"] - record["start_s"], 1e-9)
         total = self.phases[-1].end_s if self.phases else 0.0
@@ -835,19 +704,23 @@ class Engine:
             "clients": record["clients_connected"],
             "clients_total": self.s.clients,
             "cpu_pct": record["generator"]["cpu_pct"],
-            "connect_failed": self.connect_failed,
+            "connect_failed": self.conn.failed,
         }
 
-    def _stage_verdict(self, i: int) -> None:
-        """After a measured stage: check the search thresholds on it alone (capacity search)."""
+    def _stage_verdict(self, name: str) -> None:
+        """Once every record of a measured stage is final: the search thresholds on its own messages."""
         search = self.s.search
-        if search is None or self.stopping_load:
+        i = next((k for k, p in enumerate(self.phases) if p.name == name and p.kind == MEASURED), None)
+        if search is None or self.stopping_load or i is None or self.load_start_ns is None:
             return
         phase = self.phases[i]
         t0, t1 = self._phase_bounds_ns(i)
-        cutoff = t1 - int(search.grace * 1e9)
-        totals = self.acc.totals(self.us(t0), self.us(t1), cutoff_us=self.us(cutoff))
-        summary = self._stage_summary(phase.name, totals.as_dict())
+        # messages of the stage not delivered by now (its end + the grace) count as lost so far
+        totals = self.acc.totals(self.us(t0), self.us(t1)).as_dict()
+        pt = self.rec.phases[name]
+        h = pt.histogram
+        probe = {name: pt.hist[name] for name in socket_latency.HISTOGRAMS if name in pt.hist}
+        summary = metrics(h("latency"), h("latency_uncorrected"), h("fanout"), pt.counters, pt.span_s, totals, probe)
         verdicts = evaluate(list(search.thresholds), summary)
         passed = all(v["passed"] for v in verdicts)
         self.stage_verdicts.append({"stage": phase.name, "rate": phase.final_rate, "passed": passed})
@@ -863,17 +736,11 @@ class Engine:
         if not passed and search.stop:
             self._stop_load_early(f"stage {phase.name} broke the search thresholds")
 
-    def _stage_summary(self, name: str, totals: dict[str, int]) -> dict[str, Any]:
-        acc = self.phase_acc.get(name)
-        if acc is None:
-            acc = _PhaseAcc()
-        return metrics(acc.latency, acc.latency_uncorrected, acc.fanout, acc.counters, acc.span_s, totals, acc.probe)
-
     def _stop_load_early(self, why: str) -> None:
         """Skip the remaining stages: go to the drain now."""
         self.stopping_load = True
-        if self._send_timer is not None:
-            self._send_timer.cancel()
+        if self.sends.timer is not None:
+            self.sends.timer.cancel()
         assert self.load_start_ns is not None
         now = _clock()
         t = (now - self.load_start_ns) / 1e9
@@ -883,7 +750,8 @@ class Engine:
         self.phases = kept
         self.writer.event("phase", self.t_s(now), name="drain", phase_kind="drain", detail=why)
         self.phase_index = len(self.phases) - 1
-        self.cur.phase = "drain"
+        # what the next stage sent while the broken one's verdict was awaited is not that stage's
+        self.rec.relabel_open(drain.name)
 
     # -- stats ---------------------------------------------------------------------------------------------
     async def _stats_loop(self) -> None:
@@ -914,9 +782,9 @@ class Engine:
     async def _finish(self) -> None:
         now = _clock()
         gc.unfreeze()
-        if self._send_timer is not None:
-            self._send_timer.close()
-            self._send_timer = None
+        if self.sends.timer is not None:
+            self.sends.timer.close()
+            self.sends.timer = None
         for h in self._handles:
             h.cancel()
         handle = getattr(self, "_interval_handle", None)
@@ -927,13 +795,14 @@ class Engine:
         for task in self._tasks:
             task.cancel()
         await self._unstall()
-        # the last, partial interval (unless the last boundary was just written)
+        # the last, partial interval (unless the last boundary was just written), and every record left
         self._ingest()
-        if now - self.cur.start_ns > 10_000_000 or any(self.cur.counters.values()):
-            try:
-                self._cut_interval(max(now, self.cur.start_ns + 1))
-            except Exception as exc:  # the teardown goes on: every client is still closed below
-                self._crash(exc)
+        try:
+            if self.us(now) - self.rec.current_start_us > 10_000:
+                self._cut_interval(now)
+            self._write_records(now, final=True)
+        except Exception as exc:  # the teardown goes on: every client is still closed below
+            self._crash(exc)
         self.closing = True
         self.rx.clear()
         open_clients = [c for c in self.clients if c.transport is not None and not c.closed_ns]
@@ -982,7 +851,8 @@ class Engine:
         out: dict[str, Any] = self.acc.totals().as_dict()
         out["duplicated"] = self.acc.duplicated
         out["reordered"] = self.acc.reordered
-        out["fanout_incomplete"] = self.fan.incomplete + self.fan.pending()
+        fan = self.rec.fan
+        out["fanout_incomplete"] = fan.incomplete + fan.pending() if fan is not None else 0
         by_phase = {}
         if self.load_start_ns is not None:
             for i, p in enumerate(self.phases):
@@ -1029,25 +899,3 @@ def _unread_bytes(c: ClientState) -> int | None:
         return int(struct.unpack("i", raw)[0])
     except Exception:  # no socket to ask
         return None
-
-
-class _SizeSampler:
-    """Message sizes per the scenario (fixed, uniform or weighted choices), from the seeded RNG."""
-
-    def __init__(self, s: Scenario, rng: np.random.Generator) -> None:
-        self.size = s.size
-        self.rng = rng
-        if s.size.kind == "choices":
-            w = np.asarray(s.size.weights or [1.0] * len(s.size.values), dtype=float)
-            self._p = w / w.sum()
-
-    def sample(self, n: int) -> np.ndarray:
-        sz = self.size
-        if sz.kind == "fixed":
-            return np.full(n, sz.values[0], dtype=np.int64)
-        if sz.kind == "uniform":
-            return self.rng.integers(sz.values[0], sz.values[1] + 1, n)
-        return self.rng.choice(np.asarray(sz.values), n, p=self._p)
-
-    def sample_one(self) -> int:
-        return int(self.sample(1)[0])

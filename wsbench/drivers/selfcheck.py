@@ -13,11 +13,7 @@ import time
 
 import psutil
 
-#: a generator above this CPU share of one core, or with more loop lag / send lateness than these,
-#: may have distorted the latencies it measured
-CPU_PCT_LIMIT = 90.0
-LOOP_LAG_MS_LIMIT = 20.0
-SEND_LAG_MS_LIMIT = 20.0
+from wsbench.core.selfcheck import bottleneck_reasons as bottleneck_reasons  # the rule is the core's
 
 
 class CpuMeter:
@@ -81,14 +77,3 @@ class LoopLagMonitor:
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
-
-
-def bottleneck_reasons(cpu_pct: float, loop_lag_ms: float, send_lag_ms: float) -> list[str]:
-    reasons = []
-    if cpu_pct >= CPU_PCT_LIMIT:
-        reasons.append(f"generator CPU at {cpu_pct:.0f}% of a core")
-    if loop_lag_ms >= LOOP_LAG_MS_LIMIT:
-        reasons.append(f"event-loop lag up to {loop_lag_ms:.1f} ms")
-    if send_lag_ms >= SEND_LAG_MS_LIMIT:
-        reasons.append(f"messages sent up to {send_lag_ms:.1f} ms after their intended time")
-    return reasons

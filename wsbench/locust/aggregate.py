@@ -26,11 +26,14 @@ from hdrh.histogram import HdrHistogram
 
 from wsbench.core import histograms
 from wsbench.core.accounting import NEVER, DeliveryAccounting
-from wsbench.core.fanout import FanoutTracker
+from wsbench.core.fanout import Completed, FanoutTracker
 from wsbench.core.results import UNMEASURED_PHASES, ResultsWriter
-from wsbench.locust.collector import HISTOGRAM_NAMES, Collector
+from wsbench.core.selfcheck import BottleneckCheck
+from wsbench.locust.collector import Collector
 from wsbench.locust.plan import RunPlan
 
+#: the histograms the web UI shows
+HISTOGRAM_NAMES = ("latency", "latency_uncorrected", "fanout", "connect")
 FINAL_AS_OF = 2**62  # a final part: nothing more will come from that process
 LIVE_PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9), ("p99_99", 99.99))
 
@@ -119,9 +122,13 @@ class FanoutMerger:
     past their send time (:meth:`advance`).
     """
 
-    def __init__(self, acc: DeliveryAccounting, senders: int, timeout_us: int) -> None:
+    def __init__(self, acc: DeliveryAccounting, senders: int, timeout_us: int, interval_us: int = 1_000_000) -> None:
         self.acc = acc
         self.tracker = FanoutTracker(senders, timeout_us=timeout_us)
+        self.interval_us = interval_us
+        #: ``expected`` by interval index (of the intended send time), counted as ``wsbench run`` does:
+        #: the readers online when the message was sent, but its sender
+        self.expected_by_index: Counter[int] = Counter()
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._sends: list[np.ndarray] = []
 
@@ -149,6 +156,7 @@ class FanoutMerger:
             online = (joins <= actual) & (leaves > actual)
             expected = int(np.count_nonzero(online)) - int(bool(online[readers == sender].any()))
             self.tracker.sent(int(acc.sender_index[sender]), seq, intended, expected)
+            self.expected_by_index[intended // self.interval_us] += expected
         self.delivered(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
 
     def delivered(self, sender_index: np.ndarray, seqs: np.ndarray, recv_us: np.ndarray) -> None:
@@ -164,8 +172,8 @@ class FanoutMerger:
         rest = ~known & (si >= 0)
         self._pending = [(si[rest], sq[rest], tr[rest])] if rest.any() else []
 
-    def collect(self, now_us: int) -> np.ndarray:
-        return self.tracker.collect(now_us).fanout_us
+    def collect(self, now_us: int) -> Completed:
+        return self.tracker.collect(now_us)
 
     @property
     def incomplete(self) -> int:
@@ -214,8 +222,10 @@ class Aggregator:
             plan.readers(),
             leave_margin_us=int(s.accounting.leave_margin * 1e6),
         )
-        self.fanout = FanoutMerger(self.acc, plan.senders, int(s.accounting.fanout_timeout * 1e6))
         self.interval_us = round(plan.interval_s * 1e6)
+        self.fanout = FanoutMerger(self.acc, plan.senders, int(s.accounting.fanout_timeout * 1e6), self.interval_us)
+        self.bottleneck = BottleneckCheck(plan.interval_s)
+        self._incomplete_by_index: Counter[int] = Counter()
         self.live = Live()
         self.server_samples: dict[int, dict[str, Any]] = {}
         self._server_attached: set[int] = set()
@@ -250,6 +260,10 @@ class Aggregator:
                 self._server_attached.add(index)
             self.writer.interval({**record, "worker": worker})
             self.live.fold(record)
+            if not record.get("late"):
+                warning = self.bottleneck.check(record, worker)  # a saturated worker is named
+                if warning is not None:
+                    self.writer.event("warning", warning.pop("t_s"), **warning)
         for event in part["events"]:
             self.writer.event(**event)
         self.live.close_codes[worker] = part["close_codes"]
@@ -272,29 +286,41 @@ class Aggregator:
         """Record fan-outs completed by now in the current interval (``give_up_all``: the run is over)."""
         if give_up_all:
             self.fanout.advance(FINAL_AS_OF)
-        values = self.fanout.collect(now_us + (10**15 if give_up_all else 0))
-        if len(values):
-            index = now_us // self.interval_us
-            h = self._fanout_by_index.setdefault(index, histograms.new_histogram())
-            histograms.record_many(h, values)
-            if self.phase_of(index * self.interval_us / 1e6) not in UNMEASURED_PHASES:
-                histograms.record_many(self.live.measured["fanout"], values)
+        done = self.fanout.collect(now_us + (10**15 if give_up_all else 0))
+        values = done.fanout_us
+        if len(values) and done.intended_us is not None:
+            # a fan-out belongs to the interval of its message's intended send time (as in `wsbench run`)
+            index_of = done.intended_us // self.interval_us
+            for index in np.unique(index_of).tolist():
+                part = values[index_of == index]
+                h = self._fanout_by_index.setdefault(index, histograms.new_histogram())
+                histograms.record_many(h, np.maximum(part, 0))
+                if self.phase_of(index * self.interval_us / 1e6) not in UNMEASURED_PHASES:
+                    histograms.record_many(self.live.measured["fanout"], np.maximum(part, 0))
+        if done.expired_intended_us is not None and len(done.expired_intended_us):
+            self._incomplete_by_index.update((done.expired_intended_us // self.interval_us).tolist())
 
     def write_master_records(self, upto_us: int | None) -> None:
         """Fan-out histograms (completed here, from all processes' deliveries) and the master's CPU."""
-        indexes = sorted(set(self._fanout_by_index) | set(self._master_generator))
+        expected = self.fanout.expected_by_index
+        incomplete = self._incomplete_by_index
+        indexes = sorted(set(self._fanout_by_index) | set(self._master_generator) | set(expected) | set(incomplete))
         for index in indexes:
             start = index * self.interval_us
             if upto_us is not None and start + self.interval_us > upto_us:
                 break
             fan = self._fanout_by_index.pop(index, None)
             gen = self._master_generator.pop(index, None)
+            counters = {"expected": expected.pop(index, 0)}
+            if index in incomplete:
+                counters["fanout_incomplete"] = incomplete.pop(index)
+            self.live.counters["expected"] += counters["expected"]
             record: dict[str, Any] = {
                 "index": index,
                 "start_s": start / 1e6,
                 "end_s": (start + self.interval_us) / 1e6,
                 "phase": self.phase_of(start / 1e6),
-                "counters": {},
+                "counters": counters,
                 "clients_connected": 0,
                 "histograms": {"fanout": histograms.encode(fan)} if fan is not None else {},
                 "worker": "master",

@@ -1,67 +1,33 @@
-"""What one Locust process measures, as plain numbers over the core: no Locust, no sockets.
+"""What one Locust process measures: its clients' events fed to the core's recorder (no Locust, no sockets).
 
 The reading greenlets call :meth:`Collector.on_texts` per socket read (a few list appends); every
-``FLUSH_S`` (and at every interval boundary) :meth:`Collector.flush` decodes the whole batch with
-:func:`wsbench.core.payload.decode_batch`, feeds :class:`wsbench.core.accounting.DeliveryAccounting`
-and records latencies into the interval's HdrHistograms with
-:func:`wsbench.core.histograms.record_many`, all vectorized. A delivery belongs to the interval in
-which it was received.
+``FLUSH_S`` the process calls :meth:`Collector.flush`, which hands the whole batch to the same
+:class:`wsbench.core.recorder.Recorder` that ``wsbench run`` feeds, so a delivery means the same in
+both drivers: it belongs to the interval of its message's intended send time.
 
-In a distributed run each worker's collector sees only its own clients. What the master needs to
-account for deliveries across workers (joins, leaves, join lines seen, sends) is kept in
-:attr:`Collector.outbox` for the worker to ship; fan-out completion is shipped as per-message local
-completions (:meth:`Collector.take_fanout_parts`) and completed on the master by
-:class:`wsbench.locust.aggregate.FanoutMerger`.
+Intervals are the epoch's grid (index ``k`` covers ``[k, k+1)`` intervals after the epoch), the same in
+every process, so the master merges the workers' records of one index exactly. Each process sees only
+its own clients: what the master needs to account across processes (joins, leaves, join lines seen,
+sends) is in the recorder's outbox, and deliveries for fan-out completion in its fan-out parts; the
+master (:mod:`wsbench.locust.aggregate`) counts ``expected`` at send time and completes fan-outs.
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
-from wsbench.core import histograms, payload, socket_latency
+from wsbench.core import histograms, socket_latency
 from wsbench.core.accounting import DeliveryAccounting
-from wsbench.core.fanout import FanoutTracker
-from wsbench.locust.plan import RunPlan
+from wsbench.core.plan import RunPlan
+from wsbench.core.recorder import COUNTER_NAMES as COUNTER_NAMES
+from wsbench.core.recorder import HISTOGRAM_NAMES as HISTOGRAM_NAMES
+from wsbench.core.recorder import Delivered, Recorder
 
-JOIN_RE = re.compile(r"^~~~(.+)进入了聊天室~~~$", re.S)
-HISTOGRAM_NAMES = ("latency", "latency_uncorrected", "fanout", "connect")
-COUNTER_NAMES = (
-    "sent",
-    "delivered",
-    "expected",
-    "duplicated",
-    "reordered",
-    "connect_ok",
-    "connect_errors",
-    "closes",
-    "errors",
-)
-
-
-@dataclass
-class IntervalData:
-    index: int
-    histograms: dict[str, HdrHistogram] = field(
-        default_factory=lambda: {name: histograms.new_histogram() for name in HISTOGRAM_NAMES}
-    )
-    counters: Counter[str] = field(default_factory=Counter)
-    online_max: int = 0
-    send_lag_us_max: int = 0
-
-
-@dataclass(slots=True)
-class Delivered:
-    """New deliveries of one flush, for Locust's request events."""
-
-    latency_ms: np.ndarray  # float64, from the intended send time
-    length: np.ndarray  # int64, frame payload bytes
+HOLD_S = 1.0  # an interval's record is shipped this long after it ended (late deliveries follow)
 
 
 class Collector:
@@ -74,23 +40,22 @@ class Collector:
         self.distributed = distributed
         self.interval_us = round(plan.interval_s * 1e6)
         self.acc = DeliveryAccounting(
-            plan.clients,
-            list(range(plan.senders)),
-            plan.readers(),
-            leave_margin_us=int(s.accounting.leave_margin * 1e6),
+            plan.clients, list(range(plan.senders)), plan.readers(), int(s.accounting.leave_margin * 1e6)
         )
-        self.fanout = FanoutTracker(plan.senders, timeout_us=int(s.accounting.fanout_timeout * 1e6))
-        self.load_start_us: int | None = None
-        self.intervals: dict[int, IntervalData] = {}
+        self.rec = Recorder(
+            self.acc,
+            plan.nicknames(run_tag, plan.clients),
+            hold_us=int(HOLD_S * 1e6),
+            fanout_timeout_us=int(s.accounting.fanout_timeout * 1e6),
+            local_completion=not distributed,
+        )
+        self.phase_of: Callable[[float], str] = lambda t_s: "connect"
         self.events: list[dict[str, Any]] = []
         self.close_codes: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.online: set[int] = set()
         self.local_clients: set[int] = set()
-        self.clamped = 0
-        # what the master replays into its own accounting (distributed runs)
-        self.outbox: dict[str, list[tuple[int, ...]]] = {"joined": [], "left": [], "saw_join": [], "sent": []}
-        self._fanout_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._online_max = 0
         self._texts: list[bytes] = []
         self._owner: list[int] = []
         self._time: list[int] = []
@@ -100,6 +65,10 @@ class Collector:
         self._probe_last: dict[int, int] = {}  # client -> index of its last probe frame in this batch
         self.probe_unstamped = 0  # new probe deliveries without a kernel stamp / with one (whole run)
         self.probe_stamped = 0
+
+    @property
+    def clamped(self) -> int:
+        return self.rec.latency_above_ceiling
 
     # -- the hot path -------------------------------------------------------------------------------------
     def on_probe_text(self, client: int, text: bytes, recv_us: int, kernel_us: int, shared: bool) -> None:
@@ -121,44 +90,49 @@ class Collector:
         self._time.append(recv_us)
         self._count.append(len(texts))
 
-    # -- connection and send events -----------------------------------------------------------------------
-    def interval(self, t_us: int) -> IntervalData:
-        index = max(t_us, 0) // self.interval_us
-        data = self.intervals.get(index)
-        if data is None:
-            data = self.intervals[index] = IntervalData(index)
-        if len(self.online) > data.online_max:
-            data.online_max = len(self.online)
-        return data
+    # -- the grid -------------------------------------------------------------------------------------------
+    def advance(self, t_us: int) -> None:
+        """Cut every interval boundary up to ``t_us``."""
+        rec = self.rec
+        nxt = (rec.current_index + 1) * self.interval_us
+        while nxt <= t_us:
+            info = {"clients_connected": max(self._online_max, len(self.online))}
+            rec.cut(nxt, self.phase_of(nxt / 1e6), index=rec.current_index + 1, info=info)
+            self._online_max = len(self.online)
+            nxt += self.interval_us
+        if len(self.online) > self._online_max:
+            self._online_max = len(self.online)
 
-    def connected(self, client: int, t_us: int, connect_us: int) -> None:
+    # -- connection and send events -----------------------------------------------------------------------
+    def connected(self, client: int, t_us: int, connect_us: int, handshake_us: int | None = None) -> None:
+        """``connect_us`` from the user's start (its scheduled connect), ``handshake_us`` login + handshake."""
+        self.advance(t_us)
         self.local_clients.add(client)
         self.online.add(client)
-        self.acc.joined(client, t_us)
-        self.outbox["joined"].append((client, t_us))
-        iv = self.interval(t_us)
-        iv.counters["connect_ok"] += 1
-        self.clamped += histograms.record_many(iv.histograms["connect"], [max(connect_us, 0)])
+        self.rec.connected(client, t_us, connect_us, connect_us if handshake_us is None else handshake_us)
+        self.advance(t_us)
 
     def connect_failed(self, client: int, t_us: int, kind: str, detail: str, status: int | None) -> None:
+        self.advance(t_us)
         self.local_clients.add(client)
-        self.interval(t_us).counters["connect_errors"] += 1
+        self.rec.connect_failed(t_us)
         self.errors[kind] += 1
         self.event(t_us, "error", client=client, code=status, detail=f"{kind}: {detail}", error=kind)
 
     def closed(self, client: int, t_us: int, code: int, reason: str, by_us: bool) -> None:
+        self.advance(t_us)
         if client in self.online:
             self.online.discard(client)
-            self.acc.left(client, t_us)
-            self.outbox["left"].append((client, t_us))
+            self.rec.left(client, t_us)
         if not by_us:
-            self.interval(t_us).counters["closes"] += 1
+            self.rec.count("closes", t_us)
             self.close_codes[str(code)] += 1
             role = "stalled" if self.plan.is_stalled(client) else None  # expected closes of slow consumers
             self.event(t_us, "close", client=client, code=code, reason=reason, role=role)
 
     def error(self, client: int | None, t_us: int, kind: str, detail: str) -> None:
-        self.interval(t_us).counters["errors"] += 1
+        self.advance(t_us)
+        self.rec.count("errors", t_us)
         self.errors[kind] += 1
         self.event(t_us, "error", client=client, detail=detail, error=kind)
 
@@ -166,18 +140,17 @@ class Collector:
         self.events.append({"t_s": t_us / 1e6, "kind": kind, **{k: v for k, v in fields.items() if v is not None}})
 
     def sent(self, sender: int, seq: int, intended_us: int, actual_us: int) -> None:
-        self.acc.sent(sender, seq, actual_us)
-        self.outbox["sent"].append((sender, seq, intended_us, actual_us))
-        if not self.distributed:
-            self.fanout.sent(sender, seq, intended_us, self.acc.expected_receivers(sender))
-        iv = self.interval(actual_us)
-        iv.counters["sent"] += 1
-        if actual_us - intended_us > iv.send_lag_us_max:
-            iv.send_lag_us_max = actual_us - intended_us
+        self.advance(actual_us)
+        self.rec.sent(sender, seq, intended_us, actual_us)
+
+    def send_skipped(self, sender: int, intended_us: int) -> None:
+        self.rec.send_skipped(sender, intended_us)
 
     # -- the batch work -----------------------------------------------------------------------------------
-    def flush(self) -> Delivered | None:
+    def flush(self, now_us: int | None = None) -> Delivered | None:
         """Account for everything received since the last flush."""
+        if now_us is not None:
+            self.advance(now_us)
         if not self._texts:
             return None
         texts, owners, times, counts = self._texts, self._owner, self._time, self._count
@@ -187,50 +160,13 @@ class Collector:
         counts_a = np.asarray(counts, dtype=np.int64)
         receivers = np.repeat(np.asarray(owners, dtype=np.int64), counts_a)
         recv_us = np.repeat(np.asarray(times, dtype=np.int64), counts_a)
-        batch = payload.decode_batch(texts)
-        valid = batch.valid
-        if not valid.all():
-            self._other_lines(
-                [t for t, ok in zip(texts, valid.tolist(), strict=True) if not ok], receivers[~valid], recv_us[~valid]
-            )
-        holes_before = self._holes()
-        result = self.acc.ingest(receivers[valid], batch.sender[valid], batch.seq[valid])
-        new = result.new
-        r_us = recv_us[valid][new]
-        intended = batch.intended_us[valid][new]
-        actual = batch.actual_us[valid][new]
-        corrected = r_us - intended
-        uncorrected = r_us - actual
-        if not self.distributed:
-            self.fanout.delivered(result.sender_index[new], batch.seq[valid][new], r_us)
-        else:
-            self._fanout_parts.append((result.sender_index[new], batch.seq[valid][new], r_us))
-        index = recv_us // self.interval_us
-        new_index = index[valid][new]
-        dup_mask = np.zeros(len(texts), dtype=bool)
-        dup_idx = np.flatnonzero(valid)[~new]
-        dup_mask[dup_idx] = True
-        for i in np.unique(index[valid]).tolist():
-            iv = self.interval(i * self.interval_us)
-            sel = new_index == i
-            n_new = int(np.count_nonzero(sel))
-            if n_new:
-                self.clamped += histograms.record_many(iv.histograms["latency"], corrected[sel])
-                self.clamped += histograms.record_many(iv.histograms["latency_uncorrected"], uncorrected[sel])
-            iv.counters["delivered"] += n_new
-            iv.counters["expected"] += n_new
-            iv.counters["duplicated"] += int(np.count_nonzero(dup_mask & (index == i)))
-        if probe is not None:
-            self._record_probes(probe, valid, new, recv_us, index, batch.intended_us, batch.actual_us)
-        opened = self._holes() - holes_before
-        if result.reordered or opened:
-            # a gap below the highest delivery is a loss so far (expected, not delivered); a late
-            # delivery that fills one was expected already (its delivery counted above)
-            last = self.interval(int(recv_us[-1]))
-            last.counters["reordered"] += result.reordered
-            last.counters["expected"] += opened
-        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))[valid][new]
-        return Delivered(corrected / 1000.0, lengths)
+        if now_us is None:
+            self.advance(int(recv_us.max()))
+        delivered = self.rec.ingest(texts, recv_us, receivers)
+        seen = self.rec.last_batch
+        if probe is not None and seen is not None:
+            self._record_probes(probe, seen.valid, seen.new, recv_us, seen.intended_us, seen.actual_us)
+        return delivered
 
     def _record_probes(
         self,
@@ -238,92 +174,48 @@ class Collector:
         valid: np.ndarray,
         new: np.ndarray,
         recv_us: np.ndarray,
-        index: np.ndarray,
         intended_us: np.ndarray,
         actual_us: np.ndarray,
     ) -> None:
+        """The probes' latencies (issue 13), by their messages' intended send time like every delivery."""
         position, kernel_us, own = probe
         new_full = np.zeros(len(valid), dtype=bool)
         new_full[np.flatnonzero(valid)] = new
-        for i in np.unique(index[position]).tolist():
-            sel = index[position] == i
+        when = np.where(valid[position], intended_us[position], recv_us[position])
+        for t_us, sel in self.rec.group_by_interval(when):
             s = socket_latency.probe_samples(
                 position[sel], kernel_us[sel], own[sel], new_full, recv_us, intended_us, actual_us
             )
-            iv = self.interval(i * self.interval_us)
-            for name, values in zip(
-                socket_latency.HISTOGRAMS, (s.user_us, s.socket_us, s.delay_us, s.socket_uncorrected_us), strict=True
-            ):
-                h = iv.histograms.setdefault(name, histograms.new_histogram())
-                self.clamped += histograms.record_many(h, values)
-            iv.counters["probe_delivered"] += len(s.user_us)
-            iv.counters["probe_stamped"] += len(s.socket_us)
-            iv.counters["probe_coalesced"] += s.coalesced
+            values = (s.user_us, s.socket_us, s.delay_us, s.socket_uncorrected_us)
+            for name, v in zip(socket_latency.HISTOGRAMS, values, strict=True):
+                self.rec.record_values(name, t_us, v)
+            self.rec.count("probe_delivered", t_us, len(s.user_us))
+            self.rec.count("probe_stamped", t_us, len(s.socket_us))
+            self.rec.count("probe_coalesced", t_us, s.coalesced)
             self.probe_unstamped += s.unstamped
             self.probe_stamped += len(s.socket_us) + s.coalesced
 
-    def _holes(self) -> int:
-        return sum(len(h) for h in self.acc.holes.values()) if self.acc.holes else 0
-
-    def _other_lines(self, texts: list[bytes], receivers: np.ndarray, recv_us: np.ndarray) -> None:
-        """Join lines feed the accounting's expected window; leave lines and others are not measured."""
-        for text, receiver, t_us in zip(texts, receivers.tolist(), recv_us.tolist(), strict=True):
-            line = text.decode("utf-8", "replace")
-            m = JOIN_RE.match(line)
-            if m:
-                joined = self.plan.client_of_nickname(m.group(1), self.run_tag)
-                if joined is not None:
-                    self.acc.saw_join(receiver, joined, t_us)
-                    self.outbox["saw_join"].append((receiver, joined, t_us))
-
-    # -- fan-out ------------------------------------------------------------------------------------------
+    # -- fan-out (a single process completes its own) ---------------------------------------------------------
     def take_fanout_parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        parts, self._fanout_parts = self._fanout_parts, []
-        return parts
+        return self.rec.take_fanout_parts()
 
     def collect_fanout(self, now_us: int) -> None:
-        """Single process: fold completed fan-outs into the interval of their last receipt."""
-        done = self.fanout.collect(now_us)
-        if len(done.fanout_us):
-            self._record_fanout(done.fanout_us, now_us)
+        self.rec.collect_fanout(now_us)
 
-    def _record_fanout(self, fanout_us: np.ndarray, now_us: int) -> None:
-        iv = self.interval(now_us)
-        self.clamped += histograms.record_many(iv.histograms["fanout"], fanout_us)
-
-    # -- interval records ---------------------------------------------------------------------------------
-    def take_intervals(self, upto_us: int | None, phase_of: Callable[[float], str]) -> list[dict[str, Any]]:
-        """Interval records of intervals that ended by ``upto_us`` (all when ``None``), oldest first."""
+    # -- records ------------------------------------------------------------------------------------------
+    def take_records(self, now_us: int, final: bool = False) -> list[dict[str, Any]]:
+        """Interval records final by ``now_us`` (all when ``final``), histograms encoded, oldest first."""
+        self.advance(now_us)
         out = []
-        for index in sorted(self.intervals):
-            start = index * self.interval_us
-            end = start + self.interval_us
-            if upto_us is not None and end > upto_us:
-                break
-            data = self.intervals.pop(index)
-            out.append(
-                {
-                    "index": index,
-                    "start_s": start / 1e6,
-                    "end_s": end / 1e6,
-                    "phase": phase_of(start / 1e6),
-                    "counters": {
-                        name: int(data.counters.get(name, 0))
-                        for name in COUNTER_NAMES + socket_latency.COUNTERS
-                        if name in COUNTER_NAMES or name in data.counters
-                    },
-                    "clients_connected": max(data.online_max, len(self.online)),
-                    "histograms": {name: histograms.encode(h) for name, h in data.histograms.items()},
-                    "send_lag_ms_max": round(data.send_lag_us_max / 1000, 3),
-                }
-            )
+        for record in self.rec.take_records(now_us, final=final):
+            item: dict[str, Any] = dict(record)
+            item["histograms"] = {name: histograms.encode(h) for name, h in record.get("histograms", {}).items()}
+            out.append(item)
         return out
 
     def take_events(self) -> list[dict[str, Any]]:
         events, self.events = self.events, []
-        return events
+        return events + [dict(e) for e in self.rec.take_events()]
 
     def take_outbox(self) -> dict[str, list[tuple[int, ...]]]:
-        box = self.outbox
-        self.outbox = {name: [] for name in box}
-        return box
+        return self.rec.take_outbox()

@@ -146,6 +146,7 @@ class ProcessSide:
         self.target = Target.from_url(setup["url"])
         self.label = owner.label
         self.collector = Collector(self.plan, self.run_tag, distributed=True)
+        self.collector.phase_of = self._phase_of
         self.estimator = clock.OffsetEstimator()
         self.offset_ns = 0
         self.clock_events: list[dict[str, Any]] = []
@@ -157,6 +158,7 @@ class ProcessSide:
         self._id_waiters: dict[int, gevent.event.AsyncResult] = {}
         self._id_seq = 0
         self._ready_intervals: list[dict[str, Any]] = []
+        self._last_index = -1  # the interval of the last flush
         # probe receivers of this process (kernel receive stamps; wsbench.core.socket_latency)
         self.probe_clients: list[int] = []
         self.stamp_clock = ClockBridge(time.monotonic_ns, time.time_ns)
@@ -217,7 +219,8 @@ class ProcessSide:
         if waiter is not None:
             waiter.set(data["client"])
 
-    def connect(self, client: int) -> ChatConnection | None:
+    def connect(self, client: int, due_us: int | None = None) -> ChatConnection | None:
+        """Log in and open ``/chat``; ``due_us``: when this user was started (connect time counts from it)."""
         timeout = float(self.plan.scenario.connect.timeout)
         nickname = self.plan.nickname(client, self.run_tag)
         epoch, offset = self.epoch_ns, self.offset_ns
@@ -246,7 +249,9 @@ class ProcessSide:
                 return None
             ms = (time.perf_counter() - t0) * 1000
         self.conns[client] = conn
-        collector.connected(client, self.now_us(), int(ms * 1000))
+        now = self.now_us()
+        handshake_us = int(ms * 1000)
+        collector.connected(client, now, handshake_us if due_us is None else now - due_us, handshake_us)
         if self._wants_probe(client):
             self._make_probe(client, conn, nickname)
         conn.start_reading()
@@ -298,11 +303,12 @@ class ProcessSide:
     def run_user(self) -> None:
         if self.finished:
             return
+        due = self.now_us()
         client = self.assign_id()
         if client is None:
             log.warning("no client id left for this user (the scenario has %d clients)", self.plan.clients)
             return
-        conn = self.connect(client)
+        conn = self.connect(client, due)
         if conn is None:
             return
         if self.plan.is_stalled(client):
@@ -321,12 +327,15 @@ class ProcessSide:
         env = self.env
         with PreciseTimer() as timer:
             for seq, t_rel in self.plan.send_times(sender):
-                if self.finished or conn.closed:
+                if self.finished:
                     return
                 intended = start + round(t_rel * 1e6)
                 timer.wait_until(self.local_ns(intended))
-                if self.finished or conn.closed:
+                if self.finished:
                     return
+                if conn.closed:  # as in `wsbench run`: each scheduled message of a closed sender is skipped
+                    collector.send_skipped(sender, intended)
+                    continue
                 actual = self.now_us()
                 text = payload.encode(sender, seq, intended, actual, next(sizes))
                 t0 = time.perf_counter()
@@ -335,26 +344,24 @@ class ProcessSide:
                 except Exception as exc:  # the socket broke; the reading greenlet reports the close
                     collector.error(sender, self.now_us(), "send", f"send failed: {exc}")
                     _fire(env, "send", (time.perf_counter() - t0) * 1000, 0, exc)
-                    return
+                    collector.send_skipped(sender, intended)
+                    continue
                 collector.sent(sender, seq, intended, actual)
                 _fire(env, "send", (time.perf_counter() - t0) * 1000, len(text))
 
     # -- measuring ----------------------------------------------------------------------------------------
     def _flush_loop(self) -> None:
-        interval_us = self.collector.interval_us
-        last_index = -1
         while True:
             gevent.sleep(FLUSH_S)
             try:
-                self._flush(interval_us, last_index)
+                self._flush()
             except Exception as exc:  # a bug here must not silently stop all measuring: say it, go on
                 log.exception("wsbench: measuring failed")
                 self.collector.error(None, self.now_us(), "internal", f"{type(exc).__name__}: {exc}")
-            last_index = self.now_us() // interval_us
 
-    def _flush(self, interval_us: int, last_index: int, final: bool = False) -> None:
+    def _flush(self, final: bool = False) -> None:
         now = self.now_us()
-        delivered = self.collector.flush()
+        delivered = self.collector.flush(now)
         if delivered is not None and self._delivery_events():
             fire = self.env.events.request.fire
             context: dict[str, Any] = {}
@@ -372,18 +379,14 @@ class ProcessSide:
                 if i % EVENTS_PER_YIELD == EVENTS_PER_YIELD - 1:
                     gevent.sleep(0)
         self.monitor.sample(now)
-        self.collector.interval(now)  # every interval gets a record, even a quiet one
-        if self.probe_clients and now // interval_us != last_index:
+        if self.probe_clients and now // self.collector.interval_us != self._last_index:
             self.stamp_clock.recheck()
-        if final or now // interval_us != last_index:
-            upto = None if final else (now // interval_us) * interval_us
-            records = self.collector.take_intervals(upto, self._phase_of)
-            for record in records:
-                record["generator"] = {
-                    **self.monitor.take(record["index"]),
-                    "send_lag_ms_max": record.pop("send_lag_ms_max"),
-                }
-            self._ready_intervals.extend(records)
+        self._last_index = now // self.collector.interval_us
+        records = self.collector.take_records(now, final=final)
+        for record in records:
+            if not record.get("late"):
+                record["generator"] = {**self.monitor.take(record["index"]), **record.get("generator", {})}
+        self._ready_intervals.extend(records)
 
     def _delivery_events(self) -> bool:
         """Whether every delivery is a Locust request event (``--wsbench-delivery-events each``)."""
@@ -398,7 +401,7 @@ class ProcessSide:
         """A part for the master (see :func:`wsbench.locust.aggregate.pack_part`)."""
         as_of = self.now_us()
         if final:
-            self._flush(self.collector.interval_us, -1, final=True)
+            self._flush(final=True)
         records, self._ready_intervals = self._ready_intervals, []
         return pack_part(self.collector, self.label, records, final, as_of)
 

@@ -131,6 +131,15 @@ def _accounting_table(summary: dict[str, Any]) -> TableView:
     for key in ("pairs", "pairs_with_loss", "fanout_incomplete"):
         if d.get(key) is not None:
             rows.append([key.replace("_", " ") + (" (sender, receiver)" if key == "pairs" else ""), _count(d[key])])
+    uncounted = (
+        ("deliveries back to their sender (SPEC 7.2)", d.get("back_to_sender")),
+        ("text frames without a wsbench trailer", d.get("no_trailer")),
+        ("scheduled sends skipped (sender not connected)", messages.get("send_skipped")),
+        ("latencies above the 60 s ceiling", (summary.get("latency") or {}).get("above_ceiling")),
+    )
+    for title, n in uncounted:
+        if n is not None:
+            rows.append([title, _count(n)])
     for key, title in (("target", "target send rate"), ("sent", "send rate"), ("delivered", "deliveries")):
         if rate.get(key) is not None:
             rows.append([f"{title} per second (while sending)", f"{rate[key]:,.1f}"])

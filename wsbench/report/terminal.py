@@ -96,6 +96,9 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
         + (f" ({ratio:.4%})" if ratio else "")
         + f"  duplicated {_num(d.get('duplicated'))}  reordered {_num(d.get('reordered'))}"
     )
+    odd = _uncounted(summary)
+    if odd:
+        c.print("[bold yellow]not counted[/] " + "  ".join(f"{name} {_num(n)}" for name, n in odd))
     c.print(
         f"[bold]rates[/] target {_num(r.get('target'), '{:,.0f}')}/s  sent {_num(r.get('sent'), '{:,.0f}')}/s  "
         f"delivered {_num(r.get('delivered'), '{:,.0f}')}/s   "
@@ -174,3 +177,15 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
     for w in summary.get("warnings") or []:
         c.print(f"[yellow]warning:[/] {escape(str(w))}")
     c.print(f"[dim]results file:[/] {escape(str(summary.get('file')))}")
+
+
+def _uncounted(summary: dict[str, Any]) -> list[tuple[str, int]]:
+    """What the accounting saw but could not count (and latencies above the histograms' ceiling)."""
+    d = summary.get("delivery") or {}
+    out = [
+        ("back to sender (SPEC 7.2)", d.get("back_to_sender")),
+        ("frames without a trailer", d.get("no_trailer")),
+        ("sends skipped", (summary.get("messages") or {}).get("send_skipped")),
+        ("latencies above 60 s", (summary.get("latency") or {}).get("above_ceiling")),
+    ]
+    return [(name, int(n)) for name, n in out if n]

@@ -1,0 +1,577 @@
+"""The one measuring pipeline of both drivers: frames in, typed interval records out (sans I/O).
+
+A driver moves bytes and keeps time; everything else is here. It feeds a :class:`Recorder` with
+
+* batches of received text frames: ``ingest(frames, recv_us, receivers)`` (bytes, receive time in
+  microseconds after the run's epoch, receiving client id), decoded and accounted in one vectorized
+  pass (:func:`wsbench.core.payload.decode_batch`, :class:`~wsbench.core.accounting.DeliveryAccounting`);
+* what its clients did: ``connected``, ``connect_failed``, ``left``, ``sent``, ``send_skipped``, ``count``;
+* interval boundaries: ``cut(t_us, phase)`` closes the current interval and opens the next;
+
+and takes back interval records (``take_records``) and events (``take_events``) to write.
+
+Which interval a number belongs to
+----------------------------------
+A delivery belongs to the interval (and so to the phase and stage) of its message's **intended send
+time**, wherever it arrives (wrk2, vegeta): a warm-up message that arrives during the first stage is a
+warm-up delivery, a stage's late deliveries are that stage's, and ``delivered``, ``duplicated``,
+``reordered``, the latency and fan-out histograms and ``expected`` of an interval are those of the
+messages intended in it. What is not about a message (connects, closes, errors, join and leave lines,
+frames without a trailer, deliveries back to their sender, the generator's own figures) belongs to the
+interval in which it happened.
+
+When a record is final
+----------------------
+An interval's record is taken ``hold_us`` after the interval ended (so that nearly every delivery of
+its messages is in it) and at the end of the run. Deliveries of its messages that arrive after that
+come in a *supplement*: a later record with the same ``index`` and ``"late": true`` holding only what
+arrived late (taken at the next interval boundary). Readers merge records of one index exactly, so
+the file still streams (a crash loses at most the last ``hold_us`` and one interval) and an interval's
+numbers are complete once the footer is written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+from wsbench.core import histograms, payload
+from wsbench.core.accounting import DeliveryAccounting
+from wsbench.core.chat import JOIN_SUFFIX, LEAVE_SUFFIX, Nicknames
+from wsbench.core.fanout import Completed, FanoutTracker
+
+#: the histograms of an interval record
+HISTOGRAM_NAMES = ("latency", "latency_uncorrected", "fanout", "connect", "connect_handshake", "send_lag")
+#: counters every interval record carries (others appear when non-zero)
+COUNTER_NAMES = (
+    "sent",
+    "delivered",
+    "expected",
+    "duplicated",
+    "reordered",
+    "connect_ok",
+    "connect_errors",
+    "closes",
+    "errors",
+)
+#: frames without a wsbench trailer described in warnings (the rest are only counted)
+DESCRIBED_FRAMES = 5
+
+
+class IntervalRecord(TypedDict, total=False):
+    """An ``interval`` record of the results file (docs/results-format.md), histograms as objects."""
+
+    index: int
+    start_s: float
+    end_s: float
+    phase: str
+    late: bool
+    counters: dict[str, int]
+    clients_connected: int
+    histograms: dict[str, HdrHistogram]
+    generator: dict[str, Any]
+    server: dict[str, Any] | None
+
+
+class Event(TypedDict, total=False):
+    """An ``event`` record's fields (``t_s``, ``kind`` and the kind's own)."""
+
+    t_s: float
+    kind: str
+    warning: str
+    error: str
+    client: int
+    detail: str
+
+
+@dataclass(slots=True)
+class Delivered:
+    """New deliveries of one batch (Locust fires a request event per delivery)."""
+
+    latency_ms: np.ndarray  # float64, from the intended send time
+    length: np.ndarray  # int64, frame payload bytes
+
+
+@dataclass(slots=True)
+class BatchView:
+    """How the last batch was read, for a driver's own extra measurements (probe receivers)."""
+
+    valid: np.ndarray  # bool, per frame: it carries a wsbench trailer
+    new: np.ndarray  # bool, per valid frame: a first receipt
+    intended_us: np.ndarray  # int64, per frame (meaningless where not valid)
+    actual_us: np.ndarray
+
+
+@dataclass
+class _Data:
+    """What one interval (or one interval's late supplement) collected."""
+
+    counters: Counter[str] = field(default_factory=Counter)
+    hist: dict[str, HdrHistogram] = field(default_factory=dict)
+    send_lag: histograms.BatchRecorder = field(default_factory=histograms.BatchRecorder)
+    send_lag_us_max: int = 0
+
+    def histogram(self, name: str) -> HdrHistogram:
+        h = self.hist.get(name)
+        if h is None:
+            h = self.hist[name] = histograms.new_histogram()
+        return h
+
+    def empty(self) -> bool:
+        return not any(self.counters.values()) and not self.hist and not len(self.send_lag)
+
+
+@dataclass
+class PhaseTotals:
+    """Every final record of one phase folded together (what a stage's verdict is judged on)."""
+
+    hist: dict[str, HdrHistogram] = field(default_factory=dict)
+    counters: Counter[str] = field(default_factory=Counter)
+    span_s: float = 0.0
+
+    def histogram(self, name: str) -> HdrHistogram:
+        h = self.hist.get(name)
+        if h is None:
+            h = self.hist[name] = histograms.new_histogram()
+        return h
+
+
+class Recorder:
+    """The measurement of one process's clients (all of them for ``wsbench run``, a worker's for Locust).
+
+    ``local_completion``: this process sees every delivery (``wsbench run``), so it counts ``expected``
+    at send time and completes fan-outs itself; otherwise (Locust) the master does both from what
+    :attr:`outbox` and :meth:`take_fanout_parts` ship.
+    """
+
+    def __init__(
+        self,
+        acc: DeliveryAccounting,
+        nicknames: Nicknames,
+        *,
+        hold_us: int,
+        fanout_timeout_us: int,
+        local_completion: bool,
+        first_index: int = 0,
+        start_us: int = 0,
+        phase: str = "connect",
+    ) -> None:
+        self.acc = acc
+        self.nicknames = nicknames
+        self.hold_us = hold_us
+        self.local = local_completion
+        self.fan = FanoutTracker(max(len(acc.senders), 1), timeout_us=fanout_timeout_us) if local_completion else None
+        # every interval so far: its index, start, end (None: the current one) and phase
+        self._index: list[int] = [first_index]
+        self._start: list[int] = [start_us]
+        self._end: list[int | None] = [None]
+        self._phase: list[str] = [phase]
+        self._starts = np.asarray(self._start, dtype=np.int64)
+        self._data: dict[int, _Data] = {0: _Data()}  # by position in the lists above: not yet taken
+        self._info: dict[int, dict[str, Any]] = {}  # by position: clients_connected, generator, server
+        self._late: dict[int, _Data] = {}  # by position: arrived after the interval was taken
+        self._taken_upto = 0  # positions below this were taken
+        self.phases: dict[str, PhaseTotals] = {}
+        self._phase_open: Counter[str] = Counter({phase: 1})
+        self._final_phases: list[str] = []
+        self.events: list[Event] = []
+        self.outbox: dict[str, list[tuple[int, ...]]] = {"joined": [], "left": [], "saw_join": [], "sent": []}
+        self._fanout_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._warned: set[str] = set()
+        self.described_frames = 0
+        self.latency_above_ceiling = 0
+        self.last_batch: BatchView | None = None
+
+    # -- intervals ---------------------------------------------------------------------------------------
+    @property
+    def current_index(self) -> int:
+        return self._index[-1]
+
+    @property
+    def current_phase(self) -> str:
+        return self._phase[-1]
+
+    @property
+    def current_start_us(self) -> int:
+        return self._start[-1]
+
+    def set_phase(self, phase: str) -> None:
+        """The current interval belongs to ``phase`` (a phase that starts exactly at its start)."""
+        old = self._phase[-1]
+        if old != phase:
+            self._phase_open[old] -= 1
+            self._phase_open[phase] += 1
+            self._phase[-1] = phase
+
+    def relabel_open(self, phase: str) -> None:
+        """Every interval not taken yet after the last finished phase's now belongs to ``phase`` (a
+        capacity search that stopped: what the next stage sent meanwhile is the drain's)."""
+        done = set(self._phase[: self._taken_upto])
+        for pos in range(self._taken_upto, len(self._phase)):
+            old = self._phase[pos]
+            if old not in done and old != phase:
+                self._phase_open[old] -= 1
+                self._phase_open[phase] += 1
+                self._phase[pos] = phase
+
+    def cut(self, t_us: int, phase: str, index: int | None = None, info: dict[str, Any] | None = None) -> None:
+        """Close the current interval at ``t_us`` (``info``: its ``clients_connected``, ``generator`` and
+        ``server``), open the next one (``index``: default the next number) in ``phase``."""
+        pos = len(self._index) - 1
+        self._end[pos] = t_us
+        self._info[pos] = info or {}
+        self._index.append(self._index[pos] + 1 if index is None else index)
+        self._start.append(t_us)
+        self._end.append(None)
+        self._phase.append(phase)
+        self._phase_open[phase] += 1
+        self._starts = np.asarray(self._start, dtype=np.int64)
+        self._data[pos + 1] = _Data()
+
+    def _positions(self, t_us: np.ndarray) -> np.ndarray:
+        return np.maximum(np.searchsorted(self._starts, t_us, side="right") - 1, 0)
+
+    def _at(self, pos: int) -> _Data:
+        data = self._data.get(pos)
+        if data is None:
+            data = self._late.get(pos)
+            if data is None:
+                data = self._late[pos] = _Data()
+        return data
+
+    def _now(self, t_us: int) -> _Data:
+        """The interval in which something happened at ``t_us``."""
+        return self._at(int(self._positions(np.asarray([t_us]))[0]))
+
+    def group_by_interval(self, t_us: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """``(a time in the interval, mask)`` per interval the times ``t_us`` fall in."""
+        pos = self._positions(t_us)
+        return [(self._start[p], pos == p) for p in np.unique(pos).tolist()]
+
+    def record_values(self, name: str, t_us: int, values_us: np.ndarray) -> None:
+        """A driver's own histogram ``name`` (e.g. the probes'), in the interval of ``t_us``."""
+        if len(values_us):
+            histograms.record_many(self._now(t_us).histogram(name), values_us)
+
+    def count(self, name: str, t_us: int, n: int = 1) -> None:
+        self._now(t_us).counters[name] += n
+
+    def warn_once(self, kind: str, t_us: int, detail: str, **fields: Any) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            self.event(t_us, "warning", warning=kind, detail=detail, **fields)
+
+    def event(self, t_us: int, kind: str, **fields: Any) -> None:
+        self.events.append({"t_s": t_us / 1e6, "kind": kind, **{k: v for k, v in fields.items() if v is not None}})  # type: ignore[typeddict-item]
+
+    # -- clients ---------------------------------------------------------------------------------------
+    def connected(self, client: int, t_us: int, connect_us: int, handshake_us: int) -> None:
+        """``connect_us``: from the client's scheduled connect time; ``handshake_us``: login + handshake."""
+        self.acc.joined(client, t_us)
+        self.outbox["joined"].append((client, t_us))
+        data = self._now(t_us)
+        data.counters["connect_ok"] += 1
+        histograms.record_many(data.histogram("connect"), [max(connect_us, 1)])
+        histograms.record_many(data.histogram("connect_handshake"), [max(handshake_us, 1)])
+
+    def connect_failed(self, t_us: int) -> None:
+        data = self._now(t_us)
+        data.counters["connect_errors"] += 1
+        data.counters["errors"] += 1
+
+    def left(self, client: int, t_us: int) -> None:
+        if self.acc.online(client):
+            self.acc.left(client, t_us)
+            self.outbox["left"].append((client, t_us))
+
+    # -- sends -----------------------------------------------------------------------------------------
+    def sent(self, sender: int, seq: int, intended_us: int, actual_us: int) -> None:
+        """Message ``seq`` of client ``sender`` went out at ``actual_us`` (intended ``intended_us``)."""
+        acc = self.acc
+        acc.sent(sender, seq, actual_us)
+        pos = len(self._start) - 1
+        if intended_us < self._start[pos]:
+            pos = int(self._positions(np.asarray([intended_us]))[0])
+        data = self._data.get(pos) or self._at(pos)
+        c = data.counters
+        c["sent"] += 1
+        lag = actual_us - intended_us
+        data.send_lag.add(lag)
+        if lag > data.send_lag_us_max:
+            data.send_lag_us_max = lag
+        if self.fan is not None:
+            expected = acc.expected_receivers(sender)
+            self.fan.sent(int(acc.sender_index[sender]), seq, intended_us, expected)
+            c["expected"] += expected
+        else:
+            self.outbox["sent"].append((sender, seq, intended_us, actual_us))
+
+    def send_skipped(self, sender: int, intended_us: int) -> None:
+        """A scheduled message of a sender that was no longer connected."""
+        self.count("send_skipped", intended_us)
+        self.warn_once(
+            "send_skipped",
+            intended_us,
+            f"scheduled messages were not sent: sender {sender} was no longer connected "
+            "(counted as send_skipped, not as sent or lost)",
+        )
+
+    # -- receipt ---------------------------------------------------------------------------------------
+    def ingest(self, frames: list[bytes], recv_us: np.ndarray, receivers: np.ndarray) -> Delivered | None:
+        """A batch of text frames: ``recv_us`` and ``receivers`` per frame, in arrival order."""
+        self.last_batch = None
+        if not frames:
+            return None
+        batch = payload.decode_batch(frames)
+        valid = batch.valid
+        if not valid.all():
+            self._other_frames(frames, np.flatnonzero(~valid), receivers, recv_us)
+            receivers, recv_us = receivers[valid], recv_us[valid]
+            senders, seqs = batch.sender[valid], batch.seq[valid]
+            intended, actual = batch.intended_us[valid], batch.actual_us[valid]
+            lengths = np.fromiter((len(f) for f, ok in zip(frames, valid.tolist(), strict=True) if ok), np.int64)
+        else:
+            senders, seqs, intended, actual = batch.sender, batch.seq, batch.intended_us, batch.actual_us
+            lengths = None
+        if len(seqs) == 0:
+            return None
+        res = self.acc.ingest(receivers, senders, seqs)
+        self.last_batch = BatchView(valid, res.new, batch.intended_us, batch.actual_us)
+        if res.unknown:
+            self._uncounted(res.counted, receivers, senders, recv_us)
+        new = res.new
+        n_new = res.delivered
+        all_new = n_new == len(new)
+        pos = self._positions(intended)
+        one = bool(pos[0] == pos[-1]) and bool((pos == pos[0]).all())
+        groups = [(int(pos[0]), None)] if one else [(int(p), pos == p) for p in np.unique(pos).tolist()]
+        ceiling = 0
+        for p, sel in groups:
+            data = self._data.get(p) or self._at(p)
+            c = data.counters
+            if sel is None:
+                got = new if not all_new else None
+                r_us, i_us, a_us = (
+                    (recv_us, intended, actual) if got is None else (recv_us[got], intended[got], actual[got])
+                )
+                dup = res.duplicated
+                reord = res.reordered
+            else:
+                got = sel & new
+                r_us, i_us, a_us = recv_us[got], intended[got], actual[got]
+                dup = int(np.count_nonzero(sel & res.counted & ~new)) if res.duplicated else 0
+                reord = int(np.count_nonzero(sel & res.reordered_mask)) if res.reordered else 0
+            if len(r_us):
+                c["delivered"] += len(r_us)
+                corrected = np.maximum(r_us - i_us, 0)
+                ceiling += int(np.count_nonzero(corrected > histograms.HIGHEST_US))
+                histograms.record_many(data.histogram("latency"), corrected)
+                histograms.record_many(data.histogram("latency_uncorrected"), np.maximum(r_us - a_us, 0))
+            if dup:
+                c["duplicated"] += dup
+            if reord:
+                c["reordered"] += reord
+            if ceiling:
+                c["latency_above_ceiling"] += ceiling
+                self._ceiling(ceiling, int(recv_us[-1]))
+                ceiling = 0
+        if n_new:
+            if all_new:
+                si, sq, r_new = res.sender_index, seqs, recv_us
+            else:
+                si, sq, r_new = res.sender_index[new], seqs[new], recv_us[new]
+            if self.fan is not None:
+                self.fan.delivered(si, sq, r_new)
+            else:
+                self._fanout_parts.append((si, sq, r_new))
+        if lengths is None:
+            lengths = np.fromiter((len(f) for f in frames), np.int64, count=len(frames))
+        i_new, r_all = (intended, recv_us) if all_new else (intended[new], recv_us[new])
+        return Delivered((r_all - i_new) / 1000.0, lengths if all_new else lengths[new])
+
+    def _ceiling(self, n: int, t_us: int) -> None:
+        self.latency_above_ceiling += n
+        self.warn_once(
+            "latency_ceiling",
+            t_us,
+            f"deliveries later than the histograms' {histograms.HIGHEST_US / 1e6:g} s ceiling were recorded at the "
+            "ceiling (latency.above_ceiling counts them)",
+        )
+
+    def _uncounted(
+        self, counted: np.ndarray | None, receivers: np.ndarray, senders: np.ndarray, recv_us: np.ndarray
+    ) -> None:
+        """Trailer-carrying frames the accounting could not count: back to their own sender (a SPEC 7.2
+        violation) or from/to a client that is not a sender/reader of this run."""
+        assert counted is not None
+        odd = ~counted
+        back = odd & (senders == receivers)
+        n_back = int(np.count_nonzero(back))
+        t = int(recv_us[-1])
+        if n_back:
+            self.count("back_to_sender", t, n_back)
+            first = int(np.flatnonzero(back)[0])
+            self.warn_once(
+                "back_to_sender",
+                t,
+                f"the server sent client {int(receivers[first])} its own message (SPEC 7.2: a message goes to every "
+                "other client); counted as delivery.back_to_sender",
+                client=int(receivers[first]),
+            )
+        rest = int(np.count_nonzero(odd)) - n_back
+        if rest:
+            self.count("unknown", t, rest)
+
+    def _other_frames(self, frames: list[bytes], where: np.ndarray, receivers: np.ndarray, recv_us: np.ndarray) -> None:
+        """Join and leave lines (SPEC 7.1, 7.5) and anything that carries no trailer.
+
+        A join line reaches every client with the same bytes: ``N`` clients joining make ``N**2`` join
+        frames, so each distinct text is read once and its receivers are handled together.
+        """
+        by_text: dict[bytes, list[int]] = {}
+        for i in where.tolist():
+            by_text.setdefault(frames[i], []).append(i)
+        for frame, rows in by_text.items():
+            text = frame.decode("utf-8", "replace")
+            t = int(recv_us[rows[-1]])
+            if text.startswith("~~~") and text.endswith(JOIN_SUFFIX):
+                who = self.nicknames.client_of(text[3 : -len(JOIN_SUFFIX)])
+                if who is not None:
+                    obs, when = receivers[rows], recv_us[rows]
+                    self.acc.saw_join_many(obs, who, when)
+                    if not self.local:
+                        self.outbox["saw_join"].extend(
+                            (o, who, w) for o, w in zip(obs.tolist(), when.tolist(), strict=True) if o != who
+                        )
+                self.count("join_lines", t, len(rows))
+            elif text.startswith("~~~") and text.endswith(LEAVE_SUFFIX):
+                self.count("leave_lines", t, len(rows))
+            else:
+                self.count("no_trailer", t, len(rows))
+                for i in rows[: max(0, DESCRIBED_FRAMES - self.described_frames)]:
+                    self.event(
+                        int(recv_us[i]),
+                        "warning",
+                        warning="no_trailer",
+                        client=int(receivers[i]),
+                        detail=f"a text frame without a wsbench trailer: {text[:80]!r}",
+                    )
+                self.described_frames += len(rows)
+
+    # -- fan-out ---------------------------------------------------------------------------------------
+    def collect_fanout(self, now_us: int) -> Completed | None:
+        """Fan-outs completed (or given up) by ``now_us``, into the intervals of their messages."""
+        if self.fan is None:
+            return None
+        done = self.fan.collect(now_us)
+        self.record_fanout(done.fanout_us, done.intended_us, done.expired_intended_us)
+        return done
+
+    def record_fanout(
+        self, fanout_us: np.ndarray, intended_us: np.ndarray | None, expired_us: np.ndarray | None
+    ) -> None:
+        if len(fanout_us) and intended_us is not None:
+            pos = self._positions(intended_us)
+            for p in np.unique(pos).tolist():
+                values = fanout_us if len(pos) == 1 else fanout_us[pos == p]
+                histograms.record_many(self._at(p).histogram("fanout"), np.maximum(values, 0))
+        if expired_us is not None and len(expired_us):
+            pos = self._positions(expired_us)
+            for p, n in zip(*np.unique(pos, return_counts=True), strict=True):
+                self._at(int(p)).counters["fanout_incomplete"] += int(n)
+
+    def take_fanout_parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        parts, self._fanout_parts = self._fanout_parts, []
+        return parts
+
+    def take_outbox(self) -> dict[str, list[tuple[int, ...]]]:
+        box = self.outbox
+        self.outbox = {name: [] for name in box}
+        return box
+
+    # -- records ---------------------------------------------------------------------------------------
+    def take_records(self, now_us: int, *, final: bool = False, late: bool = True) -> list[IntervalRecord]:
+        """Records that are final by ``now_us`` (every one when ``final``), and late supplements."""
+        out: list[IntervalRecord] = []
+        last = len(self._index) - 1
+        while self._taken_upto < last or (final and self._taken_upto == last):
+            pos = self._taken_upto
+            end = self._end[pos]
+            if end is None:  # the current interval: only at the very end (not when it just began, empty)
+                end = self._end[pos] = max(now_us, self._start[pos])
+                if end - self._start[pos] < 10_000 and self._data[pos].empty():
+                    self._data.pop(pos)
+                    self._taken_upto += 1
+                    self._phase_open[self._phase[pos]] -= 1
+                    break
+            elif not final and end + self.hold_us > now_us:
+                break
+            out.append(self._record(pos, self._data.pop(pos), late=False))
+            self._taken_upto += 1
+            phase = self._phase[pos]
+            self._phase_open[phase] -= 1
+            if self._phase_open[phase] == 0:
+                self._final_phases.append(phase)
+        if late or final:
+            for pos in sorted(self._late):
+                if pos < self._taken_upto:
+                    out.append(self._record(pos, self._late.pop(pos), late=True))
+        return out
+
+    def has_due(self, now_us: int) -> bool:
+        """Whether :meth:`take_records` has a record to give at ``now_us``."""
+        end = self._end[self._taken_upto] if self._taken_upto < len(self._end) else None
+        return end is not None and end + self.hold_us <= now_us
+
+    def take_final_phases(self) -> list[str]:
+        """Phases every record of which was taken since the last call (their totals are complete, but
+        for late supplements)."""
+        names, self._final_phases = self._final_phases, []
+        return names
+
+    def _record(self, pos: int, data: _Data, late: bool) -> IntervalRecord:
+        start, end = self._start[pos], self._end[pos]
+        assert end is not None
+        send_lag = data.send_lag.take()
+        if send_lag.get_total_count():
+            data.hist["send_lag"] = send_lag
+        phase = self._phase[pos]
+        totals = self.phases.setdefault(phase, PhaseTotals())
+        totals.counters.update(data.counters)
+        for name, h in data.hist.items():
+            histograms.add(totals.histogram(name), h)
+        record: IntervalRecord = {"index": self._index[pos], "start_s": start / 1e6, "end_s": end / 1e6, "phase": phase}
+        if late:
+            record["late"] = True
+            record["counters"] = {k: int(v) for k, v in data.counters.items() if v}
+            record["histograms"] = {k: h for k, h in data.hist.items() if h.get_total_count()}
+            return record
+        totals.span_s += (end - start) / 1e6
+        counters = {k: int(data.counters.get(k, 0)) for k in COUNTER_NAMES}
+        counters.update({k: int(v) for k, v in data.counters.items() if k not in counters})
+        record["counters"] = counters
+        hists = {name: data.hist.get(name) or histograms.new_histogram() for name in HISTOGRAM_NAMES}
+        hists.update({name: h for name, h in data.hist.items() if name not in hists})
+        info = self._info.pop(pos, {})
+        for name, h in (info.get("histograms") or {}).items():  # a driver's own (probe receivers)
+            hists[name] = h
+            histograms.add(totals.histogram(name), h)
+        for name, n in (info.get("counters") or {}).items():
+            counters[name] = counters.get(name, 0) + int(n)
+            totals.counters[name] += int(n)
+        record["histograms"] = hists
+        record["clients_connected"] = int(info.get("clients_connected", 0))
+        generator = dict(info.get("generator") or {})
+        generator["send_lag_ms_max"] = round(data.send_lag_us_max / 1000.0, 3)
+        record["generator"] = generator
+        if "server" in info:
+            record["server"] = info["server"]
+        return record
+
+    def take_events(self) -> list[Event]:
+        events, self.events = self.events, []
+        return events
