@@ -26,6 +26,8 @@ def numeric_leaves(node: Any, prefix: str = "") -> Iterator[str]:
 def rich_summary(tmp_path: Path) -> dict[str, Any]:
     s = summarize(read_results(write(tmp_path / "r.jsonl", search=True)))
     s["churn"] = {"left": 1, "joined": 1}  # a churn scenario's section (the file above has none)
+    if s.get("probes") is None:  # nor probe receivers (scenario probes:)
+        s["probes"] = {k: 0 for k in ("receivers", "delivered", "stamped", "coalesced", "clock_steps")}
     return s
 
 

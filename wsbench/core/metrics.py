@@ -78,6 +78,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "samples",
     ),
     "capacity": ("highest_rate_held", "broke_at_rate"),
+    "probes": ("receivers", "delivered", "stamped", "coalesced", "clock_steps"),
 }
 
 
