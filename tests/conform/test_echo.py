@@ -128,9 +128,10 @@ def test_port_placeholder_url_path_and_size_cases(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     cases = {c["id"]: c for c in read_results(tmp_path / "a.jsonl").cases}
     assert cases["messaging.echo"]["verdict"] == "pass"
-    assert cases["limits.size.over"]["verdict"] == "skipped" and "--max-message-size" in cases["limits.size.over"][
-        "reason"
-    ]
+    assert (
+        cases["limits.size.over"]["verdict"] == "skipped"
+        and "--max-message-size" in cases["limits.size.over"]["reason"]
+    )
     # --url ws://HOST:PORT/PATH: any path; the limit given, the size cases run (websockets' default is 1 MiB)
     with start_server(
         [sys.executable, "-m", "tests.fixtures.echo.websockets_echo", "--port", "0"], cwd=str(ROOT)
