@@ -211,10 +211,11 @@ def run_script(spec: Script) -> Check:
             await write_frames(ws, [f.encode() for f in burst.frames], spec.write)
             if burst.pause:
                 want = [f.payload for f in burst.frames if f.opcode == OP_PING]
-                answered = await ws.wait_until(
-                    lambda want=want: all(any(p.payload == w for p in ws.pongs) for w in want) or ended(ws),
-                    burst.pause,
-                )
+
+                def answered_or_ended(want: list[bytes] = want) -> bool:
+                    return all(any(p.payload == w for p in ws.pongs) for w in want) or ended(ws)
+
+                answered = await ws.wait_until(answered_or_ended, burst.pause)
                 if want and not answered:
                     problems.append(f"no pong within {burst.pause:g} s for the ping sent mid-message")
                 rest = burst.pause - (now() - t_last)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from wsbench.conform import checks as c
 from wsbench.conform import rfc as r
@@ -57,7 +57,7 @@ def case(
 WRITES = {"one": "", "frames": ".frames", "bytes": ".bytes"}
 
 
-def variants(spec: r.Script, numbers: dict[str, str | None]) -> Iterator[tuple[str, str | None, r.Script]]:
+def variants(spec: r.Script, numbers: Mapping[str, str | None]) -> Iterator[tuple[str, str | None, r.Script]]:
     """The same script in the given write modes: (id suffix, Autobahn number, script)."""
     for how, number in numbers.items():
         yield WRITES[how], number, dataclasses.replace(spec, write=how)  # type: ignore[arg-type]
@@ -358,7 +358,7 @@ def utf8_cases() -> Iterator[Case]:
         "close 1007; informational: how long after the invalid byte (fail-fast, or only once the message is "
         "complete: RFC 6455 sets no timing)"
     )
-    for name, number, parts, chops in (
+    for name, number, three, chops in (
         ("fail_fast.fragments", "6.4.1", (first, bad, b"edited"), False),
         ("fail_fast.fragments_exact", "6.4.2", (first, b"\xf4\x90", b"\x80\x80edited"), False),
         ("fail_fast.chops", "6.4.3", (first, bad, b"edited"), True),
@@ -367,7 +367,7 @@ def utf8_cases() -> Iterator[Case]:
         yield case(
             f"utf8.{name}", "8.2", "invalid UTF-8 sent in 3 parts with pauses" + (" (chops of one frame)" if chops
                                                                                    else " (fragments)"),
-            informational, r.utf8_fail_fast(parts, chops), rfc="RFC 6455 §8.1", autobahn=number, duration_hint=1.5,
+            informational, r.utf8_fail_fast(three, chops), rfc="RFC 6455 §8.1", autobahn=number, duration_hint=1.5,
         )  # fmt: skip
 
 
