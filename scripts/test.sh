@@ -33,5 +33,8 @@ python3 -m pip install -q -e '.[test]'
 echo "== ruff"
 python3 -m ruff check .
 
+echo "== mypy (strict on wsbench/core: pyproject.toml [tool.mypy])"
+python3 -m mypy
+
 echo "== pytest"
 python3 -m pytest -q -p no:cacheprovider "$@"

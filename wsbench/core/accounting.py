@@ -141,7 +141,7 @@ class DeliveryAccounting:
         self.end_us = t_us
 
     def online(self, client: int) -> bool:
-        return self.join_us[client] >= 0 and self.leave_us[client] == NEVER
+        return bool(self.join_us[client] >= 0 and self.leave_us[client] == NEVER)
 
     def saw_join(self, observer: int, joined: int, t_us: int) -> None:
         """``observer`` received ``joined``'s join line at ``t_us``."""

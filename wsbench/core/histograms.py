@@ -63,7 +63,7 @@ def add(into: HdrHistogram, other: HdrHistogram) -> None:
 
 
 def value_ms(histogram: HdrHistogram, percentile: float) -> float:
-    return histogram.get_value_at_percentile(percentile) / 1000.0
+    return float(histogram.get_value_at_percentile(percentile)) / 1000.0
 
 
 def _index_tables(h: HdrHistogram) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +147,10 @@ class _IndexMath:
         _, bit_length = np.frexp((values | self.sub_bucket_mask).astype(np.float64))
         bucket = bit_length.astype(np.int64) - self.unit_magnitude - (self.sub_bucket_half_count_magnitude + 1)
         sub_bucket = values >> (bucket + self.unit_magnitude)
-        return ((bucket + 1) << self.sub_bucket_half_count_magnitude) + sub_bucket - self.sub_bucket_half_count
+        index: np.ndarray = (
+            ((bucket + 1) << self.sub_bucket_half_count_magnitude) + sub_bucket - self.sub_bucket_half_count
+        )
+        return index
 
 
 _MATH = _IndexMath(new_histogram())
@@ -203,7 +206,7 @@ class BatchRecorder:
         return histogram
 
     def __len__(self) -> int:
-        return self._histogram.get_total_count() + len(self._pending)
+        return int(self._histogram.get_total_count()) + len(self._pending)
 
 
 def same_counts(a: HdrHistogram, b: HdrHistogram) -> bool:

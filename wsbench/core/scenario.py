@@ -277,7 +277,7 @@ class Steps(_Model):
         return self
 
     def rates(self) -> list[float]:
-        out = []
+        out: list[float] = []
         r = self.start
         while r <= self.stop * (1 + 1e-9) and len(out) < 1000:
             out.append(r)
@@ -407,7 +407,7 @@ class Scenario(_Model):
 
 
 # -- loading ---------------------------------------------------------------------------------------------
-def _walk(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], dups: list) -> None:
+def _walk(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], dups: list[Any]) -> None:
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -546,11 +546,11 @@ def validate_data(
                     isinstance(node, list) and isinstance(p, int) and p < len(node)
                 ):
                     clean.append(p)
-                    node = node[p]
+                    node = node[p]  # type: ignore[index]  # a dict key or, checked above, a list index
                 elif err["type"] in ("missing", "extra_forbidden") and p == loc[-1]:
                     clean.append(p)
                     break
-            problem = _problem(err)
+            problem = _problem(dict(err))
             if err["type"] == "extra_forbidden":
                 allowed = _allowed_keys(clean[:-1])
                 if allowed:

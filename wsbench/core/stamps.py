@@ -47,7 +47,7 @@ def stamp_ns(ancillary: Iterable[tuple[int, int, bytes]]) -> int:
     for level, kind, data in ancillary:
         if level == SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= TIMESPEC.size:
             sec, nsec = TIMESPEC.unpack_from(data)
-            return sec * 1_000_000_000 + nsec
+            return int(sec) * 1_000_000_000 + int(nsec)
     return 0
 
 
