@@ -35,3 +35,20 @@ def test_probe_frames_are_accounted_and_split_into_socket_latency_and_generator_
     assert abs(delay["p50"] - 0.6) < 0.01
     assert histograms.summary_ms(hists["latency_probes"])["count"] == 3
     assert histograms.summary_ms(hists["latency"])["count"] == 6
+
+
+def test_the_web_ui_shows_the_probes_latency_when_there_is_one(tmp_path) -> None:
+    from wsbench.core.results import ResultsWriter
+    from wsbench.locust.aggregate import Aggregator
+
+    p = RunPlan(load_text("clients: 4\nsenders: 1\nduration: 2s\n", "t.yaml"))
+    with ResultsWriter(tmp_path / "r.jsonl") as writer:
+        agg = Aggregator(p, writer, 1, master_generator=False)
+        names = [row["name"] for row in agg.live_view()["latency"]]
+        assert not any("socket" in n for n in names)  # nothing measured yet: no probe rows
+        sock = histograms.new_histogram()
+        histograms.record_many(sock, [1200, 1300])
+        agg.live.fold({"phase": "measure", "counters": {}, "histograms": {"latency_socket": histograms.encode(sock)}})
+        rows = {row["name"]: row for row in agg.live_view()["latency"]}
+    row = rows["latency at the socket (probe receivers, kernel stamp)"]
+    assert row["count"] == 2 and row["p50"] == "1.20"

@@ -34,6 +34,8 @@ from wsbench.locust.plan import RunPlan
 
 #: the histograms the web UI shows
 HISTOGRAM_NAMES = ("latency", "latency_uncorrected", "fanout", "connect")
+#: the probe receivers' histograms shown live too (wsbench.core.socket_latency), when they have values
+LIVE_PROBE_NAMES = ("latency_socket", "generator_delay", "latency_socket_uncorrected")
 FINAL_AS_OF = 2**62  # a final part: nothing more will come from that process
 LIVE_PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9), ("p99_99", 99.99))
 
@@ -184,7 +186,7 @@ class FanoutMerger:
 @dataclass
 class Live:
     measured: dict[str, HdrHistogram] = field(
-        default_factory=lambda: {name: histograms.new_histogram() for name in HISTOGRAM_NAMES}
+        default_factory=lambda: {name: histograms.new_histogram() for name in HISTOGRAM_NAMES + LIVE_PROBE_NAMES}
     )
     counters: Counter[str] = field(default_factory=Counter)
     close_codes: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -336,10 +338,15 @@ class Aggregator:
             "latency": "broadcast latency (from intended send)",
             "latency_uncorrected": "broadcast latency (from actual send)",
             "fanout": "fan-out completion",
+            "latency_socket": "latency at the socket (probe receivers, kernel stamp)",
+            "generator_delay": "generator's own delay (probes: user space - kernel stamp)",
+            "latency_socket_uncorrected": "latency at the socket, from the actual send (probes)",
             "connect": "connect (login + handshake), all phases",
         }
-        for name in HISTOGRAM_NAMES:
+        for name in HISTOGRAM_NAMES + LIVE_PROBE_NAMES:
             h = self.live.measured[name]
+            if name in LIVE_PROBE_NAMES and not h.get_total_count():
+                continue
             row: dict[str, Any] = {"name": labels[name], "count": h.get_total_count()}
             for key, p in LIVE_PERCENTILES:
                 row[key] = f"{h.get_value_at_percentile(p) / 1000:.2f}" if h.get_total_count() else ""
