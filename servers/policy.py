@@ -120,7 +120,7 @@ def origin_allowed(values: list[str], host_header: str, allowed: tuple[str, ...]
         return False
     own = _host_port(host_header.strip().lower())
     if own is not None:
-        own_port = own[1] if own[1] is not None else origin.effective_port
+        own_port = own[1] if own[1] is not None else DEFAULT_PORTS[origin.scheme]
         if own[0] == origin.host and own_port == origin.effective_port:
             return True
     return canonical_origin(origin) in allowed

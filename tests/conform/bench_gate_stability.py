@@ -37,12 +37,15 @@ from wsbench.conform.spec import SPEC_VERSION  # noqa: E402
 from wsbench.target import command_server_argv, option_flags, reference_server_argv  # noqa: E402
 
 #: The figures to watch per measured case: a regex on its observation, and the label to print.
-WATCH = {
-    "slow_consumer.memory": (r"\+([\d.]+) MiB at the peak", "RSS growth MiB"),
-    "slow_consumer.others_latency": (r"p99 ([\d.]+) ms with the slow client", "others' p99 ms"),
-    "nodelay.conversation": (r"arrived ([\d.]+) ms after", "median gap ms"),
-    "pings.timeout": (r"TCP closed ([\d.]+) (?:ms|s) after the ping", "close after ping"),
-}
+WATCH = (
+    ("slow_consumer.memory", r"\+([\d.]+) MiB at the peak", "RSS growth MiB"),
+    ("slow_consumer.memory", r"\+([\d.]+) MiB in the last third", "RSS growth in the last third MiB"),
+    ("slow_consumer.others_latency", r"p99 ([\d.]+) ms with the slow client", "others' p99 ms with the slow client"),
+    ("slow_consumer.others_latency", r"vs ([\d.]+) ms without", "others' p99 ms without it"),
+    ("nodelay.conversation", r"arrived ([\d.]+) ms after", "median gap ms"),
+    ("pings.timeout", r"TCP closed ([\d.]+) (?:ms|s) after the ping", "close after ping"),
+    ("close.server_close_grace", r"TCP \w+ ([\d.]+) (?:ms|s) after it", "TCP end after the close frame"),
+)
 
 
 def targets(args: argparse.Namespace) -> list[Target]:
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = run.get(case_id)
                 if result is not None:
                     print(f"    run {n}: {result.verdict}: {result.observed} {result.reason or ''}")
-        for case_id, (pattern, label) in WATCH.items():
+        for case_id, pattern, label in WATCH:
             values = []
             for run in runs:
                 result = run.get(case_id)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from wsbench.conform import checks as c
 from wsbench.conform import measure as m
+from wsbench.conform.decisions import DECISION_CASES
 from wsbench.conform.model import Case
 from wsbench.conform.options import ServerOptions
 from wsbench.conform.rfc_cases import annotate, rfc_cases
@@ -727,6 +728,8 @@ def _cases() -> list[Case]:
             needs_started=True,
             duration_hint=1.0,
         ),
+        # --- SPEC 1.1 decisions (issue 12)
+        *DECISION_CASES,
     ]
     # issue 11: Autobahn numbers and the echo profile on the RFC-level cases; the RFC 6455 families
     cases = [*annotate(cases), *rfc_cases()]

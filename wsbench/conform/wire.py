@@ -703,16 +703,22 @@ async def ws_connect(
     rcvbuf: int | None = None,
     upgrade: bool = True,
     timeout: float = HTTP_TIMEOUT,
+    method: str = "GET",
+    connection: str | None = "Upgrade",
+    key: str | None = "random",
 ) -> Handshake:
     """Send an upgrade request with exactly these headers (``upgrade=False``: without ``Upgrade`` and
-    ``Connection: Upgrade``); on 101 return the open connection."""
+    ``Connection``; ``connection``/``key`` None: without that header); on 101 return the open connection."""
     started = now()
     try:
         reader, writer = await open_socket(endpoint, rcvbuf=rcvbuf, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         return Handshake(HttpResponse(status=None, error=f"cannot connect: {exc}", elapsed_s=now() - started), None)
-    headers = [("Upgrade", "websocket"), ("Connection", "Upgrade")] if upgrade else []
-    headers.append(("Sec-WebSocket-Key", handshake_key()))
+    headers = [("Upgrade", "websocket")] if upgrade else []
+    if upgrade and connection is not None:
+        headers.append(("Connection", connection))
+    if key is not None:
+        headers.append(("Sec-WebSocket-Key", handshake_key() if key == "random" else key))
     if version is not None:
         headers.append(("Sec-WebSocket-Version", version))
     if origin is not None:
@@ -721,7 +727,7 @@ async def ws_connect(
         headers.append(("Cookie", cookie))
     headers += list(extra_headers)
     conn = h11.Connection(our_role=h11.CLIENT)
-    request = h11.Request(method="GET", target=path, headers=_request_headers(endpoint, headers))
+    request = h11.Request(method=method, target=path, headers=_request_headers(endpoint, headers))
     try:
         response, leftover = await _exchange(reader, writer, conn, request, b"", started, timeout)
     except BaseException:

@@ -1,0 +1,612 @@
+"""Cases for the decisions of SPEC.md v1.1 (wsbench issue 12: what a third implementation had to guess),
+where they can be observed on the wire: white space and nickname comparison (3.2, 3.7, 3.8), methods and
+HEAD (2.2), the order of the handshake checks (6.1), Origin comparison (6.3), subprotocols (6.7), when a
+close is handled (7.6, 8.7), several outstanding pings (10.2), option forms and bounds (15.1, 15.2).
+
+The steps are here, the table rows in :data:`DECISION_CASES` (appended to :mod:`wsbench.conform.cases`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Sequence
+
+from wsbench.conform import checks as c
+from wsbench.conform.model import Case, Outcome
+from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, CaseSkipped, join_line, leave_line
+from wsbench.conform.wire import OP_PONG, Endpoint, fmt_duration, http_request, now
+
+#: SPEC 8.7: how long a server may wait for the client's close answer before dropping TCP.
+CLOSE_WAIT = 2.0
+#: Timer slack on a loaded 2-core machine for the deadlines checked here.
+DEADLINE_SLACK = 0.5
+#: How long a started server may take to print its listening line or exit (Python imports under load).
+START_TIMEOUT = 15.0
+
+
+def _fmt_allow(value: str | None) -> set[str]:
+    return {m.strip().upper() for m in (value or "").split(",") if m.strip()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Login (SPEC 3.2, 3.7, 3.8)
+
+
+async def login_strips_unicode_space(ctx: CaseContext) -> Outcome:
+    observer = await ctx.join()
+    nick = ctx.nick()
+    cookie = await ctx.login_cookie(f"\u3000\u00a0{nick}\u2003\u0085")
+    hs = await ctx.connect(cookie=cookie)
+    if hs.ws is None:
+        return c.failed(f"/chat with the cookie of U+3000 U+00A0 {nick} U+2003 U+0085: {hs.response.describe()}")
+    got = await observer.wait_line(join_line(nick))
+    seen = [x.nick for x in ctx.mine(observer) if x.kind == "join" and x.nick != nick]
+    if got:
+        return c.passed(f"logged in as U+3000 U+00A0 {nick} U+2003 U+0085: joined as {nick!r}")
+    return c.failed(f"no join line for {nick!r} within {REPLY_TIMEOUT:g} s (joins seen: {seen!r})")
+
+
+async def login_compares_code_points(ctx: CaseContext) -> Outcome:
+    """SPEC 3.7: no normalization, no case folding, U+FEFF kept: each variant is another nickname."""
+    base = "Éa" + ctx.nick()  # É as U+00C9 (NFC)
+    await ctx.join(base)
+    variants = {
+        "lower case": "éa" + base[2:],
+        "NFD (E + U+0301)": "E\u0301a" + base[2:],
+        "U+FEFF in front": "\ufeff" + base,
+    }
+    seen, ok = [], True
+    for label, nick in variants.items():
+        result = await ctx.login(nick)
+        accepted = result.cookie is not None and result.response.status is not None and result.response.status < 400
+        ok = ok and accepted
+        seen.append(f"{label}: {result.response.describe()}" + ("" if accepted else " (treated as the same nickname)"))
+    same = await ctx.login(base)
+    ok = ok and same.response.status == 409
+    seen.append(f"the same code points: {same.response.describe()}")
+    return Outcome(ok, f"{base!r} online; " + "; ".join(seen))
+
+
+async def login_other_content_type(ctx: CaseContext) -> Outcome:
+    nick = ctx.nick()
+    body = f"nickname={nick}".encode()
+    seen, ok = [], True
+    for label, headers in (("text/plain", [("Content-Type", "text/plain")]), ("no Content-Type", [])):
+        r = await http_request(ctx.endpoint, "POST", "/login", headers=headers, body=body)
+        cookie = any(h.split("=", 1)[0].strip() == "nickname" for h in r.headers_all("set-cookie"))
+        good = r.status == 400 and not cookie and c.form_present(r)
+        ok = ok and good
+        seen.append(f"{label}: {r.describe()}" + (" with a cookie" if cookie else ""))
+    return Outcome(ok, f"body {body.decode()!r}: " + "; ".join(seen))
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP methods (SPEC 2.2)
+
+METHOD_PROBES: tuple[tuple[str, str, set[str]], ...] = (
+    ("POST", "/", {"GET", "HEAD"}),
+    ("PUT", "/login", {"GET", "HEAD", "POST"}),
+    ("DELETE", "/stats", {"GET", "HEAD"}),
+    ("OPTIONS", "/login", {"GET", "HEAD", "POST"}),
+    ("POST", "/chat", {"GET"}),
+    ("HEAD", "/chat", {"GET"}),
+)
+
+
+async def http_methods(ctx: CaseContext) -> Outcome:
+    seen, ok = [], True
+    for method, path, allow in METHOD_PROBES:
+        r = await http_request(ctx.endpoint, method, path)
+        got = _fmt_allow(r.header("allow"))
+        good = r.status == 405 and got == allow
+        ok = ok and good
+        seen.append(f"{method} {path}: {r.status} Allow {','.join(sorted(got)) or '-'}" + ("" if good else " (wrong)"))
+    return Outcome(ok, "; ".join(seen))
+
+
+async def http_head(ctx: CaseContext) -> Outcome:
+    seen, ok = [], True
+    for path, status in (("/login", 200), ("/stats", 200), ("/", 303)):
+        get = await http_request(ctx.endpoint, "GET", path)
+        head = await http_request(ctx.endpoint, "HEAD", path)
+        good = head.status == status == get.status and not head.body
+        ctype = (head.header("content-type") or "").split(";")[0]
+        if status == 200 and ctype != (get.header("content-type") or "").split(";")[0]:
+            good = False
+        ok = ok and good
+        seen.append(f"HEAD {path}: {head.describe()}, {len(head.body)}-byte body" + ("" if good else " (wrong)"))
+    return Outcome(ok, "; ".join(seen))
+
+
+# --------------------------------------------------------------------------------------------------
+# Handshake (SPEC 6.1, 6.3, 6.7)
+
+
+async def handshake_request_checks(ctx: CaseContext) -> Outcome:
+    """SPEC 6.1 c, e: Connection without the upgrade token, a missing or malformed key: 400."""
+    cookie = await ctx.login_cookie(ctx.nick())
+    probes = (
+        ("Connection: keep-alive", {"connection": "keep-alive"}),
+        ("no Connection", {"connection": None}),
+        ("Connection: keep-alive, Upgrade (a list) is fine", {"connection": "keep-alive, Upgrade", "_ok": True}),
+        ("no Sec-WebSocket-Key", {"key": None}),
+        ("Sec-WebSocket-Key: !!!!", {"key": "!!!!"}),
+        ("a 12-byte Sec-WebSocket-Key", {"key": "AAAAAAAAAAAAAAAA"}),
+    )
+    seen, ok = [], True
+    for label, kwargs in probes:
+        expect_ok = bool(kwargs.pop("_ok", False))
+        hs = await ctx.connect(cookie=cookie, **kwargs)
+        if hs.ws is not None:
+            await hs.ws.close()
+        good = hs.status == (101 if expect_ok else 400)
+        ok = ok and good
+        seen.append(f"{label}: {hs.response.describe()}" + ("" if good else " (wrong)"))
+    return Outcome(ok, "; ".join(seen))
+
+
+async def handshake_order_6_1(ctx: CaseContext) -> Outcome:
+    """SPEC 6.1: method, Upgrade, Connection, version, key, then the cookie (6.2)."""
+    probes = (
+        ("POST with no Upgrade, bad version, no cookie", 405, {"method": "POST", "upgrade": False, "version": "8"}),
+        ("no Connection + version 8", 400, {"connection": None, "version": "8"}),
+        ("version 8 + key !!!!", 426, {"version": "8", "key": "!!!!"}),
+        ("key !!!! + no cookie", 400, {"key": "!!!!"}),
+    )
+    seen, ok = [], True
+    for label, status, kwargs in probes:
+        hs = await ctx.connect(cookie=None, **kwargs)
+        if hs.ws is not None:
+            await hs.ws.close()
+        good = hs.status == status
+        ok = ok and good
+        seen.append(f"{label}: {hs.status} (expected {status})")
+    return Outcome(ok, "; ".join(seen))
+
+
+async def _origin_probe(ctx: CaseContext, cookie: str, origins: Sequence[str], host: str | None = None) -> int | None:
+    headers = [("Origin", o) for o in origins]
+    if host is not None:
+        headers.append(("Host", host))
+    hs = await ctx.connect(cookie=cookie, extra_headers=headers)
+    if hs.ws is not None:
+        await hs.ws.close()
+    return hs.status
+
+
+async def handshake_origin_default_ports(ctx: CaseContext) -> Outcome:
+    """SPEC 6.3: a missing port is the scheme's default on both sides; the scheme is not compared for
+    the server's own host (a TLS proxy in front); allow-list entries with default ports made explicit."""
+    ep = ctx.endpoint
+    host = ep.host_header.rsplit(":", 1)[0]
+    probes: list[tuple[str, list[str], str | None, int]] = [
+        ("TLS proxy: Origin https://H, Host H", [f"https://{host}"], host, 101),
+        ("Origin http://H:80, Host H", [f"http://{host}:80"], host, 101),
+        ("Origin https://H, Host H:80", [f"https://{host}"], f"{host}:80", 403),
+        ("Origin https://H (port 443), Host H:PORT", [f"https://{host}"], None, 403),
+    ]
+    allowed = [o for o in ctx.options.allowed_origin if o.startswith("https://") and o.count(":") == 1]
+    if allowed:
+        probes.append((f"allow-listed {allowed[0]} written with :443", [allowed[0].rstrip("/") + ":443"], None, 101))
+    cookie = await ctx.login_cookie(ctx.nick())
+    seen, ok = [], True
+    for label, origins, host_header, status in probes:
+        got = await _origin_probe(ctx, cookie, origins, host_header)
+        ok = ok and got == status
+        seen.append(f"{label}: {got}" + ("" if got == status else f" (expected {status})"))
+    return Outcome(ok, "; ".join(seen))
+
+
+async def handshake_origin_malformed(ctx: CaseContext) -> Outcome:
+    own = ctx.endpoint.origin
+    scheme, _, hostport = own.partition("://")
+    probes: list[tuple[str, list[str]]] = [
+        ("with a path", [f"{own}/chat"]),
+        ("with userinfo", [f"{scheme}://user@{hostport}"]),
+        ("a list", [f"{own} {own}"]),
+        ("empty", [""]),
+        ("two Origin headers", [own, own]),
+        ("another scheme", [f"ws://{hostport}"]),
+    ]
+    cookie = await ctx.login_cookie(ctx.nick())
+    seen, ok = [], True
+    for label, origins in probes:
+        got = await _origin_probe(ctx, cookie, origins)
+        ok = ok and got == 403
+        seen.append(f"{label}: {got}")
+    return Outcome(ok, f"Origins built on {own}: " + "; ".join(seen))
+
+
+async def handshake_subprotocol(ctx: CaseContext) -> Outcome:
+    cookie = await ctx.login_cookie(ctx.nick())
+    hs = await ctx.connect(cookie=cookie, extra_headers=[("Sec-WebSocket-Protocol", "chat, superchat")])
+    chosen = hs.response.header("sec-websocket-protocol")
+    if hs.ws is not None:
+        await hs.ws.close()
+    seen = f"Sec-WebSocket-Protocol: chat, superchat: {hs.response.describe()}"
+    seen += f", selected {chosen!r}" if chosen is not None else ", none selected"
+    return Outcome(hs.status == 101 and chosen is None, seen)
+
+
+# --------------------------------------------------------------------------------------------------
+# When a close is handled (SPEC 7.6, 8.7)
+
+
+async def leave_on_close_frame(ctx: CaseContext) -> Outcome:
+    """SPEC 7.6: the client's close frame is the close (TCP stays open on the client's side)."""
+    leaver, observer = await c.join_room(ctx, 2)
+    t = await leaver.ws.send_close(1000, b"bye")
+    got = await observer.wait_line(leave_line(leaver.nick))
+    left_after = next((m.t for m in observer.ws.messages if m.text == leave_line(leaver.nick)), None)
+    relogin = await ctx.login(leaver.nick)
+    await leaver.ws.wait_until(lambda: leaver.ws.end is not None, REPLY_TIMEOUT)
+    obs = await leaver.ws.observe_close(t, 0.1, end_timeout=0.0)
+    problems = []
+    if not got:
+        problems.append(f"no leave line within {REPLY_TIMEOUT:g} s")
+    if relogin.cookie is None:
+        problems.append(f"nickname not free: login {relogin.response.describe()}")
+    if obs.end is None:
+        problems.append("the server did not close TCP")
+    seen = f"client sent close 1000 and kept TCP open: {obs.describe()}"
+    if left_after is not None:
+        seen += f"; leave line {fmt_duration(left_after - t)} after the close frame"
+    seen += f"; login as the nickname: {relogin.response.describe()}"
+    return Outcome(not problems, seen + (f" — {', '.join(problems)}" if problems else ""))
+
+
+async def server_close_grace(ctx: CaseContext) -> Outcome:
+    """SPEC 8.7: the issue's measurement: max_message_size + 1 bytes, and the close frame never answered."""
+    sender, observer = await c.join_room(ctx, 2)
+    sender.ws.reply_close = False
+    t = await sender.ws.send_text(b"x" * (ctx.options.max_message_size + 1))
+    await sender.ws.wait_until(lambda: sender.ws.close_frame is not None or sender.ws.end is not None, REPLY_TIMEOUT)
+    frame = sender.ws.close_frame
+    if frame is None:
+        obs = await sender.ws.observe_close(t, 0.1, end_timeout=0.0)
+        raise CaseSkipped(f"no close frame for an oversize message to leave unanswered ({obs.describe()})")
+    limit = CLOSE_WAIT + DEADLINE_SLACK
+    await sender.ws.wait_until(lambda: sender.ws.end is not None, limit + 0.5)
+    got = await observer.wait_line(leave_line(sender.nick), 0.2)
+    left = next((m.t for m in observer.ws.messages if m.text == leave_line(sender.nick)), None)
+    end = sender.ws.end
+    problems = []
+    seen = f"close {frame.code} left unanswered"
+    if end is None:
+        problems.append(f"TCP still open {fmt_duration(limit + 0.5)} after the close frame")
+    else:
+        seen += f"; TCP {'reset' if end.kind == 'rst' else 'closed'} {fmt_duration(end.t - frame.t)} after it"
+        if end.t - frame.t > limit:
+            problems.append(f"waited more than {CLOSE_WAIT:g} s for the close answer")
+    if left is None or not got:
+        problems.append("no leave line for the others")
+    else:
+        seen += f"; the others' leave line {fmt_duration(left - frame.t)} after it"
+        if left - frame.t > limit:
+            problems.append(f"leave line more than {CLOSE_WAIT:g} s after the close frame")
+    return Outcome(not problems, seen + (f" — {', '.join(problems)}" if problems else ""))
+
+
+# --------------------------------------------------------------------------------------------------
+# Several outstanding pings (SPEC 10.2)
+
+
+async def pong_answers_earlier(ctx: CaseContext) -> Outcome:
+    interval, timeout = c.require_pings(ctx)
+    if not timeout > interval:
+        raise CaseSkipped(
+            f"ping_timeout {timeout:g} s is not longer than ping_interval {interval:g} s, so no two pings are "
+            "ever outstanding (the gate's own defaults are 1 s and 2 s)"
+        )
+    peer = await ctx.join(auto_pong=False)
+    ws = peer.ws
+    await ws.wait_until(lambda: len(ws.pings) >= 2 or ws.end is not None, 2 * interval + 1.5)
+    if len(ws.pings) < 2:
+        return c.failed(f"{len(ws.pings)} ping(s) within {fmt_duration(2 * interval + 1.5)}; cannot check")
+    first, second = ws.pings[0], ws.pings[1]
+    t_pong = await ws.send_frame(OP_PONG, second.payload)  # the second ping only, before the first's deadline
+    ws.auto_pong = True
+    deadline = first.t + timeout + DEADLINE_SLACK
+    await ws.wait_until(lambda: ws.close_frame is not None or ws.end is not None, max(0.0, deadline - now()))
+    answered = f"first ping unanswered, a pong {fmt_duration(t_pong - second.t)} after the second"
+    if ws.close_frame is not None or ws.end is not None:
+        obs = await ws.observe_close(first.t, 0.1, end_timeout=0.0)
+        return c.failed(f"{answered}: {obs.describe()} (after the first ping)")
+    return c.passed(f"{answered}: still open {fmt_duration(now() - first.t)} after the first ping")
+
+
+# --------------------------------------------------------------------------------------------------
+# Start-up contract (SPEC 15.1, 15.2)
+
+
+async def _run(argv: list[str], wait_listening: bool = False) -> tuple[int | None, str, str]:
+    """Run a server command: (exit status, stdout, stderr). ``wait_listening``: stop it by PID (SIGTERM)
+    once its first line is out, and return that line as stdout."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        if wait_listening:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()  # ours, by PID
+            _, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
+            return proc.returncode, line.decode(errors="replace"), err.decode(errors="replace")
+        out, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
+        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # ours, by PID
+        await proc.wait()
+        return None, "", f"still running after {START_TIMEOUT:g} s"
+
+
+def _server_argv(ctx: CaseContext) -> list[str]:
+    if ctx.server is None:
+        raise CaseSkipped("needs a server command wsbench can start (--server or --server-cmd)")
+    return list(ctx.server.argv)
+
+
+OPTION_NAMES = (
+    "--host",
+    "--port",
+    "--max-message-size",
+    "--ping-interval",
+    "--ping-timeout",
+    "--nodelay",
+    "--allowed-origin",
+    "--max-connections",
+    "--send-buffer-limit",
+    "--compression",
+    "--cookie-secret",
+)
+
+
+async def startup_option_forms(ctx: CaseContext) -> Outcome:
+    argv = _server_argv(ctx)
+    problems, seen = [], []
+    code, line, _ = await _run([*argv, "--port=0", "--max-message-size=1000"], wait_listening=True)
+    ok_line = line.startswith("listening on http://")
+    seen.append(f"--port=0 --max-message-size=1000: {line.strip()!r}" if ok_line else f"=-form: {line!r}")
+    if not ok_line:
+        problems.append("the --opt=value form is not accepted")
+    code, out, _ = await _run([*argv, "--help"])
+    missing = [name for name in OPTION_NAMES if name not in out]
+    seen.append(f"--help: exit {code}, {len(out.splitlines())} lines on stdout")
+    if code != 0 or "listening on" in out.splitlines()[0:1]:
+        problems.append("--help did not exit 0")
+    if missing:
+        problems.append(f"--help does not name {', '.join(missing)}")
+    code, out, _ = await _run([*argv, "--max-conn", "5"])
+    seen.append(f"--max-conn 5 (abbreviated): exit {code}")
+    if code != 2 or "listening on" in out:
+        problems.append("an abbreviated option name was accepted")
+    return Outcome(not problems, "; ".join(seen) + (f" — {', '.join(problems)}" if problems else ""))
+
+
+BAD_VALUES: tuple[tuple[str, ...], ...] = (
+    ("--port", "65536"),
+    ("--ping-interval", "-1"),
+    ("--ping-timeout", "nan"),
+    ("--max-connections", "0"),
+    ("--send-buffer-limit", "2147483648"),
+    ("--allowed-origin", "http://chat.example/path"),
+    ("--cookie-secret=",),
+)
+
+
+async def startup_option_bounds(ctx: CaseContext) -> Outcome:
+    argv = _server_argv(ctx)
+    limit = asyncio.Semaphore(3)
+
+    async def one(bad: tuple[str, ...]) -> tuple[str, bool, str]:
+        async with limit:
+            code, out, err = await _run([*argv, *bad])
+        lines = [x for x in err.splitlines() if x.strip()]
+        good = code == 2 and bool(lines) and "Traceback" not in err and "listening on" not in out
+        return " ".join(bad), good, f"exit {code}" + ("" if good else f", stderr {lines[-1][:60]!r}" if lines else "")
+
+    results = await asyncio.gather(*(one(bad) for bad in BAD_VALUES))
+    wrong = [f"{label}: {how}" for label, good, how in results if not good]
+    seen = f"{len(results) - len(wrong)}/{len(results)} out-of-bounds values refused with status 2 and one line"
+    return Outcome(not wrong, seen + (f"; not: {'; '.join(wrong)}" if wrong else ""))
+
+
+def _has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+async def startup_ipv6(ctx: CaseContext) -> Outcome:
+    argv = _server_argv(ctx)
+    if not _has_ipv6_loopback():
+        raise CaseSkipped("this machine has no IPv6 loopback (::1)")
+    proc = await asyncio.create_subprocess_exec(
+        *argv, "--host", "::1", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)).decode(errors="replace").strip()
+        prefix = "listening on http://[::1]:"
+        if not line.startswith(prefix) or not line[len(prefix) :].isdigit():
+            return c.failed(f"--host ::1: first line {line!r}, not 'listening on http://[::1]:PORT'")
+        r = await http_request(Endpoint("::1", int(line[len(prefix) :])), "GET", "/stats")
+        return Outcome(r.status == 200, f"--host ::1: {line!r}; GET /stats there: {r.describe()}")
+    except TimeoutError:
+        return c.failed(f"--host ::1: no listening line within {START_TIMEOUT:g} s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()  # ours, by PID
+        try:
+            await asyncio.wait_for(proc.wait(), 5.0)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+DECISION_CASES: tuple[Case, ...] = (
+    Case(
+        "login.strip_unicode_space",
+        "3.2",
+        "surrounding U+3000, U+00A0, U+2003, U+0085",
+        "stripped (Unicode White_Space): joins under the bare nickname",
+        login_strips_unicode_space,
+        conns=2,
+    ),
+    Case(
+        "login.not_white_space",
+        "3.2",
+        "U+001C-U+001F in front (Python's strip removes them)",
+        "400: control characters, not white space",
+        c.login_refused(lambda ctx: "\x1c\x1d\x1e\x1f" + ctx.nick(), 400),
+        conns=0,
+    ),
+    Case(
+        "login.compare_code_points",
+        "3.7",
+        "case, NFD and U+FEFF variants of an online nickname",
+        "each is another nickname (303); the same code points get 409",
+        login_compares_code_points,
+    ),
+    Case(
+        "login.other_content_type",
+        "3.8",
+        "the form posted as text/plain, and with no Content-Type",
+        "400 with the form, no cookie: only form bodies are read",
+        login_other_content_type,
+        conns=0,
+    ),
+    Case(
+        "http.methods",
+        "2.2",
+        "other methods on each path",
+        "405 with Allow naming exactly the path's methods (/chat: GET only, HEAD included)",
+        http_methods,
+        conns=0,
+        rfc="RFC 9110 §15.5.6",
+    ),
+    Case(
+        "http.head",
+        "2.2",
+        "HEAD /login, /stats, /",
+        "the status and Content-Type of GET, no body",
+        http_head,
+        conns=0,
+        rfc="RFC 9110 §9.3.2",
+    ),
+    Case(
+        "handshake.request_checks",
+        "6.1",
+        "Connection without upgrade; a missing, malformed or short Sec-WebSocket-Key",
+        "400 each (a Connection list holding Upgrade is fine)",
+        handshake_request_checks,
+        conns=1,
+        rfc="RFC 6455 §4.2.1",
+    ),
+    Case(
+        "handshake.check_order_request",
+        "6.1",
+        "several 6.1 faults at once",
+        "method (405), Upgrade, Connection (400), version (426), key (400), then the cookie",
+        handshake_order_6_1,
+        conns=0,
+        rfc="RFC 6455 §4.2.1",
+    ),
+    Case(
+        "handshake.origin_default_ports",
+        "6.3",
+        "Origin and Host with and without default ports, https Origin behind a TLS proxy",
+        "a missing port is the scheme's default; the scheme is not compared for the own host",
+        handshake_origin_default_ports,
+        conns=1,
+        rfc="RFC 6454 §5",
+    ),
+    Case(
+        "handshake.origin_malformed",
+        "6.3",
+        "the own origin with a path, userinfo, as a list, empty, twice, as ws://",
+        "403 each: only one serialized http(s) origin counts",
+        handshake_origin_malformed,
+        conns=1,
+        rfc="RFC 6454 §6.2",
+    ),
+    Case(
+        "handshake.subprotocol",
+        "6.7",
+        "client offers Sec-WebSocket-Protocol: chat, superchat",
+        "101 without Sec-WebSocket-Protocol (no subprotocol selected)",
+        handshake_subprotocol,
+        rfc="RFC 6455 §4.2.2",
+    ),
+    Case(
+        "messaging.leave_on_close_frame",
+        "7.6",
+        "client sends its close frame and keeps TCP open",
+        "leave line and the nickname free at once; the server closes TCP",
+        leave_on_close_frame,
+        conns=2,
+        duration_hint=1.0,
+        rfc="RFC 6455 §7.1.1",
+    ),
+    Case(
+        "close.server_close_grace",
+        "8.7",
+        "max_message_size + 1 bytes, the server's close frame never answered",
+        f"TCP dropped and the leave line out within {CLOSE_WAIT:g} s of the close frame",
+        server_close_grace,
+        conns=2,
+        duration_hint=2.5,
+        rfc="RFC 6455 §7.1.1",
+    ),
+    Case(
+        "pings.pong_answers_earlier",
+        "10.2",
+        "two pings outstanding, only the second answered",
+        "one pong answers every earlier ping: no ping timeout",
+        pong_answers_earlier,
+        duration_hint=4.0,
+        rfc="RFC 6455 §5.5.3",
+    ),
+    Case(
+        "startup.option_forms",
+        "15.1",
+        "--opt=value, --help, an abbreviated option",
+        "listens with --port=0; --help exits 0 naming every option; --max-conn is refused (status 2)",
+        startup_option_forms,
+        conns=0,
+        needs_started=True,
+        duration_hint=2.0,
+        timeout=40.0,
+    ),
+    Case(
+        "startup.option_bounds",
+        "15.1",
+        f"{len(BAD_VALUES)} values just outside the bounds of 15.1",
+        "each: exit status 2 with a one-line message on stderr (no traceback, no listening line)",
+        startup_option_bounds,
+        conns=0,
+        needs_started=True,
+        duration_hint=3.0,
+        timeout=40.0,
+    ),
+    Case(
+        "startup.ipv6_listening_line",
+        "15.2",
+        "started with --host ::1",
+        "first line listening on http://[::1]:PORT, and it answers there",
+        startup_ipv6,
+        conns=0,
+        needs_started=True,
+        duration_hint=1.0,
+        timeout=30.0,
+    ),
+)
