@@ -387,20 +387,18 @@ async def startup_option_forms(ctx: CaseContext) -> Outcome:
     return Outcome(not problems, "; ".join(seen) + (f" — {', '.join(problems)}" if problems else ""))
 
 
+#: One value just outside each kind of bound (a start of a Python server costs a second or two of CPU).
 BAD_VALUES: tuple[tuple[str, ...], ...] = (
-    ("--port", "65536"),
-    ("--ping-interval", "-1"),
     ("--ping-timeout", "nan"),
     ("--max-connections", "0"),
     ("--send-buffer-limit", "2147483648"),
     ("--allowed-origin", "http://chat.example/path"),
-    ("--cookie-secret=",),
 )
 
 
 async def startup_option_bounds(ctx: CaseContext) -> Outcome:
     argv = _server_argv(ctx)
-    limit = asyncio.Semaphore(3)
+    limit = asyncio.Semaphore(2)
 
     async def one(bad: tuple[str, ...]) -> tuple[str, bool, str]:
         async with limit:
