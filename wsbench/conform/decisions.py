@@ -367,22 +367,25 @@ OPTION_NAMES = (
 
 async def startup_option_forms(ctx: CaseContext) -> Outcome:
     argv = _server_argv(ctx)
+    (_, line, _), (help_code, help_out, _), (abbrev_code, abbrev_out, _) = await asyncio.gather(
+        _run([*argv, "--port=0", "--max-message-size=1000"], wait_listening=True),
+        _run([*argv, "--help"]),
+        _run([*argv, "--max-conn", "5"]),
+    )
     problems, seen = [], []
-    code, line, _ = await _run([*argv, "--port=0", "--max-message-size=1000"], wait_listening=True)
-    ok_line = line.startswith("listening on http://")
-    seen.append(f"--port=0 --max-message-size=1000: {line.strip()!r}" if ok_line else f"=-form: {line!r}")
-    if not ok_line:
+    if line.startswith("listening on http://"):
+        seen.append(f"--port=0 --max-message-size=1000: {line.strip()!r}")
+    else:
+        seen.append(f"--port=0 --max-message-size=1000: first line {line.strip()!r}")
         problems.append("the --opt=value form is not accepted")
-    code, out, _ = await _run([*argv, "--help"])
-    missing = [name for name in OPTION_NAMES if name not in out]
-    seen.append(f"--help: exit {code}, {len(out.splitlines())} lines on stdout")
-    if code != 0 or "listening on" in out.splitlines()[0:1]:
+    missing = [name for name in OPTION_NAMES if name not in help_out]
+    seen.append(f"--help: exit {help_code}, {len(help_out.splitlines())} lines on stdout")
+    if help_code != 0 or help_out.startswith("listening on"):
         problems.append("--help did not exit 0")
     if missing:
         problems.append(f"--help does not name {', '.join(missing)}")
-    code, out, _ = await _run([*argv, "--max-conn", "5"])
-    seen.append(f"--max-conn 5 (abbreviated): exit {code}")
-    if code != 2 or "listening on" in out:
+    seen.append(f"--max-conn 5 (abbreviated): exit {abbrev_code}")
+    if abbrev_code != 2 or "listening on" in abbrev_out:
         problems.append("an abbreviated option name was accepted")
     return Outcome(not problems, "; ".join(seen) + (f" — {', '.join(problems)}" if problems else ""))
 
@@ -398,11 +401,9 @@ BAD_VALUES: tuple[tuple[str, ...], ...] = (
 
 async def startup_option_bounds(ctx: CaseContext) -> Outcome:
     argv = _server_argv(ctx)
-    limit = asyncio.Semaphore(2)
 
     async def one(bad: tuple[str, ...]) -> tuple[str, bool, str]:
-        async with limit:
-            code, out, err = await _run([*argv, *bad])
+        code, out, err = await _run([*argv, *bad])
         lines = [x for x in err.splitlines() if x.strip()]
         good = code == 2 and bool(lines) and "Traceback" not in err and "listening on" not in out
         return " ".join(bad), good, f"exit {code}" + ("" if good else f", stderr {lines[-1][:60]!r}" if lines else "")
@@ -582,6 +583,7 @@ DECISION_CASES: tuple[Case, ...] = (
         startup_option_forms,
         conns=0,
         needs_started=True,
+        spawns=True,
         duration_hint=2.0,
         timeout=40.0,
     ),
@@ -593,6 +595,7 @@ DECISION_CASES: tuple[Case, ...] = (
         startup_option_bounds,
         conns=0,
         needs_started=True,
+        spawns=True,
         duration_hint=3.0,
         timeout=40.0,
     ),
@@ -604,6 +607,7 @@ DECISION_CASES: tuple[Case, ...] = (
         startup_ipv6,
         conns=0,
         needs_started=True,
+        spawns=True,
         duration_hint=1.0,
         timeout=30.0,
     ),

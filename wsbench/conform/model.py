@@ -55,7 +55,9 @@ class Case:
     Scheduling: ``conns`` is the most ``/chat`` connections the case holds at once (concurrent cases
     share the server's ``max_connections``); ``exclusive`` cases run alone (timing measurements, or
     they fill the server); ``last`` cases run after all others (shutdown); ``needs_started`` cases
-    run only on a server wsbench started (they signal the process).
+    run only on a server wsbench started (they signal the process). ``spawns`` cases start server
+    processes of their own (start-up contract): they run together after the exclusive ones, so that
+    their CPU does not slow the timed cases of the concurrent phase.
     """
 
     id: str
@@ -68,6 +70,7 @@ class Case:
     exclusive: bool = False
     last: bool = False
     needs_started: bool = False
+    spawns: bool = False
     timeout: float = 15.0
     duration_hint: float = 0.5
     #: the Autobahn testsuite case(s) this one corresponds to ("7.3.5", "4.1.2-4.1.5"), if any

@@ -202,8 +202,11 @@ class _Runner:
         return self._result(case, verdict, observed, reason, _now() - start)
 
     async def run(self, cases: Sequence[Case]) -> list[CaseResult]:
-        concurrent = sorted((c for c in cases if not c.exclusive and not c.last), key=lambda c: -c.duration_hint)
+        concurrent = sorted(
+            (c for c in cases if not c.exclusive and not c.last and not c.spawns), key=lambda c: -c.duration_hint
+        )
         exclusive = [c for c in cases if c.exclusive and not c.last]
+        spawning = [c for c in cases if c.spawns and not c.exclusive and not c.last]
         last = [c for c in cases if c.last]
         results: dict[str, CaseResult] = {}
         probe = next((c for c in cases if c.id == ECHO_PROBE), None) if self.target.profile == "echo" else None
@@ -240,6 +243,8 @@ class _Runner:
             if not self.server_gone:
                 await _settle(self.endpoint)
             results[case.id] = await self.execute(case)
+        for case, result in zip(spawning, await asyncio.gather(*(self.execute(c) for c in spawning)), strict=True):
+            results[case.id] = result
         for case in last:
             if not self.server_gone:
                 await _settle(self.endpoint)
