@@ -43,6 +43,7 @@ from wsbench.locust.frames import OP_CLOSE, OP_PING, FrameError, close_code_reas
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _clock = time.monotonic_ns
 _MAX_HEAD = 64 * 1024
+READ_MAX = 256 * 1024
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:
@@ -95,7 +96,8 @@ class ProbeTransport:
         last_stamp = -1  # the stamp of the previous text frame read in this call
         while not self._closed:
             try:
-                data, anc, _flags, _addr = sock.recvmsg(reads.want(), stamps.ANCILLARY_SPACE)
+                # at most 256 KiB a read: recvmsg allocates what it is asked for (a frame may be 64 MiB)
+                data, anc, _flags, _addr = sock.recvmsg(min(reads.want(), READ_MAX), stamps.ANCILLARY_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:

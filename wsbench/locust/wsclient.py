@@ -179,7 +179,7 @@ class ChatConnection:
         last_stamp = -1
         try:
             while True:
-                data, anc, _flags, _addr = sock.recvmsg(reads.want(), stamps.ANCILLARY_SPACE)
+                data, anc, _flags, _addr = sock.recvmsg(min(reads.want(), RECV_BYTES), stamps.ANCILLARY_SPACE)
                 now = clock()
                 if not data:
                     self._finish(ABNORMAL, "connection closed without a close frame")
