@@ -27,6 +27,15 @@ if [ ! -d tests/fixtures/echo/node_modules/ws ]; then
   npm ci --prefix tests/fixtures/echo --no-audit --no-fund --silent
 fi
 
+if ! command -v prometheus >/dev/null 2>&1; then
+  # a real Prometheus scrapes `wsbench run --metrics` in tests/commands/test_metrics_prometheus.py
+  echo "== installing Debian's prometheus for the live-metrics test"
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
 echo "== installing wsbench with its test extras"
 python3 -m pip install -q -e '.[test]'
 

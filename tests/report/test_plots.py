@@ -8,6 +8,7 @@ import pytest
 from tests.report.synthetic import write_run
 from wsbench.core import histograms
 from wsbench.core.results import read_results
+from wsbench.core.summary import summarize
 from wsbench.report import plots
 from wsbench.report.rundata import RunData
 
@@ -87,11 +88,12 @@ def test_long_runs_are_drawn_in_exactly_merged_buckets(tmp_path: Path) -> None:
     results = read_results(write_run(tmp_path / "soak.jsonl", measure_intervals=1500, server_cpu_pct=30.0))
     run = RunData.from_results(results)
     rows = run.repeats[0]
+    assert results.row_width == 2  # the reader keeps at most 1,024 rows: 1,504 intervals in rows of two
     step = -(-len(rows) // plots.MAX_POINTS)
-    assert step == 3  # 1,504 intervals -> 502 points
+    assert step == 2  # 753 rows -> 377 points
     x, pct, maxima = plots.latency_series(run, rows, (50.0, 99.0))
     assert len(x) == -(-len(rows) // step) <= plots.MAX_POINTS
-    for j in (10, 200, 400):  # a bucket's percentiles are those of its intervals' histograms added up
+    for j in (10, 200, 370):  # a bucket's percentiles are those of its intervals' histograms added up
         bucket = results.intervals[j * step : (j + 1) * step]
         merged = histograms.merge(r["histograms"].get("latency") for r in bucket)
         assert pct[j, 1] == pytest.approx(histograms.value_ms(merged, 99.0), rel=1e-3)
@@ -101,8 +103,16 @@ def test_long_runs_are_drawn_in_exactly_merged_buckets(tmp_path: Path) -> None:
         _, rate = plots.series_over_time(run, rows, run.counters["sent"], "rate")
         assert rate[j] == pytest.approx(sent / span)
         _, rss = plots.series_over_time(run, rows, run.server["rss_bytes"], "max")
-        assert rss[j] == max(r["server"]["rss_bytes"] for r in bucket)
+        assert rss[j] == max(r["server"]["rss_bytes_max"] for r in bucket)
     svg = plots.latency_over_time([run]).svg or ""
-    assert "3 intervals per point" in svg
+    assert "4 intervals per point" in svg
     short = RunData.from_results(read_results(write_run(tmp_path / "short.jsonl", measure_intervals=20)))
     assert "intervals per point" not in (plots.latency_over_time([short]).svg or "")
+
+
+def test_the_server_plot_draws_the_rss_slope_of_the_summary(tmp_path: Path) -> None:
+    results = read_results(write_run(tmp_path / "grow.jsonl", measure_intervals=60))  # RSS grows 0.2 MiB/s
+    slope = summarize(results)["server"]["rss_slope_mib_per_hour"]
+    assert slope == pytest.approx(720.0, rel=0.02)
+    svg = plots.server_over_time([RunData.from_results(results)]).svg or ""
+    assert f"fit {slope:+,.3g} MiB/h" in svg

@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from wsbench import metrics
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, RunBroken, ServerDied, UsageError
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locust" / "locustfile.py"
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="do not make every delivery a Locust request (saves CPU; wsbench's own numbers are unchanged)",
     )
     p.add_argument("--path", action="store_true", help="print the locustfile's path (for locust -f) and exit")
+    metrics.add_arguments(p)  # served by the master (or the single local process)
     p.set_defaults(func=run)
 
 
@@ -128,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
         "--wsbench-delivery-events", "none" if args.no_delivery_events else "each",
     ]  # fmt: skip
     master = [*base, *common, "--web-host", "127.0.0.1", "--web-port", str(args.web_port)]
+    if args.metrics:
+        metrics.parse_address(args.metrics)  # a bad address is a usage error here, not in the master's log
+        metrics.require_client()
+        master += ["--wsbench-metrics", args.metrics, "--wsbench-metrics-linger", args.metrics_linger]
     if args.headless:
         master += ["--headless"]
     workers: list[list[str]] = []
@@ -140,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)] for _ in range(args.workers)
         ]
     budget = float(scenario.connect.barrier_timeout) + plan.load_duration_s + OVERRUN_S
+    if args.metrics:
+        budget += metrics.linger_seconds(args.metrics_linger)
 
     env = {**os.environ, TARGET_ENV: json.dumps(target)}
     procs: list[subprocess.Popen[bytes]] = []

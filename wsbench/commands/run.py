@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wsbench import metrics
 from wsbench.core.results import ResultsWriter, check_writable, default_results_path, library_versions
 from wsbench.core.scenario import Scenario, load_scenario
 from wsbench.core.summary import summarize
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--server-cpu", metavar="CPUS", help="pin the server wsbench starts to these CPUs, e.g. 0")
     p.add_argument("-q", "--quiet", action="store_true", help="no live view")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of the rich report")
+    metrics.add_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -94,7 +96,16 @@ def _run_with_server(
 
     console = make_console(stderr=True)
     live_ok = not args.quiet and not args.json and scenario.live and console.is_terminal
-    with ResultsWriter(out_path) as writer:
+
+    def say(text: str) -> None:
+        console.print(f"[dim]wsbench:[/] {text}")
+
+    with (
+        metrics.serving(getattr(args, "metrics", None), getattr(args, "metrics_linger", "0s"), say) as live,
+        ResultsWriter(out_path) as writer,
+    ):
+        if live is not None:
+            writer.observers.append(live)
         writer.header(
             kind="run",
             scenario_path=str(args.scenario),

@@ -12,6 +12,7 @@ counts array in place.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -42,14 +43,16 @@ def decode(text: str) -> HdrHistogram:
     return HdrHistogram.decode(text.encode("ascii") if isinstance(text, str) else text)
 
 
-def merge(items: Iterable[HdrHistogram | str | None]) -> HdrHistogram:
-    """Exact merge of histograms (objects or encoded strings); ``None`` entries are skipped."""
+def merge(items: Iterable[Any]) -> HdrHistogram:
+    """Exact merge of histograms (objects, encoded strings or rows' ``Counts``); ``None`` entries are skipped."""
     total = new_histogram()
     for item in items:
         if item is None:
             continue
         if isinstance(item, str | bytes):
             item = decode(item if isinstance(item, str) else item.decode("ascii"))
+        elif not isinstance(item, HdrHistogram):  # merged counts of a results row (wsbench.core.rollup.Counts)
+            item = item.histogram()
         if item.get_total_count():
             total.add(item)
     return total

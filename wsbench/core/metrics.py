@@ -76,6 +76,12 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "cpu_pct_mean",
         "cpu_us_per_delivery",
         "samples",
+        # issue 14: growth over the measured phases (Theil-Sen), server_stats.drift
+        "rss_slope_mib_per_hour",
+        "rss_slope_mib_per_hour_low",
+        "rss_slope_mib_per_hour_high",
+        "connections_slope_per_hour",
+        "cpu_pct_slope_per_hour",
     ),
     "capacity": ("highest_rate_held", "broke_at_rate"),
     "probes": ("receivers", "delivered", "stamped", "coalesced", "clock_steps"),

@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,13 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from wsbench import __version__
-from wsbench.core import histograms
+from wsbench.core import histograms, rollup
 from wsbench.errors import ResultsFileError, ResultsWriteError
 
 FORMAT = "wsbench-results"
-VERSION = 1
+#: 2: ``rollup`` records (every :data:`~wsbench.core.rollup.ROLLUP_INTERVALS` intervals) and the header's
+#: ``rollup`` key; a version-1 reader would count their deliveries twice, so the version is bumped.
+VERSION = 2
 #: Phases whose intervals do not count in a summary (deliveries of messages sent in a measured phase
 #: that arrive during the drain do count: they land in drain intervals).
 UNMEASURED_PHASES = frozenset({"connect", "warmup"})
@@ -78,10 +81,18 @@ class ResultsWriter:
     the file got, ``on_failure`` (when set) is called once, and every record from the failed one on is
     kept in memory instead (:attr:`unwritten`): a run can then stop cleanly and still summarize all it
     measured (:meth:`read`), while the file reads as a truncated run.
+
+    Interval records are also folded into ``rollup`` records of ``rollup_intervals`` intervals each
+    (written when the next window starts, and at the footer), so that a reader of a long run can skip
+    the intervals (``docs/results-format.md``). ``rollup_intervals=0`` writes none. ``observers`` are
+    called with each interval, event and footer record after it is written (live metrics).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], rollup_intervals: int = rollup.ROLLUP_INTERVALS) -> None:
         self.path = Path(path)
+        self.rollup_intervals = rollup_intervals
+        self._rollups: rollup.RowFolder | None = None
+        self.observers: list[Callable[[str, dict[str, Any]], None]] = []
         try:
             if self.path.parent and not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +155,7 @@ class ResultsWriter:
     def header(self, *, kind: str = "run", **fields: Any) -> None:
         if self._wrote_header:
             raise ResultsFileError("a results file has exactly one header")
-        record = {
+        record: dict[str, Any] = {
             "type": "header",
             "format": FORMAT,
             "version": VERSION,
@@ -158,29 +169,69 @@ class ResultsWriter:
                 "significant_digits": histograms.SIGNIFICANT_DIGITS,
             },
         }
+        if self.rollup_intervals:
+            record["rollup"] = {"intervals": self.rollup_intervals}
         record.update(fields)
         self._write(record)
         self._wrote_header = True
+        if self.rollup_intervals:
+            interval_s = float(record.get("interval_s") or 1.0)
+            self._rollups = rollup.RowFolder(interval_s, width=self.rollup_intervals)
 
     def interval(self, record: dict[str, Any]) -> None:
-        """An interval record; histogram values may be HdrHistogram objects (encoded here) or strings."""
+        """An interval record; histogram values may be HdrHistogram objects (encoded here) or strings.
+
+        With rollups, an interval past the first :data:`~wsbench.core.rollup.DETAIL_INTERVALS` keeps its
+        histograms' percentiles as numbers (``percentiles``) instead of the histograms: those are merged
+        into its rollup, which is what a reader of such a long run uses.
+        """
         out = {"type": "interval", **record}
         hists = out.get("histograms")
-        if hists:
+        if (
+            hists
+            and self._rollups is not None
+            and not rollup.detailed(int(record.get("index", 0)), self._rollups.width)
+        ):
+            del out["histograms"]
+            out["percentiles"] = rollup.percentile_numbers(hists)
+        elif hists:
             out["histograms"] = {
                 name: (histograms.encode(h) if isinstance(h, HdrHistogram) else h) for name, h in hists.items()
             }
         self._write(out)
+        if self._rollups is not None:
+            self._rollups.add_interval(record)
+            self._write_rollups(self._rollups.take())
+        self._notify("interval", record)
+
+    def _notify(self, kind: str, record: dict[str, Any]) -> None:
+        for observer in self.observers:
+            observer(kind, record)
+
+    def _write_rollups(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            row["histograms"] = {name: counts.encode() for name, counts in row["histograms"].items()}
+            self._write(row)
+
+    def flush_rollups(self) -> None:
+        """Write the rollups of every interval so far (the footer does this; also before a long pause)."""
+        if self._rollups is not None and not self._closed:
+            self._write_rollups(self._rollups.take(everything=True))
 
     def event(self, kind: str, t_s: float, **fields: Any) -> None:
-        self._write({"type": "event", "t_s": round(t_s, 6), "kind": kind, **fields})
+        record = {"type": "event", "t_s": round(t_s, 6), "kind": kind, **fields}
+        self._write(record)
+        self._notify("event", record)
 
     def case(self, **fields: Any) -> None:
         self._write({"type": "case", **fields})
 
     def footer(self, *, status: str, **fields: Any) -> None:
-        self._write({"type": "footer", "ended": now_iso(), "status": status, **fields})
+        self.flush_rollups()
+        record = {"type": "footer", "ended": now_iso(), "status": status, **fields}
+        self._write(record)
         self._wrote_footer = True
+        self._notify("footer", record)
 
     def close(self) -> None:
         self._closed = True
@@ -210,7 +261,13 @@ def _default(obj: Any) -> Any:
 
 @dataclass
 class Results:
-    """A results file as read: every record, intervals merged by index across workers."""
+    """A results file as read: header, events, cases, footer, and the intervals folded into rows.
+
+    ``intervals`` holds interval-shaped records in time order: each interval on its own for a run of up
+    to :data:`~wsbench.core.rollup.MAX_ROWS` intervals, else rows of ``row_width`` consecutive intervals
+    of one phase (:mod:`wsbench.core.rollup`: counters summed, histograms merged exactly, samples as
+    aggregates), whatever the length of the run. Locust workers' records of one index are merged.
+    """
 
     path: str
     header: dict[str, Any]
@@ -219,6 +276,8 @@ class Results:
     cases: list[dict[str, Any]] = field(default_factory=list)
     footer: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    row_width: int = 1
+    interval_count: int = 0
 
     @property
     def kind(self) -> str:
@@ -233,15 +292,18 @@ class Results:
         return "truncated" if self.footer is None else str(self.footer.get("status", "completed"))
 
     def measured_intervals(self, phases: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Intervals that count in a summary: ``phases`` if given, else all but connect/warmup."""
+        """Rows that count in a summary: ``phases`` if given, else all but connect/warmup."""
         if phases is not None:
             wanted = set(phases)
             return [r for r in self.intervals if r.get("phase") in wanted]
         return [r for r in self.intervals if r.get("phase") not in UNMEASURED_PHASES]
 
     def histogram(self, name: str, phases: Iterable[str] | None = None) -> HdrHistogram:
-        """The exact merge of histogram ``name`` over the measured intervals (see measured_intervals)."""
-        return histograms.merge(r.get("histograms", {}).get(name) for r in self.measured_intervals(phases))
+        """The exact merge of histogram ``name`` over the measured rows (see measured_intervals)."""
+        total = rollup.Counts()
+        for r in self.measured_intervals(phases):
+            total.add((r.get("histograms") or {}).get(name))
+        return total.histogram()
 
     def counter(self, name: str, phases: Iterable[str] | None = None) -> int:
         return sum(int(r.get("counters", {}).get(name, 0)) for r in self.measured_intervals(phases))
@@ -250,100 +312,165 @@ class Results:
         return [e for e in self.events if e.get("kind") == kind]
 
 
-def _merge_interval(into: dict[str, Any], other: dict[str, Any]) -> None:
-    """Fold a second worker's record for the same interval index into ``into``."""
-    counters = into.setdefault("counters", {})
-    for key, value in other.get("counters", {}).items():
-        counters[key] = counters.get(key, 0) + value
-    into["clients_connected"] = into.get("clients_connected", 0) + other.get("clients_connected", 0)
-    hists = into.setdefault("histograms", {})
-    for name, text in other.get("histograms", {}).items():
-        hists[name] = text if name not in hists else histograms.encode(histograms.merge([hists[name], text]))
-    gen_a, gen_b = into.get("generator") or {}, other.get("generator") or {}
-    if gen_b:
-        into["generator"] = {
-            "cpu_s": gen_a.get("cpu_s", 0.0) + gen_b.get("cpu_s", 0.0),
-            "cpu_pct": max(gen_a.get("cpu_pct", 0.0), gen_b.get("cpu_pct", 0.0)),
-            "loop_lag_ms_max": max(gen_a.get("loop_lag_ms_max", 0.0), gen_b.get("loop_lag_ms_max", 0.0)),
-            "send_lag_ms_max": max(gen_a.get("send_lag_ms_max", 0.0), gen_b.get("send_lag_ms_max", 0.0)),
-            "open_fds": gen_a.get("open_fds", 0) + gen_b.get("open_fds", 0),
-        }
-    if other.get("server") and not into.get("server"):
-        into["server"] = other["server"]
-    workers = into.setdefault("workers", [into.pop("worker")] if "worker" in into else [])
-    if "worker" in other:
-        workers.append(other["worker"])
+_INTERVAL_PREFIX = b'{"type":"interval"'
+_INDEX = re.compile(rb'"index":(\d+)')
 
 
-def read_results(path: str | os.PathLike[str]) -> Results:
-    """Read a results file. Raises :class:`ResultsFileError` only when nothing can be read."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError as exc:
-        raise ResultsFileError(f"{p}: no such results file") from exc
-    except OSError as exc:
-        raise ResultsFileError(f"{p}: cannot read: {exc.strerror}") from exc
-    return parse_results(text, p)
+class _Reader:
+    """Reads a results file line by line, folding intervals into rows as it goes (bounded memory).
 
+    With rollups in the file, once :data:`~wsbench.core.rollup.DETAIL_INTERVALS` intervals have been read
+    one by one, the interval lines of each later rollup window are held back unparsed until that
+    window's rollup arrives, and then dropped: the rollup stands for them. Lines no rollup came for (a
+    truncated file's tail, a Locust worker's late record) are read one by one at the end.
+    """
 
-def parse_results(text: str, p: Path) -> Results:
-    """The records of a results file's ``text`` (read from ``p``, which the warnings name)."""
-    lines = text.split("\n")
-    ends_cleanly = text.endswith("\n")
-    if ends_cleanly:
-        lines.pop()
-    warnings: list[str] = []
-    records: list[dict[str, Any]] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.warnings: list[str] = []
+        self.results: Results | None = None
+        self.folder: rollup.RowFolder | None = None
+        self.window = 0
+        self.mode: dict[int, bool] = {}  # rollup window -> its intervals are read one by one
+        self.pending: dict[int, list[tuple[int, bytes]]] = {}
+        self.without_histograms = 0
+
+    def _parse(self, number: int, line: bytes, last: bool) -> dict[str, Any] | None:
         try:
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not an object")
         except ValueError:
-            if number == len(lines) and not ends_cleanly:
-                warnings.append(f"{p}:{number}: the last line is cut short (the run was interrupted); skipped")
+            if last:
+                self.warnings.append(
+                    f"{self.path}:{number}: the last line is cut short (the run was interrupted); skipped"
+                )
             else:
-                warnings.append(f"{p}:{number}: unreadable line skipped")
-            continue
-        records.append(record)
-    if not records or records[0].get("type") != "header" or records[0].get("format") != FORMAT:
-        raise ResultsFileError(f"{p}: not a wsbench results file (the first line must be a wsbench-results header)")
-    header = records[0]
-    version = header.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise ResultsFileError(
-            f"{p}: results format version {version!r} is newer than this wsbench reads ({VERSION}); upgrade wsbench"
-        )
-    results = Results(path=str(p), header=header, warnings=warnings)
-    by_index: dict[int, dict[str, Any]] = {}
-    for record in records[1:]:
+                self.warnings.append(f"{self.path}:{number}: unreadable line skipped")
+            return None
+        return record
+
+    def _header(self, record: dict[str, Any] | None) -> None:
+        p = self.path
+        if record is None or record.get("type") != "header" or record.get("format") != FORMAT:
+            raise ResultsFileError(f"{p}: not a wsbench results file (the first line must be a wsbench-results header)")
+        version = record.get("version")
+        if not isinstance(version, int) or version > VERSION:
+            raise ResultsFileError(
+                f"{p}: results format version {version!r} is newer than this wsbench reads ({VERSION}); upgrade wsbench"
+            )
+        self.results = Results(path=str(p), header=record, warnings=self.warnings)
+        self.window = int((record.get("rollup") or {}).get("intervals") or 0)
+        self.folder = rollup.RowFolder(float(record.get("interval_s") or 1.0), max_rows=rollup.MAX_ROWS)
+
+    def line(self, number: int, line: bytes, last: bool) -> None:
+        if not line.strip():
+            return
+        if self.results is None:
+            self._header(self._parse(number, line, last))
+            return
+        if self.window and line.startswith(_INTERVAL_PREFIX):
+            found = _INDEX.search(line, 0, 200)
+            if found is not None:
+                window = int(found.group(1)) // self.window
+                one_by_one = self.mode.get(window)
+                if one_by_one is None:
+                    one_by_one = self.mode[window] = rollup.detailed(window * self.window, self.window)
+                if not one_by_one:
+                    self.pending.setdefault(window, []).append((number, line))
+                    return
+        record = self._parse(number, line, last)
+        if record is not None:
+            self.record(record)
+
+    def record(self, record: dict[str, Any]) -> None:
+        assert self.results is not None and self.folder is not None
         kind = record.get("type")
         if kind == "interval":
-            index = int(record.get("index", len(by_index)))
-            if index in by_index:
-                _merge_interval(by_index[index], record)
-            else:
-                by_index[index] = dict(record)
+            if "index" not in record:
+                record["index"] = self.folder.top + 1
+            self.folder.add_interval(record)
+            self.folder.settle()
+        elif kind == "rollup":
+            window = int(record.get("index", 0)) // (self.window or rollup.ROLLUP_INTERVALS)
+            if self.mode.get(window, False):
+                return  # its intervals were read one by one
+            self.mode[window] = False
+            self.pending.pop(window, None)
+            self.folder.add_rollup(record)
+            self.folder.settle()
         elif kind == "event":
-            results.events.append(record)
+            self.results.events.append(record)
         elif kind == "case":
-            results.cases.append(record)
+            self.results.cases.append(record)
         elif kind == "footer":
-            results.footer = record
+            self.results.footer = record
         elif kind == "header":
-            warnings.append(f"{p}: a second header was ignored")
+            self.warnings.append(f"{self.path}: a second header was ignored")
         else:
-            warnings.append(f"{p}: unknown record type {kind!r} ignored")
-    results.intervals = [by_index[i] for i in sorted(by_index)]
-    if results.footer is None:
-        warnings.append(
-            f"{p}: no footer: the run was cut short; what follows is computed from the "
-            f"{len(results.intervals)} intervals written before it stopped"
-        )
-    return results
+            self.warnings.append(f"{self.path}: unknown record type {kind!r} ignored")
+
+    def finish(self) -> Results:
+        if self.results is None:
+            raise ResultsFileError(
+                f"{self.path}: not a wsbench results file (the first line must be a wsbench-results header)"
+            )
+        assert self.folder is not None
+        tail = sorted((item for lines in self.pending.values() for item in lines), key=lambda item: item[0])
+        self.pending = {}
+        for number, line in tail:  # intervals that no rollup stands for
+            record = self._parse(number, line, False)
+            if record is not None:
+                self.without_histograms += "histograms" not in record and "percentiles" in record
+                self.record(record)
+        if self.without_histograms:
+            self.warnings.append(
+                f"{self.path}: the last {self.without_histograms} intervals have no rollup (the run was cut short) "
+                "and, this far into a long run, no histograms: their deliveries count, their latencies are "
+                "only in their records' percentiles"
+            )
+        results = self.results
+        results.intervals = self.folder.records()
+        results.row_width = self.folder.width
+        results.interval_count = self.folder.top + 1
+        if results.footer is None:
+            self.warnings.append(
+                f"{self.path}: no footer: the run was cut short; what follows is computed from the "
+                f"{results.interval_count} intervals written before it stopped"
+            )
+        return results
+
+
+def _feed(reader: _Reader, lines: Iterable[bytes]) -> Results:
+    """Hand ``lines`` to ``reader``, telling it which is the last and whether it was cut short."""
+    number = 0
+    previous: bytes | None = None
+    for line in lines:
+        if previous is not None:
+            reader.line(number, previous, False)
+        number += 1
+        previous = line
+    if previous is not None and previous.strip():
+        reader.line(number, previous, not previous.endswith(b"\n"))
+    return reader.finish()
+
+
+def read_results(path: str | os.PathLike[str]) -> Results:
+    """Read a results file (streaming, in bounded memory). Raises :class:`ResultsFileError` only when
+    nothing can be read."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            return _feed(_Reader(p), fh)
+    except FileNotFoundError as exc:
+        raise ResultsFileError(f"{p}: no such results file") from exc
+    except OSError as exc:
+        raise ResultsFileError(f"{p}: cannot read: {exc.strerror}") from exc
+
+
+def parse_results(text: str, p: Path) -> Results:
+    """The records of a results file's ``text`` (read from ``p``, which the warnings name)."""
+    return _feed(_Reader(p), text.encode("utf-8").splitlines(keepends=True))
 
 
 def default_results_path(stem: str, directory: str = "reports") -> Path:

@@ -161,19 +161,19 @@ def summarize(results: Results) -> dict[str, Any]:
             unexpected += 1
     errors: Counter[str] = Counter(str(e.get("error") or "error") for e in results.events_of("error"))
 
+    # rows hold aggregates (wsbench.core.rollup): CPU % mean and max over full-length intervals only
+    # (one much shorter than the others, cut at a phase boundary, is noise)
     gen_recs = [r.get("generator") or {} for r in measured]
-    # CPU % of an interval much shorter than the others (cut at a phase boundary) is noise
-    full = float(header.get("interval_s") or 1.0) * 0.5
-    gen_full = [r.get("generator") or {} for r in measured if _span([r]) >= full]
     gen_all = [r.get("generator") or {} for r in results.intervals]
     cpu_measured = sum(float(g.get("cpu_s", 0.0)) for g in gen_recs)
     delivered_measured = _count(measured, "delivered")
+    full_n = sum(int(g.get("cpu_pct_n", 0)) for g in gen_recs)
     bottleneck = [e for e in results.events_of("warning") if e.get("warning") == "generator_bottleneck"]
     generator = {
         "cpu_s": round(sum(float(g.get("cpu_s", 0.0)) for g in gen_all), 4),
         "cpu_s_measured": round(cpu_measured, 4),
-        "cpu_pct_max": max((float(g.get("cpu_pct", 0.0)) for g in gen_full), default=None),
-        "cpu_pct_mean": _ratio(sum(float(g.get("cpu_pct", 0.0)) for g in gen_full), len(gen_full)),
+        "cpu_pct_max": max((float(m) for g in gen_recs if (m := g.get("cpu_pct_max")) is not None), default=None),
+        "cpu_pct_mean": _ratio(sum(float(g.get("cpu_pct_sum", 0.0)) for g in gen_recs), full_n),
         "cpu_us_per_delivery": _ratio(cpu_measured * 1e6, delivered_measured),
         "loop_lag_ms_max": max((float(g.get("loop_lag_ms_max", 0.0)) for g in gen_recs), default=None),
         "send_lag_ms_max": max((float(g.get("send_lag_ms_max", 0.0)) for g in gen_recs), default=None),
@@ -206,32 +206,30 @@ def summarize(results: Results) -> dict[str, Any]:
     samples = [r["server"] for r in results.intervals if r.get("server")]
     server: dict[str, Any] | None = None
     if samples:
-        # the server's CPU in the measured intervals that have a figure (server_stats.cpu_per_interval)
-        cpu_by_interval = server_stats.cpu_per_interval([r.get("server") for r in results.intervals])
-        measured_ids = {id(r) for r in measured}
-        with_cpu = [
-            (r, c)
-            for r, c in zip(results.intervals, cpu_by_interval, strict=True)
-            if c is not None and id(r) in measured_ids
-        ]
-        server_cpu = sum(c for _, c in with_cpu) if with_cpu else None
-        server_records = [r for r, _ in with_cpu]
-        rss = [int(s["rss_bytes"]) for s in samples if "rss_bytes" in s]
+        # the server's CPU in the measured intervals that have a figure (cumulative cpu_s differences)
+        measured_samples = [r["server"] for r in measured if r.get("server")]
+        cpu_span = sum(float(s.get("cpu_span_s", 0.0)) for s in measured_samples)
+        server_cpu = sum(float(s.get("cpu_spent_s", 0.0)) for s in measured_samples) if cpu_span > 0 else None
+        cpu_delivered = sum(int(s.get("cpu_delivered", 0)) for s in measured_samples)
+        rss_max = [int(s["rss_bytes_max"]) for s in samples if s.get("rss_bytes_max") is not None]
+        rss_min = [int(s["rss_bytes_min"]) for s in samples if s.get("rss_bytes_min") is not None]
+        rss_last = [int(s["rss_bytes"]) for s in samples if s.get("rss_bytes") is not None]
         last = samples[-1]
         server = {
-            "rss_bytes_max": max(rss) if rss else None,
-            "rss_bytes_min": min(rss) if rss else None,
-            "rss_bytes_last": rss[-1] if rss else None,
-            "connections_max": max((int(s.get("connections", 0)) for s in samples), default=None),
+            "rss_bytes_max": max(rss_max) if rss_max else None,
+            "rss_bytes_min": min(rss_min) if rss_min else None,
+            "rss_bytes_last": rss_last[-1] if rss_last else None,
+            "connections_max": max(
+                (int(s["connections_max"]) for s in samples if s.get("connections_max") is not None), default=None
+            ),
             "messages_in": last.get("messages_in"),
             "deliveries_out": last.get("deliveries_out"),
             "slow_consumer_closes": last.get("slow_consumer_closes"),
             "cpu_s_measured": round(server_cpu, 4) if server_cpu is not None else None,
-            "cpu_pct_mean": _ratio(server_cpu * 100 if server_cpu is not None else None, _span(server_records)),
-            "cpu_us_per_delivery": _ratio(
-                server_cpu * 1e6 if server_cpu is not None else None, _count(server_records, "delivered")
-            ),
-            "samples": len(samples),
+            "cpu_pct_mean": _ratio(server_cpu * 100 if server_cpu is not None else None, cpu_span),
+            "cpu_us_per_delivery": _ratio(server_cpu * 1e6 if server_cpu is not None else None, cpu_delivered),
+            "samples": sum(int(s.get("samples", 1)) for s in samples),
+            **server_stats.drift(measured),
         }
 
     stages = _stages(results, scenario, kinds, acc.get("by_phase") or {})

@@ -44,6 +44,10 @@ def _options(parser: Any, **kw: Any) -> None:
     parser.add_argument(
         "--wsbench-results", default="", help="results file (JSON Lines); default reports/locust-*.jsonl"
     )
+    parser.add_argument(
+        "--wsbench-metrics", default="", help="serve live metrics for Prometheus at [ADDR:]PORT (master)"
+    )
+    parser.add_argument("--wsbench-metrics-linger", default="0s", help="keep serving them this long after a run")
 
 
 def _dump_greenlets(path: str) -> None:

@@ -41,6 +41,7 @@ from wsbench.core import payload, server_stats
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
 from wsbench.core.scenario import Scenario, load_scenario
 from wsbench.core.stamps import ClockBridge
+from wsbench.core.units import parse_duration
 from wsbench.errors import EXIT_RUN_BROKEN, WsbenchError
 from wsbench.fdlimit import ensure_open_files, needed_for_clients
 from wsbench.locust import clock, summary_bridge
@@ -49,6 +50,7 @@ from wsbench.locust.collector import Collector
 from wsbench.locust.plan import RunPlan, check_locust_limits
 from wsbench.locust.timer import PreciseTimer
 from wsbench.locust.wsclient import ChatConnection, ConnectFailure, Target
+from wsbench.metrics import MetricsServer, require_client
 
 log = logging.getLogger("wsbench.locust")
 
@@ -458,6 +460,8 @@ class Conductor:
         self.writer = ResultsWriter(results_path)
         # a full disk: the file is cut back to whole records, the rest stays in memory; stop, say it, exit 3
         self.writer.on_failure = self._results_failed
+        if owner.metrics is not None:  # live metrics for Prometheus (--wsbench-metrics): what is written
+            self.writer.observers.append(owner.metrics.metrics)
         processes = 1 if owner.role == "local" else max(owner.worker_count(), 1)
         self.aggregator = Aggregator(self.plan, self.writer, processes, master_generator=owner.role == "master")
         self.monitor = GeneratorMonitor(self.aggregator.interval_us) if owner.role == "master" else None
@@ -686,6 +690,9 @@ class Conductor:
         self.exit_code = exit_code
         self.env.process_exit_code = exit_code
         log.info("wsbench results: %s (status %s, exit code %d)", self.results_path, status, exit_code)
+        linger = getattr(self.env.parsed_options, "wsbench_metrics_linger", "0s") if self.env.parsed_options else ""
+        if self.owner.metrics is not None and linger:
+            gevent.sleep(parse_duration(linger))  # a last scrape of the final numbers
 
     def _by_phase(self) -> dict[str, dict[str, int]]:
         """Final accounting per sending phase, by when messages were sent (as ``wsbench run`` writes it)."""
@@ -716,7 +723,13 @@ class Node:
         self.prepared: tuple[Scenario, str] | None = None
         self.error: str | None = None
         self.sigterm_watcher: object = None
+        self.metrics: MetricsServer | None = None
         assert runner is not None
+        address = getattr(env.parsed_options, "wsbench_metrics", "") if env.parsed_options else ""
+        if address and self.role in ("master", "local"):
+            require_client()
+            self.metrics = MetricsServer(address)
+            log.info("wsbench: metrics for Prometheus on %s", self.metrics.url)
         if self.role in ("master", "local"):
             runner.register_message("wsbench_id_req", self._h(lambda c, d, n: c.on_id_req(d, n)))
             runner.register_message("wsbench_conn", self._h(lambda c, d, n: c.on_conn(d)))

@@ -319,7 +319,8 @@ def _cpu_per_delivery(source: str) -> Statistic:
 
 
 def _rss(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return _ratio_of_sums(run.server["rss_bytes"][rows], np.ones(rows.size), weights, scale=1.0 / 2**20)
+    rss = run.server.get("rss_bytes_mean", run.server["rss_bytes"])
+    return _ratio_of_sums(rss[rows], np.ones(rows.size), weights, scale=1.0 / 2**20)
 
 
 def _rows_for(key: str, run: RunData, cpu_source: str) -> np.ndarray:

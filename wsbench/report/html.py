@@ -198,6 +198,20 @@ def _generator_table(summary: dict[str, Any]) -> TableView:
     ):
         if server.get(key) is not None:
             rows.append([title, f"{server[key] / 2**20:,.1f}"])
+    if server.get("rss_slope_mib_per_hour") is not None:
+        rows.append(
+            [
+                "server RSS growth (MiB/h, Theil-Sen, 95% interval)",
+                f"{server['rss_slope_mib_per_hour']:+,.3g} [{server['rss_slope_mib_per_hour_low']:+,.3g}, "
+                f"{server['rss_slope_mib_per_hour_high']:+,.3g}]",
+            ]
+        )
+    for key, title, fmt in (
+        ("connections_slope_per_hour", "server connections drift (per hour)", "{:+,.3g}"),
+        ("cpu_pct_slope_per_hour", "server CPU drift (points of a core per hour)", "{:+,.3g}"),
+    ):
+        if server.get(key) is not None:
+            rows.append([title, fmt.format(server[key])])
     for key, title, fmt in (
         ("cpu_s_measured", "server CPU, measured (s)", "{:,.2f}"),
         ("cpu_us_per_delivery", "server CPU per delivery (us)", "{:,.2f}"),

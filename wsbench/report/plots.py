@@ -24,6 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from wsbench.core.server_stats import rss_fit_line
 from wsbench.report.rundata import RunData, percentiles_ms
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -93,7 +94,9 @@ def _time_axis(ax: Axes, runs: Sequence[RunData]) -> None:
     _shade_phases(ax, runs[0])
     widest = max((len(rows) for run in runs for rows in run.repeats), default=0)
     starts = _bucket_starts(widest)
-    merged = f"  -  {int(starts[1])} intervals per point" if starts is not None else ""
+    width = max(run.results.row_width for run in runs)  # the reader's rows hold this many intervals
+    per_point = (int(starts[1]) if starts is not None else 1) * width
+    merged = f"  -  {per_point} intervals per point" if per_point > 1 else ""
     ax.set_xlabel(f"time since start (s)  -  shaded: connect, warm-up, drain{merged}")
     ax.set_xlim(0, max(float(run.end_s.max()) if run.n else 1.0 for run in runs))
 
@@ -303,6 +306,7 @@ def server_over_time(runs: Sequence[RunData]) -> Plot:
         for i, run in enumerate(runs):
             if "rss_bytes" in run.server:
                 _line(rss_ax, run, i, run.server["rss_bytes"] / 2**20, run.label, agg="max")
+                _rss_fit(rss_ax, run, i)
             if "connections" in run.server:
                 _line(conn_ax, run, i, run.server["connections"], run.label, agg="max")
             if with_cpu and "cpu_s_interval" in run.server:
@@ -319,6 +323,27 @@ def server_over_time(runs: Sequence[RunData]) -> Plot:
             rss_ax.legend(loc="lower right", ncols=len(runs))
 
     return _render(plot_id, title, draw, height=5.8 if with_cpu else 4.4)
+
+
+def _rss_fit(ax: Axes, run: RunData, index: int) -> None:
+    """The Theil-Sen line of the measured RSS samples (the summary's ``server.rss_slope_mib_per_hour``)."""
+    if len(run.parts) != 1:
+        return
+    measured = run.results.measured_intervals()
+    fit = rss_fit_line(measured)
+    if fit is None:
+        return
+    slope, intercept = fit
+    t = np.array([float(measured[0]["start_s"]), float(measured[-1]["end_s"])])
+    ax.plot(
+        t,
+        intercept + slope * t / 3600.0,
+        color=color(index),
+        linestyle="--",
+        linewidth=1.0,
+        label=f"{run.label} fit {slope:+,.3g} MiB/h",
+    )
+    ax.legend(loc="lower right", ncols=2)
 
 
 def generator_over_time(runs: Sequence[RunData]) -> Plot:

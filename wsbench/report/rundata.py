@@ -23,7 +23,7 @@ import numpy as np
 
 from wsbench.core import histograms
 from wsbench.core.results import UNMEASURED_PHASES, Results
-from wsbench.core.server_stats import cpu_per_interval
+from wsbench.core.rollup import Counts
 from wsbench.core.summary import summarize
 
 HISTOGRAM_NAMES = ("latency", "latency_uncorrected", "fanout", "connect")
@@ -44,20 +44,21 @@ class HistogramMatrix:
     max_us: np.ndarray  # (intervals,) int64, the exact maximum recorded per interval (0 when empty)
 
     @classmethod
-    def from_encoded(cls, encoded: Sequence[str | None]) -> HistogramMatrix:
+    def from_encoded(cls, encoded: Sequence[Counts | str | None]) -> HistogramMatrix:
+        """One row per item: merged counts of a results row (``Counts``) or an encoded histogram."""
         rows: list[tuple[np.ndarray, np.ndarray]] = []
         maxima = np.zeros(len(encoded), dtype=np.int64)
         probe = histograms.new_histogram()
-        for i, text in enumerate(encoded):
-            if not text:
+        for i, item in enumerate(encoded):
+            if not item:
                 rows.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)))
                 continue
-            h = histograms.decode(text)
-            counts = np.ctypeslib.as_array(h.counts)[: h.counts_len]
-            nonzero = np.flatnonzero(counts)
-            rows.append((nonzero, counts[nonzero].astype(np.int64)))
-            if nonzero.size:
-                maxima[i] = h.get_max_value()
+            counts_of = item if isinstance(item, Counts) else Counts()
+            if not isinstance(item, Counts):
+                counts_of.add(item)
+            nonzero, counts = counts_of.sparse()
+            rows.append((nonzero.astype(np.int64), counts.astype(np.int64)))
+            maxima[i] = counts_of.max_us()
         columns = np.unique(np.concatenate([idx for idx, _ in rows])) if rows else np.zeros(0, dtype=np.int64)
         matrix = np.zeros((len(encoded), columns.size), dtype=np.float64)
         for i, (idx, counts) in enumerate(rows):
@@ -156,9 +157,13 @@ class RunData:
         generator_keys = sorted({k for r in records for k in (r.get("generator") or {})})
         server_keys = sorted({k for r in records for k in (r.get("server") or {})})
         server = {k: _column(records, "server", k) for k in server_keys}
-        if "cpu_s" in server:  # cumulative in the samples; per interval (NaN where unknown), per repeat
-            per_interval = [c for part in parts for c in cpu_per_interval([r.get("server") for r in part.intervals])]
-            server["cpu_s_interval"] = np.array([np.nan if c is None else c for c in per_interval])
+        if "rss_bytes_max" in server:  # a row's RSS: its highest sample (plots), and their mean (comparisons)
+            server["rss_bytes_last"] = server["rss_bytes"]
+            server["rss_bytes"] = server["rss_bytes_max"]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                server["rss_bytes_mean"] = server["rss_bytes_sum"] / server["rss_samples"]
+        if "cpu_span_s" in server:  # the server CPU a row spent (NaN where unknown), from cumulative samples
+            server["cpu_s_interval"] = np.where(server["cpu_span_s"] > 0, server["cpu_spent_s"], np.nan)
         return cls(
             results=parts[0],
             label=label or default_label(parts[0]),

@@ -166,6 +166,13 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
                 f"{_num(srv.get('cpu_us_per_delivery'), '{:.2f}')} us/delivery  "
                 f"mean {_num(srv.get('cpu_pct_mean'), '{:.0f}')}% of a core (measured intervals, from /stats cpu_s)"
             )
+        if srv.get("rss_slope_mib_per_hour") is not None:
+            c.print(
+                f"[bold]server growth[/] RSS {srv['rss_slope_mib_per_hour']:+,.4g} MiB/h "
+                f"(95% {srv['rss_slope_mib_per_hour_low']:+,.4g} to {srv['rss_slope_mib_per_hour_high']:+,.4g}, "
+                f"Theil-Sen)  connections {_num(srv.get('connections_slope_per_hour'), '{:+,.4g}')}/h  "
+                f"CPU {_num(srv.get('cpu_pct_slope_per_hour'), '{:+,.4g}')} points/h"
+            )
     verdicts = summary.get("thresholds") or []
     if verdicts:
         c.print("[bold]thresholds[/]")
