@@ -32,7 +32,8 @@ def test_gate_passes_both_reference_servers(tmp_path: Path) -> None:
     """What .ci/run relies on: the full gate on both servers, baseline applied, exits 0."""
     junit, results = tmp_path / "conformance.xml", tmp_path / "conform.jsonl"
     proc = conform("--server", "tornado", "--server", "aiohttp", "--junit", str(junit), "-o", str(results))
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    failed = [(c["server"], c["id"], c["observed"]) for c in read_results(results).cases if c["verdict"] == "fail"]
+    assert proc.returncode == 0 and not failed, f"{failed}\n{proc.stderr[-2000:]}"
     xmlschema.XMLSchema(str(XSD)).validate(str(junit))
     res = read_results(results)
     assert res.kind == "conformance" and res.footer is not None and res.footer["exit_code"] == 0

@@ -766,7 +766,16 @@ def close_invalid(code: int | None, payload: bytes | None = None, also_ok: int |
             t = await peer.ws.send_close(code)
             sent = f"close {code}"
         obs = await peer.ws.observe_close(t, REPLY_TIMEOUT)
-        return protocol_error_outcome(obs, f"sent {sent}: {obs.describe()}", also_ok)
+        seen = f"sent {sent}: {obs.describe()}"
+        outcome = protocol_error_outcome(obs, seen, also_ok)
+        if outcome.passed or not ctx.echo or obs.kind != "close":
+            return outcome
+        # The echo profile reads RFC 6455 as Autobahn does (SPEC 8.5 is stricter, for the chat profile):
+        if code is not None and code >= 5000:  # RFC 6455 §7.4 defines codes up to 4999 only (Autobahn 7.13)
+            return Outcome(True, seen + " (codes from 5000 up are undefined by RFC 6455)", "informational")
+        if payload is not None and len(payload) == 1 and obs.code is None:  # Autobahn 7.3.2 accepts it
+            return Outcome(True, seen + " (an empty close frame, not 1002)", "non-strict")
+        return outcome
 
     return check
 
@@ -833,7 +842,7 @@ async def pings_timeout(ctx: CaseContext) -> Outcome:
         problems.append(f"TCP not closed within {deadline:g} s of the ping")
     # SPEC 10.2 also bounds it from below: a client has ping_timeout seconds to answer
     first = obs.close_at if obs.kind == "close" and obs.close_at is not None else obs.end.t if obs.end else None
-    early = timeout - ping_tolerance(timeout) * 0.5
+    early = timeout - ping_tolerance(timeout)  # the ping may reach us late on a loaded machine
     if first is not None and first - t_ping < early:
         problems.append(f"closed {fmt_duration(first - t_ping)} after the ping, before ping_timeout {timeout:g} s")
     if not left:
