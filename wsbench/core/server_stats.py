@@ -11,6 +11,7 @@ than a wrong one.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -128,16 +129,19 @@ def drift(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
 
 
 def rss_fit_line(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float] | None:
-    """``(slope MiB/h, intercept MiB)`` of the Theil-Sen line through the rows' RSS samples (for the plot):
-    the intercept is the median of ``y - slope * x`` (as ``scipy.stats.theilslopes``)."""
+    """``(slope MiB/h, intercept MiB)`` of the Theil-Sen line through the rows' RSS samples, for a plot
+    that draws each row at its middle (hours since the start): the slope of :func:`drift`, the intercept
+    the median of ``y - slope * x`` (as ``scipy.stats.theilslopes``)."""
     points = _series(rows)[0]
     if len(points) < MIN_SLOPE_SAMPLES:
         return None
     fitted = theil_sen([p[0] for p in points], [p[1] for p in points])
     if fitted is None:
         return None
-    import numpy as np
-
     slope = fitted[0]
-    intercept = float(np.median([y - slope * x for x, y in points]))
-    return slope, intercept
+    mids = [
+        ((float(r.get("start_s", 0.0)) + float(r.get("end_s", 0.0))) / 7200.0, float(r["server"]["rss_bytes"]) / 2**20)
+        for r in rows
+        if r.get("server") and _number(r["server"].get("rss_bytes")) is not None
+    ]
+    return slope, statistics.median(y - slope * x for x, y in mids)

@@ -303,10 +303,11 @@ def server_over_time(runs: Sequence[RunData]) -> Plot:
     def draw(fig: Figure) -> None:
         axes = list(fig.subplots(3 if with_cpu else 2, 1, sharex=True))
         rss_ax, conn_ax = axes[0], axes[-1]
+        fits: list[Any] = []
         for i, run in enumerate(runs):
             if "rss_bytes" in run.server:
                 _line(rss_ax, run, i, run.server["rss_bytes"] / 2**20, run.label, agg="max")
-                _rss_fit(rss_ax, run, i)
+                fits.append(_rss_fit(rss_ax, runs, run, i))
             if "connections" in run.server:
                 _line(conn_ax, run, i, run.server["connections"], run.label, agg="max")
             if with_cpu and "cpu_s_interval" in run.server:
@@ -321,29 +322,32 @@ def server_over_time(runs: Sequence[RunData]) -> Plot:
         _time_axis(conn_ax, runs)
         if len(runs) > 1:
             rss_ax.legend(loc="lower right", ncols=len(runs))
+        elif any(f is not None for f in fits):
+            rss_ax.legend(handles=[f for f in fits if f is not None], loc="lower right")
 
     return _render(plot_id, title, draw, height=5.8 if with_cpu else 4.4)
 
 
-def _rss_fit(ax: Axes, run: RunData, index: int) -> None:
-    """The Theil-Sen line of the measured RSS samples (the summary's ``server.rss_slope_mib_per_hour``)."""
+def _rss_fit(ax: Axes, runs: Sequence[RunData], run: RunData, index: int) -> Any:
+    """The Theil-Sen line of the measured RSS samples (the summary's ``server.rss_slope_mib_per_hour``),
+    dashed, over the measured phases; its legend entry names the slope. ``None`` when there is none."""
     if len(run.parts) != 1:
-        return
+        return None
     measured = run.results.measured_intervals()
     fit = rss_fit_line(measured)
     if fit is None:
-        return
+        return None
     slope, intercept = fit
     t = np.array([float(measured[0]["start_s"]), float(measured[-1]["end_s"])])
-    ax.plot(
+    (line,) = ax.plot(
         t,
         intercept + slope * t / 3600.0,
         color=color(index),
         linestyle="--",
         linewidth=1.0,
-        label=f"{run.label} fit {slope:+,.3g} MiB/h",
+        label=_label(runs, run, f"Theil-Sen fit {slope:+,.3g} MiB/h"),
     )
-    ax.legend(loc="lower right", ncols=2)
+    return line
 
 
 def generator_over_time(runs: Sequence[RunData]) -> Plot:
