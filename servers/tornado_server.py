@@ -40,6 +40,13 @@ and ``_handle_message``:
   completes cleanly (Tornado: 1009 then an immediate RST);
 - RSV1 on a control or continuation frame with compression on is a protocol error (Tornado let a
   control frame reset the compression flag of a fragmented message).
+- a close the server starts (1003, 1007, 1009, 4409, ...) waited 5 s for the client's close frame and
+  sent the leave line only when TCP closed: ``close`` bounds the wait by CLOSE_GRACE and frees the
+  nickname at once (SPEC 8.7).
+
+Handshake checks follow SPEC 6.1's order in ``refuse_handshake`` (Connection and Sec-WebSocket-Key
+before the cookie; Tornado's own checks come after it); a 405 carries ``Allow`` and ``HEAD`` is
+answered like ``GET`` (SPEC 2.2). Nickname, Origin and close-code rules are ``servers/policy.py``'s.
 
 Tornado's own ping (``websocket_ping_interval``) closes with 1000 and is not used; pings follow
 SPEC 10 via ``send_ping``/``check_pong``. Broadcast frames are built once and written to each

@@ -6,7 +6,7 @@
 
 Runs the whole gate (every case, the options ``wsbench conform`` uses when it starts a server) ``--runs``
 times in a row on each server, each run on a freshly started process, exactly as ``wsbench conform
---server KIND`` does. It prints, per server, how many runs passed every case, every case whose verdict
+--server KIND`` does. It prints, per server, how many runs had no failed case, every case whose verdict
 was not the same in all runs (with each run's verdict and observation), and for the measured cases
 (slow consumer, Nagle, pings) the spread of the numbers they judge, so that a margin that is thin on
 this machine shows before it flips. Exit status 1 when any verdict changed between runs.
@@ -86,17 +86,20 @@ def main(argv: list[str] | None = None) -> int:
             report = run_target(target, cases)
             durations.append(report.duration_s)
             runs.append({r.id: r for r in report.results})
-            fails = [r.id for r in report.results if r.verdict != "pass"]
+            fails = [r.id for r in report.results if r.verdict == "fail"]
+            counts = collections.Counter(r.verdict for r in report.results)
             broken = f"; BROKEN: {report.broken}" if report.broken else ""
-            print(f"  {target.label} run {i + 1}: {len(report.results) - len(fails)} pass, not pass: {fails}{broken}")
+            shown = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+            print(f"  {target.label} run {i + 1}: {shown}; failed: {fails}{broken}")
         changed = []
         for case in cases:
             verdicts = [run[case.id].verdict if case.id in run else "missing" for run in runs]
             if len(set(verdicts)) > 1:
                 changed.append((case.id, verdicts))
-        all_pass = sum(1 for run in runs if all(r.verdict == "pass" for r in run.values()))
+        no_fail = sum(1 for run in runs if all(r.verdict != "fail" for r in run.values()))
         print(
-            f"{target.label}: {all_pass}/{args.runs} runs passed every case; {len(changed)} case(s) changed verdict; "
+            f"{target.label}: {no_fail}/{args.runs} runs without a failed case; {len(changed)} case(s) changed "
+            "verdict; "
             f"gate {spread(durations)} s per run"
         )
         for case_id, verdicts in changed:
