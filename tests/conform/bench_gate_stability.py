@@ -40,11 +40,13 @@ from wsbench.target import command_server_argv, option_flags, reference_server_a
 WATCH = (
     ("slow_consumer.memory", r"\+([\d.]+) MiB at the peak", "RSS growth MiB"),
     ("slow_consumer.memory", r"\+([\d.]+) MiB in the last third", "RSS growth in the last third MiB"),
-    ("slow_consumer.others_latency", r"p99 ([\d.]+) ms with the slow client", "others' p99 ms with the slow client"),
-    ("slow_consumer.others_latency", r"vs ([\d.]+) ms without", "others' p99 ms without it"),
+    ("slow_consumer.others_latency", r"median ([\d.]+) ms, p99", "others' median ms with the slow client"),
+    ("slow_consumer.others_latency", r"p99 ([\d.]+) ms with the slow", "others' p99 ms with the slow client"),
+    ("slow_consumer.others_latency", r"vs ([\d.]+) / [\d.]+ ms without", "others' median ms without it"),
+    ("slow_consumer.others_latency", r"vs [\d.]+ / ([\d.]+) ms without", "others' p99 ms without it"),
     ("nodelay.conversation", r"arrived ([\d.]+) ms after", "median gap ms"),
-    ("pings.timeout", r"TCP closed ([\d.]+) (?:ms|s) after the ping", "close after ping"),
-    ("close.server_close_grace", r"TCP \w+ ([\d.]+) (?:ms|s) after it", "TCP end after the close frame"),
+    ("pings.timeout", r"TCP closed ([\d.]+ m?s) after the ping", "close after ping, s"),
+    ("close.server_close_grace", r"TCP \w+ ([\d.]+ m?s) after it", "TCP end after the close frame, s"),
 )
 
 
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = run.get(case_id)
                 match = re.search(pattern, result.observed) if result else None
                 if match:
-                    values.append(float(match.group(1)))
+                    number, _, unit = match.group(1).partition(" ")
+                    values.append(float(number) / (1000 if unit == "ms" else 1))
             if values:
                 print(f"  {case_id}: {label}: {spread(values)}")
     load_after = os.getloadavg()

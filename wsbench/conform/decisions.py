@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
+import zlib
 from collections.abc import Sequence
 
 from wsbench.conform import checks as c
 from wsbench.conform.model import Case, Outcome
-from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, CaseSkipped, join_line, leave_line
-from wsbench.conform.wire import OP_PONG, Endpoint, fmt_duration, http_request, now
+from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, CaseFailed, CaseSkipped, join_line, leave_line
+from wsbench.conform.wire import (
+    OP_PONG,
+    OP_TEXT,
+    RSV1,
+    Endpoint,
+    WsConnection,
+    fmt_duration,
+    http_request,
+    login,
+    now,
+    ws_connect,
+)
 
 #: SPEC 8.7: how long a server may wait for the client's close answer before dropping TCP.
 CLOSE_WAIT = 2.0
@@ -414,7 +427,7 @@ async def startup_option_bounds(ctx: CaseContext) -> Outcome:
     return Outcome(not wrong, seen + (f"; not: {'; '.join(wrong)}" if wrong else ""))
 
 
-def _has_ipv6_loopback() -> bool:
+def has_ipv6_loopback() -> bool:
     if not socket.has_ipv6:
         return False
     try:
@@ -427,7 +440,7 @@ def _has_ipv6_loopback() -> bool:
 
 async def startup_ipv6(ctx: CaseContext) -> Outcome:
     argv = _server_argv(ctx)
-    if not _has_ipv6_loopback():
+    if not has_ipv6_loopback():
         raise CaseSkipped("this machine has no IPv6 loopback (::1)")
     proc = await asyncio.create_subprocess_exec(
         *argv, "--host", "::1", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE
@@ -450,6 +463,125 @@ async def startup_ipv6(ctx: CaseContext) -> Outcome:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+
+
+# --------------------------------------------------------------------------------------------------
+# The size limit with compression (SPEC 9.1), on a server of its own started with --compression
+
+COMPRESSED_LIMIT = 1000
+#: A "deflate bomb": this many zero bytes compress to about 10 KB; the server must stop inflating.
+BOMB_BYTES = 16 * 2**20
+
+
+def deflate_message(raw: bytes) -> bytes:
+    """permessage-deflate payload of one message (RFC 7692 §7.2.1: the 00 00 ff ff tail removed)."""
+    comp = zlib.compressobj(wbits=-15)
+    data = comp.compress(raw) + comp.flush(zlib.Z_SYNC_FLUSH)
+    return data[:-4] if data.endswith(b"\x00\x00\xff\xff") else data
+
+
+async def _stats_rss(endpoint: Endpoint) -> int | None:
+    r = await http_request(endpoint, "GET", "/stats")
+    try:
+        value = json.loads(r.body).get("rss_bytes")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+class _OwnServer:
+    """A server of the case's own (argv + extra flags), stopped by PID when the case ends."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.proc: asyncio.subprocess.Process | None = None
+        self.opened: list[WsConnection] = []
+
+    async def __aenter__(self) -> Endpoint:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE
+        )
+        assert self.proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.proc.stdout.readline(), START_TIMEOUT)
+        except TimeoutError:
+            raise CaseFailed(f"{' '.join(self.argv[-4:])}: no listening line within {START_TIMEOUT:g} s") from None
+        text = line.decode(errors="replace").strip()
+        try:
+            return Endpoint.from_url(text.removeprefix("listening on ").strip())
+        except ValueError:
+            raise CaseFailed(f"first line {text!r}, not 'listening on http://HOST:PORT'") from None
+
+    async def join(self, endpoint: Endpoint, nick: str, compress: bool) -> WsConnection:
+        result = await login(endpoint, nick)
+        if result.cookie is None:
+            raise CaseFailed(f"cannot log in on the --compression server: {result.response.describe()}")
+        offer = [("Sec-WebSocket-Extensions", "permessage-deflate")] if compress else []
+        hs = await ws_connect(endpoint, cookie=result.cookie, extra_headers=offer)
+        if hs.ws is None:
+            raise CaseFailed(f"/chat on the --compression server: {hs.response.describe()}")
+        self.opened.append(hs.ws)
+        if compress and "permessage-deflate" not in (hs.response.header("sec-websocket-extensions") or ""):
+            raise CaseFailed("the server started with --compression did not negotiate permessage-deflate")
+        return hs.ws
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in self.opened:
+            with contextlib.suppress(Exception):
+                await ws.aclose()
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.terminate()  # ours, by PID
+        try:
+            await asyncio.wait_for(self.proc.wait(), 5.0)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def size_limit_compressed(ctx: CaseContext) -> Outcome:
+    """SPEC 9.1 with compression: the limit is on the inflated message, decided while inflating."""
+    own = _OwnServer([*_server_argv(ctx), "--compression", "--max-message-size", str(COMPRESSED_LIMIT)])
+    async with own as endpoint:
+        receiver = await own.join(endpoint, ctx.nick("rx"), compress=False)
+        senders: list[str] = []
+
+        def relayed() -> int:
+            return sum(1 for m in receiver.messages for nick in senders if m.data.startswith(f"{nick}说：".encode()))
+
+        seen, problems = [], []
+        senders.append(ctx.nick("z"))
+        sender = await own.join(endpoint, senders[-1], compress=True)
+        exact = b"a" * COMPRESSED_LIMIT
+        await sender.send_frame(OP_TEXT, deflate_message(exact), rsv=RSV1)
+        line = f"{senders[-1]}说：".encode() + exact
+        ok = await receiver.wait_until(lambda: any(m.data == line for m in receiver.messages), REPLY_TIMEOUT)
+        seen.append(f"{COMPRESSED_LIMIT} bytes ({len(deflate_message(exact))} compressed): "
+                    + ("relayed" if ok else "not relayed intact"))  # fmt: skip
+        if not ok:
+            problems.append("a message of exactly the limit was not relayed")
+        for label, raw in (("one byte over", exact + b"a"), ("a 16 MiB deflate bomb", bytes(BOMB_BYTES))):
+            if label != "one byte over":  # a new sender: the first one was closed
+                senders.append(ctx.nick("z"))
+                sender = await own.join(endpoint, senders[-1], compress=True)
+            before, rss_before = relayed(), await _stats_rss(endpoint)
+            payload = deflate_message(raw)
+            obs = await sender.observe_close(await sender.send_frame(OP_TEXT, payload, rsv=RSV1), REPLY_TIMEOUT)
+            rss_after = await _stats_rss(endpoint)
+            await asyncio.sleep(0.2)
+            text = f"{label} ({len(payload)} B compressed): {obs.describe()}"
+            if rss_before is not None and rss_after is not None:
+                grew = rss_after - rss_before
+                text += f", RSS {grew / 2**20:+.1f} MiB"
+                if grew > BOMB_BYTES // 2:
+                    problems.append(f"{label}: inflated in full (RSS +{grew / 2**20:.0f} MiB)")
+            seen.append(text)
+            if not (obs.kind == "close" and obs.code == 1009):
+                problems.append(f"{label}: expected close 1009")
+            if relayed() > before:
+                problems.append(f"{label}: relayed")
+    return Outcome(not problems, "; ".join(seen) + (f" — {', '.join(problems)}" if problems else ""))
 
 
 DECISION_CASES: tuple[Case, ...] = (
@@ -610,5 +742,18 @@ DECISION_CASES: tuple[Case, ...] = (
         spawns=True,
         duration_hint=1.0,
         timeout=30.0,
+    ),
+    Case(
+        "limits.size.compressed",
+        "9.1",
+        "with --compression: exactly the limit, one byte over, a 16 MiB deflate bomb (own server, limit 1000)",
+        "relayed; close 1009; close 1009 without inflating it (RSS stays flat); nothing of the two relayed",
+        size_limit_compressed,
+        conns=0,
+        needs_started=True,
+        spawns=True,
+        duration_hint=2.0,
+        timeout=40.0,
+        rfc="RFC 7692 §7.2.2",
     ),
 )

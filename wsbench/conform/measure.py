@@ -33,10 +33,14 @@ STALL_DURATION = SLOW_DURATION
 FAST_RECEIVERS = 3
 #: The slow client's receive buffer (set before connect, so the kernel cannot hide a slow reader).
 SLOW_RCVBUF = 4096
-#: Others' p99 with the slow client must stay within FACTOR x their p99 without it, plus SLACK_MS for
-#: scheduler noise on a shared machine. A broadcast that waits on the slow socket stalls for seconds.
+#: The others' latency with the slow client, against an equally long run without it: the median must
+#: stay within FACTOR x (+ SLACK_MS) and the p99 within FACTOR x (+ TAIL_SLACK_MS). A broadcast that
+#: waits on the slow socket delays every delivery by seconds (the median shows it); a busy shared
+#: machine delays single deliveries by a scheduler slice or a few (100-400 ms measured at load 10), which
+#: moves a p99 of a 2.5 s run but not its median, so the tail gets the larger slack.
 LATENCY_FACTOR = 3.0
-LATENCY_SLACK_MS = 150.0
+LATENCY_SLACK_MS = 50.0
+TAIL_SLACK_MS = 500.0
 #: SPEC 11.3 "bounded", judged on RSS samples (every RSS_PERIOD s) across the stall. Growth of at most
 #: RSS_ALLOWANCE + 4 x send_buffer_limit passes at once. More than that (a garbage-collected runtime's
 #: heap can grow by several MiB under this load) still passes when the growth has levelled off (the
@@ -69,6 +73,10 @@ class Phase:
     @property
     def p99_ms(self) -> float | None:
         return histograms.value_ms(self.histogram, 99.0) if self.histogram.get_total_count() else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        return histograms.value_ms(self.histogram, 50.0) if self.histogram.get_total_count() else None
 
 
 @dataclass
@@ -308,17 +316,21 @@ async def slow_consumer_memory(ctx: CaseContext) -> Outcome:
 async def slow_consumer_others(ctx: CaseContext) -> Outcome:
     run = await slow_run(ctx)
     base, loaded = run.baseline, run.loaded
-    if base.p99_ms is None or loaded.p99_ms is None:
+    if base.p99_ms is None or loaded.p99_ms is None or base.p50_ms is None or loaded.p50_ms is None:
         return Outcome(False, f"nothing delivered (baseline {base.received}, with slow client {loaded.received})")
-    limit = LATENCY_FACTOR * base.p99_ms + LATENCY_SLACK_MS
+    limit = LATENCY_FACTOR * base.p50_ms + LATENCY_SLACK_MS
+    tail_limit = LATENCY_FACTOR * base.p99_ms + TAIL_SLACK_MS
     problems = []
     if loaded.lost:
         problems.append(f"{loaded.lost} deliveries lost or not sent")
-    if loaded.p99_ms > limit:
-        problems.append(f"p99 over {limit:.1f} ms")
+    if loaded.p50_ms > limit:
+        problems.append(f"median over {limit:.1f} ms")
+    if loaded.p99_ms > tail_limit:
+        problems.append(f"p99 over {tail_limit:.1f} ms")
     seen = (
-        f"{FAST_RECEIVERS} other clients' p99 {loaded.p99_ms:.1f} ms with the slow client vs {base.p99_ms:.1f} ms "
-        f"without (allowed {LATENCY_FACTOR:g}x + {LATENCY_SLACK_MS:g} ms); "
+        f"{FAST_RECEIVERS} other clients' median {loaded.p50_ms:.1f} ms, p99 {loaded.p99_ms:.1f} ms with the slow "
+        f"client vs {base.p50_ms:.1f} / {base.p99_ms:.1f} ms without (allowed {LATENCY_FACTOR:g}x + "
+        f"{LATENCY_SLACK_MS:g} ms / + {TAIL_SLACK_MS:g} ms); "
         f"delivered {sum(loaded.received)}/{loaded.scheduled * len(loaded.received)}"
     )
     return Outcome(not problems, seen + (f" — {', '.join(problems)}" if problems else ""))
