@@ -321,8 +321,13 @@ class Recorder:
         )
 
     # -- receipt ---------------------------------------------------------------------------------------
-    def ingest(self, frames: list[bytes], recv_us: np.ndarray, receivers: np.ndarray) -> Delivered | None:
-        """A batch of text frames: ``recv_us`` and ``receivers`` per frame, in arrival order."""
+    def ingest(
+        self, frames: list[bytes], recv_us: np.ndarray, receivers: np.ndarray, *, delivered: bool = False
+    ) -> Delivered | None:
+        """A batch of text frames: ``recv_us`` and ``receivers`` per frame, in arrival order.
+
+        ``delivered``: return the new deliveries' latencies and lengths (Locust's request events; it
+        costs a pass over the frames, which ``wsbench run`` does not pay)."""
         self.last_batch = None
         if not frames:
             return None
@@ -333,10 +338,8 @@ class Recorder:
             receivers, recv_us = receivers[valid], recv_us[valid]
             senders, seqs = batch.sender[valid], batch.seq[valid]
             intended, actual = batch.intended_us[valid], batch.actual_us[valid]
-            lengths = np.fromiter((len(f) for f, ok in zip(frames, valid.tolist(), strict=True) if ok), np.int64)
         else:
             senders, seqs, intended, actual = batch.sender, batch.seq, batch.intended_us, batch.actual_us
-            lengths = None
         if len(seqs) == 0:
             return None
         res = self.acc.ingest(receivers, senders, seqs)
@@ -388,8 +391,11 @@ class Recorder:
                 self.fan.delivered(si, sq, r_new)
             else:
                 self._fanout_parts.append((si, sq, r_new))
-        if lengths is None:
-            lengths = np.fromiter((len(f) for f in frames), np.int64, count=len(frames))
+        if not delivered:
+            return None
+        lengths = np.fromiter(map(len, frames), np.int64, count=len(frames))
+        if not valid.all():
+            lengths = lengths[valid]
         i_new, r_all = (intended, recv_us) if all_new else (intended[new], recv_us[new])
         return Delivered((r_all - i_new) / 1000.0, lengths if all_new else lengths[new])
 

@@ -162,7 +162,7 @@ class Collector:
         recv_us = np.repeat(np.asarray(times, dtype=np.int64), counts_a)
         if now_us is None:
             self.advance(int(recv_us.max()))
-        delivered = self.rec.ingest(texts, recv_us, receivers)
+        delivered = self.rec.ingest(texts, recv_us, receivers, delivered=True)
         seen = self.rec.last_batch
         if probe is not None and seen is not None:
             self._record_probes(probe, seen.valid, seen.new, recv_us, seen.intended_us, seen.actual_us)
