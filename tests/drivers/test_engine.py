@@ -179,9 +179,9 @@ search:
         ("step-3", False),
     ]
     assert s["capacity"]["highest_rate_held"] == 200.0 and s["capacity"]["broke_at_rate"] == 300.0
-    # step-3 is judged on its own messages, a grace (0.2 s) after its end: step 4 ran that long (its
-    # sends belong to the drain), step 5 never ran
-    assert s["messages"]["sent"] == pytest.approx(600 + 0.2 * 400, abs=15)
+    # step-3 is judged on its own messages, a grace (0.2 s) after its end: step 4 ran at least that long
+    # (its sends belong to the drain; a loaded machine judges a little later), step 5 never ran
+    assert 600 + 0.2 * 400 - 15 <= s["messages"]["sent"] < 600 + 400
     assert s["messages"]["sent_measured"] == pytest.approx(600, abs=3)
     assert s["delivery"]["lost"] == 0
 
