@@ -271,3 +271,18 @@ def test_a_receiver_that_left_during_the_run_keeps_its_leave_margin_after_the_en
     acc.end(10 * S)
     t = acc.totals()
     assert (t.expected, t.lost) == (100 + 40, 0)
+
+
+def test_receipts_of_two_processes_merge_to_one_accounting() -> None:
+    """The Locust master merges workers' receipts with the core's export/merge, not by poking arrays."""
+    whole, a, b, master = (everyone_online(4, [0]) for _ in range(4))
+    for acc in (whole, a, b, master):
+        broadcast(acc, 0, [i * 0.1 for i in range(20)])
+    plan = {1: [s for s in range(20) if s != 4], 2: [0, 1, 3, 2, *range(4, 20)], 3: list(range(15))}
+    for r, seqs in plan.items():
+        deliver(whole, r, 0, seqs)
+        deliver(a if r < 3 else b, r, 0, seqs)
+    master.merge_receipts(a.export_receipts([1, 2]))
+    master.merge_receipts(b.export_receipts([3]))
+    assert master.totals() == whole.totals()
+    assert (master.reordered, master.duplicated) == (whole.reordered, whole.duplicated) == (1, 0)

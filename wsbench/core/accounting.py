@@ -86,6 +86,22 @@ class Totals:
         }
 
 
+@dataclass(slots=True)
+class Receipts:
+    """What the receivers of one process received, per (sender, receiver) pair, to merge elsewhere
+    (a Locust worker's part for the master): :meth:`DeliveryAccounting.export_receipts` and
+    :meth:`DeliveryAccounting.merge_receipts`."""
+
+    receivers: np.ndarray  # int64 client ids (columns)
+    first: np.ndarray  # int64 (senders, receivers)
+    highest: np.ndarray  # int64 (senders, receivers)
+    holes: dict[int, list[int]]  # pair id -> missing sequence numbers
+    delivered: int
+    duplicated: int
+    reordered: int
+    unknown: int
+
+
 class DeliveryAccounting:
     """Accounting for ``senders`` (client ids) x ``receivers`` (client ids; default all clients)."""
 
@@ -269,6 +285,35 @@ class DeliveryAccounting:
         self.reordered += reord
         self.unknown += unknown
         return IngestResult(new_mask, si, delivered, dup, reord, unknown, ok, reordered_mask)
+
+    # -- receipts across processes ----------------------------------------------------------------
+    def export_receipts(self, clients: Iterable[int]) -> Receipts:
+        """The receipt state of the receivers among ``clients`` (the ones this process ran)."""
+        cols = np.asarray(sorted(c for c in clients if self.is_receiver[c]), dtype=np.int64)
+        wanted = {si * self.clients + r for r in cols.tolist() for si in range(len(self.senders))}
+        return Receipts(
+            receivers=cols,
+            first=self.first[:, cols].copy(),
+            highest=self.highest[:, cols].copy(),
+            holes={pid: sorted(h) for pid, h in self.holes.items() if pid in wanted},
+            delivered=self.delivered,
+            duplicated=self.duplicated,
+            reordered=self.reordered,
+            unknown=self.unknown,
+        )
+
+    def merge_receipts(self, r: Receipts) -> None:
+        """Fold another process's receipts in (receivers of different processes are disjoint)."""
+        cols = r.receivers
+        if len(cols):
+            self.first[:, cols] = np.minimum(self.first[:, cols], r.first)
+            self.highest[:, cols] = np.maximum(self.highest[:, cols], r.highest)
+        for pid, holes in r.holes.items():
+            self.holes.setdefault(pid, set()).update(holes)
+        self.delivered += r.delivered
+        self.duplicated += r.duplicated
+        self.reordered += r.reordered
+        self.unknown += r.unknown
 
     # -- totals --------------------------------------------------------------------------------------
     def totals(self, t0_us: int | None = None, t1_us: int | None = None, cutoff_us: int | None = None) -> Totals:

@@ -25,7 +25,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 from wsbench.core import histograms
-from wsbench.core.accounting import NEVER, DeliveryAccounting
+from wsbench.core.accounting import NEVER, DeliveryAccounting, Receipts
 from wsbench.core.fanout import Completed, FanoutTracker
 from wsbench.core.results import UNMEASURED_PHASES, ResultsWriter
 from wsbench.core.selfcheck import BottleneckCheck
@@ -50,40 +50,36 @@ def _unpack(b: bytes) -> np.ndarray:
 
 
 def receipt_state(acc: DeliveryAccounting, clients: Iterable[int]) -> dict[str, Any]:
-    """Per-pair receipt state of the receivers ``clients`` (the ones this process ran)."""
-    cols = np.asarray(sorted(c for c in clients if acc.is_receiver[c]), dtype=np.int64)
-    pair_ids = set()
-    for r in cols.tolist():
-        pair_ids.update(si * acc.clients + r for si in range(len(acc.senders)))
-    holes = {str(pid): sorted(h) for pid, h in acc.holes.items() if pid in pair_ids}
+    """Per-pair receipt state of the receivers ``clients``, packed for Locust's msgpack channel."""
+    r = acc.export_receipts(clients)
     return {
-        "cols": _pack(cols),
-        "first": _pack(acc.first[:, cols].reshape(-1)) if len(cols) else b"",
-        "highest": _pack(acc.highest[:, cols].reshape(-1)) if len(cols) else b"",
-        "holes": holes,
-        "delivered": acc.delivered,
-        "duplicated": acc.duplicated,
-        "reordered": acc.reordered,
-        "unknown": acc.unknown,
+        "cols": _pack(r.receivers),
+        "first": _pack(r.first.reshape(-1)),
+        "highest": _pack(r.highest.reshape(-1)),
+        "holes": {str(pid): holes for pid, holes in r.holes.items()},
+        "delivered": r.delivered,
+        "duplicated": r.duplicated,
+        "reordered": r.reordered,
+        "unknown": r.unknown,
     }
 
 
 def merge_receipts(acc: DeliveryAccounting, state: dict[str, Any]) -> None:
-    """Fold one process's :func:`receipt_state` into ``acc`` (receivers of different processes are
-    disjoint, so the pair columns never overlap)."""
+    """Fold one process's :func:`receipt_state` into ``acc`` (:meth:`DeliveryAccounting.merge_receipts`)."""
     cols = _unpack(state["cols"])
-    if len(cols):
-        n_s = len(acc.senders)
-        first = _unpack(state["first"]).reshape(n_s, len(cols))
-        highest = _unpack(state["highest"]).reshape(n_s, len(cols))
-        acc.first[:, cols] = np.minimum(acc.first[:, cols], first)
-        acc.highest[:, cols] = np.maximum(acc.highest[:, cols], highest)
-    for pid, holes in state["holes"].items():
-        acc.holes.setdefault(int(pid), set()).update(holes)
-    acc.delivered += int(state["delivered"])
-    acc.duplicated += int(state["duplicated"])
-    acc.reordered += int(state["reordered"])
-    acc.unknown += int(state["unknown"])
+    n_s = len(acc.senders)
+    acc.merge_receipts(
+        Receipts(
+            receivers=cols,
+            first=_unpack(state["first"]).reshape(n_s, len(cols)) if len(cols) else np.empty((n_s, 0), np.int64),
+            highest=_unpack(state["highest"]).reshape(n_s, len(cols)) if len(cols) else np.empty((n_s, 0), np.int64),
+            holes={int(pid): list(h) for pid, h in state["holes"].items()},
+            delivered=int(state["delivered"]),
+            duplicated=int(state["duplicated"]),
+            reordered=int(state["reordered"]),
+            unknown=int(state["unknown"]),
+        )
+    )
 
 
 def pack_part(
