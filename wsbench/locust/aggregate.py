@@ -364,7 +364,7 @@ class Aggregator:
             {"name": "deliveries", "value": c["delivered"]},
             {"name": "duplicated", "value": c["duplicated"]},
             {"name": "reordered", "value": c["reordered"]},
-            {"name": "lost so far (gaps)", "value": lost_so_far},
+            {"name": "not delivered yet (expected at send time - delivered)", "value": lost_so_far},
             {"name": "connect errors", "value": c["connect_errors"]},
         ]
         if self.live.accounting is not None:
