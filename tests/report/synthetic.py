@@ -58,7 +58,19 @@ def write_run(
         writer.header(
             kind="run",
             scenario_path="scenarios/broadcast.yaml",
-            scenario={**SCENARIO, "clients": clients, "senders": clients, "rate": rate},
+            scenario={
+                **SCENARIO,
+                "clients": clients,
+                "senders": clients,
+                "rate": rate,
+                # as a real run's header has them (the resolved scenario): the plan, in seconds
+                "interval": 1.0,
+                "warmup": {"duration": 2.0, "rate": None},
+                "drain": 1.0,
+                "resolved_stages": [
+                    {"name": "measure", "duration": float(measure_intervals), "rate": rate, "rate_to": None}
+                ],
+            },
             target={
                 "mode": "embedded",
                 "server": server,

@@ -334,6 +334,7 @@ class _Reader:
         self.mode: dict[int, bool] = {}  # rollup window -> its intervals are read one by one
         self.pending: dict[int, list[tuple[int, bytes]]] = {}
         self.without_histograms = 0
+        self.rollups_only = False
 
     def _parse(self, number: int, line: bytes, last: bool) -> dict[str, Any] | None:
         try:
@@ -361,7 +362,11 @@ class _Reader:
             )
         self.results = Results(path=str(p), header=record, warnings=self.warnings)
         self.window = int((record.get("rollup") or {}).get("intervals") or 0)
-        self.folder = rollup.RowFolder(float(record.get("interval_s") or 1.0), max_rows=rollup.MAX_ROWS)
+        interval_s = float(record.get("interval_s") or 1.0)
+        self.folder = rollup.RowFolder(interval_s, max_rows=rollup.MAX_ROWS)
+        # a run planned so long that its rows will be wider than a rollup anyway: read rollups only
+        planned = rollup.planned_intervals(record.get("scenario") or {}, interval_s)
+        self.rollups_only = bool(self.window) and planned is not None and planned > rollup.MAX_ROWS * self.window / 2
 
     def line(self, number: int, line: bytes, last: bool) -> None:
         if not line.strip():
@@ -375,7 +380,9 @@ class _Reader:
                 window = int(found.group(1)) // self.window
                 one_by_one = self.mode.get(window)
                 if one_by_one is None:
-                    one_by_one = self.mode[window] = rollup.detailed(window * self.window, self.window)
+                    one_by_one = self.mode[window] = not self.rollups_only and rollup.detailed(
+                        window * self.window, self.window
+                    )
                 if not one_by_one:
                     self.pending.setdefault(window, []).append((number, line))
                     return

@@ -39,6 +39,21 @@ MAX_ROWS = 1024
 DETAIL_INTERVALS = 3600
 
 
+def planned_intervals(scenario: Mapping[str, Any], interval_s: float) -> float | None:
+    """How many intervals a run's resolved scenario (its header) plans: warm-up, stages, drain; ``None``
+    when the header does not say (a synthetic or foreign file)."""
+    stages = scenario.get("resolved_stages")
+    if not isinstance(stages, list) or not stages or interval_s <= 0:
+        return None
+    try:
+        total = sum(float(s.get("duration") or 0.0) for s in stages)
+        total += float((scenario.get("warmup") or {}).get("duration") or 0.0)
+        total += float(scenario.get("drain") or 0.0)
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return total / interval_s
+
+
 def detailed(index: int, window: int = ROLLUP_INTERVALS) -> bool:
     """Whether interval ``index`` is written (and read) with its histograms: those of the rollup windows
     that start within the first :data:`DETAIL_INTERVALS` intervals."""
