@@ -19,18 +19,20 @@ Intended send times are the schedule's times rounded up to the next whole millis
 and the sender wakes at those instants with a ``timerfd`` (:mod:`wsbench.drivers.precise_timer`):
 at most 1,000 wake-ups a second however high the rate, each within tens of microseconds of its time,
 so neither the event loop's millisecond timers nor the wake-ups' cost count as server latency.
+
+What is measured is decided in one place, :class:`wsbench.core.recorder.Recorder` (the Locust driver
+feeds the same one). This module sends and cuts intervals; the clients' connects, barrier, closes and
+churn are :mod:`wsbench.drivers.connecting`, the stage verdicts and progress
+:mod:`wsbench.drivers.stages`, the ``/stats`` sampler and the teardown :mod:`wsbench.drivers.teardown`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import gc
 import math
 import secrets
-import struct
-import termios
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -39,30 +41,30 @@ from typing import Any
 
 import aiohttp
 import numpy as np
-from picows import WSCloseCode, WSMsgType
+from picows import WSMsgType
 
-from wsbench.core import payload, server_stats, socket_latency
+from wsbench.core import payload
 from wsbench.core.accounting import DeliveryAccounting
 from wsbench.core.chat import Nicknames
-from wsbench.core.pacing import MEASURED, ClosedLoop, OpenSchedule, Phase, churn_schedule
+from wsbench.core.pacing import ClosedLoop, OpenSchedule, Phase, churn_schedule
 from wsbench.core.plan import RunPlan
 from wsbench.core.recorder import IntervalRecord, Recorder
 from wsbench.core.results import ResultsWriter
 from wsbench.core.scenario import Scenario
 from wsbench.core.selfcheck import BottleneckCheck
-from wsbench.core.summary import metrics
-from wsbench.core.thresholds import evaluate
-from wsbench.drivers.chat_client import ClientState, LoginFailed, ReceiveBuffer, login, open_chat
+from wsbench.drivers.chat_client import ClientState, ReceiveBuffer
+from wsbench.drivers.connecting import Connecting
 from wsbench.drivers.precise_timer import PreciseTimer
 from wsbench.drivers.probe_set import ProbeSet, choose_probes
 from wsbench.drivers.selfcheck import CpuMeter, LoopLagMonitor
+from wsbench.drivers.stages import Stages
+from wsbench.drivers.teardown import Teardown
 from wsbench.errors import describe_os_error
 from wsbench.target import ServerProcess
 
 INGEST_PERIOD_S = 0.01
 SCHEDULE_CHUNK_S = 0.25
 CLOSED_TICK_S = 0.002
-JOIN_SETTLE_S = 3.0  # after everyone connected, how long to wait for missing join lines
 HOLD_S = 1.0  # an interval's record is written this long after it ended (a search: its grace)
 _TEXT = WSMsgType.TEXT
 _clock = time.monotonic_ns
@@ -96,7 +98,7 @@ class SendQueue:
     timer: PreciseTimer | None = None
 
 
-class Engine:
+class Engine(Connecting, Stages, Teardown):
     """Runs one scenario against ``http_url``; writes the header's followers (intervals, events)."""
 
     def __init__(
@@ -217,158 +219,6 @@ class Engine:
         status, reason = self.stop_reason or ("completed", None)
         return Outcome(status, reason, self.conn.connected, self.intervals_written)
 
-    # -- connect phase ---------------------------------------------------------------------------------
-    async def _connect_phase(self) -> bool:
-        s = self.s
-        sem = asyncio.Semaphore(s.connect.concurrency)
-        start = _clock()
-        tasks = []
-        for st in self.clients:
-            due = st.connect_due_ns = start + int(st.cid / s.connect.rate * 1e9)
-            delay = (due - _clock()) / 1e9
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if self.stop_reason is not None:
-                break
-            await sem.acquire()
-            task = asyncio.ensure_future(self._connect_one(st))
-            task.add_done_callback(lambda _t: sem.release())
-            tasks.append(task)
-            if self.conn.failed > s.connect.max_errors:
-                break
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self.stop_reason is not None:
-            return False
-        if self.conn.failed > s.connect.max_errors:
-            detail = f"; first error: {self.conn.first_error}" if self.conn.first_error else ""
-            self.request_stop(
-                "broken",
-                f"{self.conn.failed} of {s.clients} clients could not connect to {self.http_url}{detail}",
-            )
-            return False
-        # the barrier: everyone online, and every sender has seen the join lines of later clients
-        # (waiting while they keep coming, up to barrier_timeout; JOIN_SETTLE_S without progress ends it)
-        hard = _clock() + int(s.connect.barrier_timeout * 1e9)
-        last_missing, last_progress = -1, _clock()
-        while self.stop_reason is None:
-            self._ingest_tick()
-            missing = self._missing_join_lines()
-            if missing == 0:
-                break
-            now = _clock()
-            if missing != last_missing:
-                last_missing, last_progress = missing, now
-            if now > hard or now - last_progress > JOIN_SETTLE_S * 1e9:
-                self.writer.event(
-                    "warning",
-                    self.t_s(),
-                    detail=f"{missing} join lines (SPEC 7.1) never arrived; the delivery accounting uses "
-                    "handshake times for those pairs",
-                )
-                break
-            await asyncio.sleep(0.01)
-        return self.stop_reason is None
-
-    def _missing_join_lines(self) -> int:
-        online = np.array([st.connected_ns > 0 and st.closed_ns == 0 for st in self.clients])
-        n = len(online)
-        receivers = online & self.acc.is_receiver[:n]
-        missing = 0
-        for si, cid in enumerate(self.sender_ids):
-            if not online[cid]:
-                continue
-            seen = (self.acc.obs[si, :n] >= 0) | self.acc.r_saw[si, :n]
-            want = receivers.copy()
-            want[cid] = False
-            missing += int(np.count_nonzero(want & ~seen))
-        return missing
-
-    async def _connect_one(self, st: ClientState) -> None:
-        assert self.session is not None
-        st.connect_start_ns = _clock()
-        try:
-            cookie = await asyncio.wait_for(
-                login(self.session, self.http_url, st.nickname), timeout=self.s.connect.timeout
-            )
-            remaining = self.s.connect.timeout - (_clock() - st.connect_start_ns) / 1e9
-            opener = self.probes.open if st.cid in self.probes.ids else open_chat
-            await asyncio.wait_for(
-                opener(self.ws_url, cookie, st, self._on_client_closed, timeout=max(remaining, 0.1), rx=self.rx),
-                timeout=max(remaining, 0.1) + 1.0,
-            )
-        except (TimeoutError, LoginFailed) as exc:
-            kind = exc.kind if isinstance(exc, LoginFailed) else "timeout"
-            detail = exc.detail if isinstance(exc, LoginFailed) else "login + handshake timed out"
-            self._connect_error(st, kind, detail)
-            return
-        except Exception as exc:  # any other failure of one client is that client's error, not a crash
-            self._connect_error(st, "connect", f"{type(exc).__name__}: {exc}")
-            return
-        now = _clock()
-        st.connected_ns = now
-        self.conn.connected += 1
-        # connect time from when the schedule wanted the client connected: queueing for a slot counts
-        due = st.connect_due_ns or st.connect_start_ns
-        self.rec.connected(st.cid, self.us(now), (now - due) // 1000, (now - st.connect_start_ns) // 1000)
-        if st.close_code is not None or st.closed_ns:
-            self._on_client_closed(st)
-
-    def _connect_error(self, st: ClientState, kind: str, detail: str) -> None:
-        st.error = detail
-        self.conn.failed += 1
-        self.conn.by_kind[kind] += 1
-        self.rec.connect_failed(self.us(_clock()))
-        self.errors_total += 1
-        if self.conn.first_error is None:
-            self.conn.first_error = f"{kind}: {detail}"
-        self.writer.event("error", self.t_s(), error=kind, client=st.cid, detail=detail)
-        if self.server is not None and not self.server.alive():
-            self.request_stop("broken", self.server.death_message())
-
-    def _on_client_closed(self, st: ClientState) -> None:
-        if st.connected_ns == 0:
-            return  # closed during the handshake: reported as a connect error
-        now = st.closed_ns or _clock()
-        self.rec.left(st.cid, self.us(now))
-        if self.closing or st.we_closed:
-            return
-        self.rec.count("closes", self.us(now))
-        if st.close_code is not None:
-            self.writer.event(
-                "close", self.t_s(now), client=st.cid, code=st.close_code, reason=st.close_reason, role=st.role
-            )
-        elif st.role == "stalled":  # SPEC 11.1 allows dropping a slow consumer without a close frame
-            self.writer.event(
-                "close",
-                self.t_s(now),
-                client=st.cid,
-                code=None,
-                reason="",
-                role=st.role,
-                detail="dropped without a close frame",
-            )
-        else:
-            self.rec.count("errors", self.us(now))
-            self.errors_total += 1
-            self.writer.event(
-                "error",
-                self.t_s(now),
-                error="disconnect",
-                client=st.cid,
-                role=st.role,
-                detail="the connection ended without a close frame",
-            )
-        if self.load_start_ns is not None and not any(
-            c.connected_ns and not c.closed_ns and c.role != "stalled" for c in self.clients
-        ):
-            self.request_stop("broken", self._why_everyone_left())
-
-    def _why_everyone_left(self) -> str:
-        if self.server is not None and not self.server.alive():
-            return self.server.death_message()
-        return f"every client lost its connection to {self.http_url}"
-
     # -- the load --------------------------------------------------------------------------------------
     def _start_load(self) -> None:
         # Everything allocated so far (clients, buffers, the loop) lives until the end: collect once and
@@ -425,42 +275,6 @@ class Engine:
             "the probe receivers report user-space latency only (latency_probes)",
         )
         self.probes.warned = True
-
-    # churn ----------------------------------------------------------------------------------------------
-    def _schedule_churn(self, k: int) -> None:
-        assert self.load_start_ns is not None
-        if k < len(self.churn_at):
-            at = self.load_start_ns + int(self.churn_at[k] * 1e9)
-            self._handles.append(self._call_later(max((at - _clock()) / 1e9, 0.0), self._churn, k))
-
-    def _churn(self, k: int) -> None:
-        """Replacement ``k``: the oldest plain receiver closes with 1000, a new client joins."""
-        if self.stop_reason is not None or self.stopping_load or self.closing:
-            return
-        try:
-            self._schedule_churn(k + 1)
-            while self.churnable:
-                victim = self.clients[self.churnable.popleft()]
-                if victim.transport is not None and victim.connected_ns and not victim.closed_ns:
-                    now = _clock()
-                    victim.we_closed = True
-                    self.rec.left(victim.cid, self.us(now))
-                    self.rec.count("churn_left", self.us(now))
-                    with contextlib.suppress(Exception):
-                        victim.transport.send_close(WSCloseCode.OK)
-                    break
-            cid = len(self.clients)
-            st = ClientState(cid=cid, nickname=self.nicknames.of(cid), role="receiver", connect_due_ns=_clock())
-            self.clients.append(st)
-            self._tasks.append(asyncio.ensure_future(self._churn_join(st)))
-        except Exception as exc:
-            self._crash(exc)
-
-    async def _churn_join(self, st: ClientState) -> None:
-        await self._connect_one(st)
-        if st.connected_ns and not st.closed_ns:
-            self.rec.count("churn_joined", self.us(_clock()))
-            self.churnable.append(st.cid)
 
     def _phase_bounds_ns(self, i: int) -> tuple[int, int]:
         assert self.load_start_ns is not None
@@ -687,163 +501,6 @@ class Engine:
         for name in self.rec.take_final_phases():
             self._stage_verdict(name)
 
-    def _progress(self, record: IntervalRecord, now: int) -> dict[str, Any]:
-        h = record["histograms"]["latency"]
-        dur = max(record["end_s"] - record["start_s"], 1e-9)
-        total = self.phases[-1].end_s if self.phases else 0.0
-        elapsed = (now - self.load_start_ns) / 1e9 if self.load_start_ns is not None else 0.0
-        return {
-            "phase": record["phase"],
-            "elapsed_s": elapsed,
-            "total_s": total,
-            "sent_rate": record["counters"]["sent"] / dur,
-            "delivery_rate": record["counters"]["delivered"] / dur,
-            "p50_ms": h.get_value_at_percentile(50) / 1000 if h.get_total_count() else None,
-            "p99_ms": h.get_value_at_percentile(99) / 1000 if h.get_total_count() else None,
-            "errors": self.errors_total,
-            "clients": record["clients_connected"],
-            "clients_total": self.s.clients,
-            "cpu_pct": record["generator"]["cpu_pct"],
-            "connect_failed": self.conn.failed,
-        }
-
-    def _stage_verdict(self, name: str) -> None:
-        """Once every record of a measured stage is final: the search thresholds on its own messages."""
-        search = self.s.search
-        i = next((k for k, p in enumerate(self.phases) if p.name == name and p.kind == MEASURED), None)
-        if search is None or self.stopping_load or i is None or self.load_start_ns is None:
-            return
-        phase = self.phases[i]
-        t0, t1 = self._phase_bounds_ns(i)
-        # messages of the stage not delivered by now (its end + the grace) count as lost so far
-        totals = self.acc.totals(self.us(t0), self.us(t1)).as_dict()
-        pt = self.rec.phases[name]
-        h = pt.histogram
-        probe = {name: pt.hist[name] for name in socket_latency.HISTOGRAMS if name in pt.hist}
-        summary = metrics(h("latency"), h("latency_uncorrected"), h("fanout"), pt.counters, pt.span_s, totals, probe)
-        verdicts = evaluate(list(search.thresholds), summary)
-        passed = all(v["passed"] for v in verdicts)
-        self.stage_verdicts.append({"stage": phase.name, "rate": phase.final_rate, "passed": passed})
-        self.writer.event(
-            "threshold",
-            self.t_s(),
-            stage=phase.name,
-            rate=phase.final_rate,
-            passed=passed,
-            verdicts=verdicts,
-            detail=("held" if passed else "broke") + f" at {phase.final_rate:g}/s",
-        )
-        if not passed and search.stop:
-            self._stop_load_early(f"stage {phase.name} broke the search thresholds")
-
-    def _stop_load_early(self, why: str) -> None:
-        """Skip the remaining stages: go to the drain now."""
-        self.stopping_load = True
-        if self.sends.timer is not None:
-            self.sends.timer.cancel()
-        assert self.load_start_ns is not None
-        now = _clock()
-        t = (now - self.load_start_ns) / 1e9
-        kept = [p for p in self.phases if p.end_s <= t + 1e-6]
-        drain = self.phases[-1]
-        kept.append(Phase(drain.name, drain.kind, t, drain.duration_s))
-        self.phases = kept
-        self.writer.event("phase", self.t_s(now), name="drain", phase_kind="drain", detail=why)
-        self.phase_index = len(self.phases) - 1
-        # what the next stage sent while the broken one's verdict was awaited is not that stage's
-        self.rec.relabel_open(drain.name)
-
-    # -- stats ---------------------------------------------------------------------------------------------
-    async def _stats_loop(self) -> None:
-        assert self.session is not None
-        misses = 0
-        while not self.finished.is_set() and self.stats_ok:
-            try:
-                async with self.session.get(
-                    self.http_url + "/stats", timeout=aiohttp.ClientTimeout(total=max(self.s.interval, 0.5))
-                ) as resp:
-                    if resp.status == 200:
-                        data = await resp.json(content_type=None)
-                        if isinstance(data, dict):
-                            self.last_stats = server_stats.keep(data)
-                            self.last_stats["t_s"] = round(self.t_s(), 3)
-                            misses = 0
-                    elif resp.status == 404:
-                        self.stats_ok = False
-                        self.writer.event("warning", self.t_s(), detail="the server offers no /stats")
-                        return
-            except (TimeoutError, aiohttp.ClientError, ValueError):
-                misses += 1
-                if misses == 3:
-                    self.writer.event("warning", self.t_s(), detail="/stats did not answer three times in a row")
-            await asyncio.sleep(self.s.interval)
-
-    # -- teardown -----------------------------------------------------------------------------------------
-    async def _finish(self) -> None:
-        now = _clock()
-        gc.unfreeze()
-        if self.sends.timer is not None:
-            self.sends.timer.close()
-            self.sends.timer = None
-        for h in self._handles:
-            h.cancel()
-        handle = getattr(self, "_interval_handle", None)
-        if handle is not None:
-            handle.cancel()
-        if self.lag is not None:
-            self.lag.stop()
-        for task in self._tasks:
-            task.cancel()
-        await self._unstall()
-        # the last, partial interval (unless the last boundary was just written), and every record left
-        self._ingest()
-        try:
-            if self.us(now) - self.rec.current_start_us > 10_000:
-                self._cut_interval(now)
-            self._write_records(now, final=True)
-        except Exception as exc:  # the teardown goes on: every client is still closed below
-            self._crash(exc)
-        self.closing = True
-        self.rx.clear()
-        open_clients = [c for c in self.clients if c.transport is not None and not c.closed_ns]
-        for c in open_clients:
-            c.we_closed = True
-            with contextlib.suppress(Exception):
-                c.transport.send_close(WSCloseCode.OK)  # type: ignore[union-attr]
-                c.transport.disconnect()  # type: ignore[union-attr]
-        if open_clients:
-            waits = [c.transport.wait_disconnected() for c in open_clients if c.transport is not None]
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), timeout=2.0)
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
-        if self.session is not None:
-            await self.session.close()
-
-    async def _unstall(self) -> None:
-        """Read the stalled clients again (discarding the backlog) to see how the server treated them.
-
-        A client that does not read cannot see its close frame: the server's verdict (SPEC 11.1: 1008)
-        sits behind megabytes of unread frames. They are read now, for up to two seconds.
-        """
-        stalled = [c for c in self.clients if c.role == "stalled" and c.transport is not None and not c.closed_ns]
-        if not stalled:
-            return
-        for c in stalled:
-            if c.listener is not None:
-                c.listener.discard_frames()
-            with contextlib.suppress(Exception):
-                c.transport.underlying_transport.resume_reading()  # type: ignore[union-attr]
-        deadline = _clock() + 2_000_000_000
-        quiet = 0
-        while _clock() < deadline and any(not c.closed_ns for c in stalled):
-            await asyncio.sleep(0.02)
-            # still open with nothing left to read (twice in a row): the server did not close it
-            quiet = quiet + 1 if all(c.closed_ns or _unread_bytes(c) == 0 for c in stalled) else 0
-            if quiet >= 2:
-                break
-
     def final_accounting(self) -> dict[str, Any]:
         """Totals after the drain, and per phase (by when messages were sent)."""
         if self.load_end_ns is not None and self.stop_reason is None:
@@ -889,13 +546,3 @@ class Engine:
             self.request_stop("broken", f"the system refused the load engine: {describe_os_error(exc)}")
             return
         self.request_stop("broken", f"internal error in the load engine: {type(exc).__name__}: {exc}")
-
-
-def _unread_bytes(c: ClientState) -> int | None:
-    """Bytes waiting in the kernel for a client's socket (``None`` when that cannot be asked)."""
-    try:
-        sock = c.transport.underlying_transport.get_extra_info("socket")  # type: ignore[union-attr]
-        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-        return int(struct.unpack("i", raw)[0])
-    except Exception:  # no socket to ask
-        return None

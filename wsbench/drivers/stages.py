@@ -1,0 +1,90 @@
+"""The engine's stages: live progress and the capacity search's per-stage verdicts (a mixin of
+:class:`wsbench.drivers.engine.Engine`; the verdict's numbers are the core's)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from wsbench.core import socket_latency
+from wsbench.core.pacing import MEASURED, Phase
+from wsbench.core.recorder import IntervalRecord
+from wsbench.core.summary import metrics
+from wsbench.core.thresholds import evaluate
+
+if TYPE_CHECKING:
+    from wsbench.drivers.engine import Engine as _Base
+else:
+    _Base = object
+
+_clock = time.monotonic_ns
+
+
+class Stages(_Base):
+    """Progress for the live view; a stage's verdict once its records are final."""
+
+    def _progress(self, record: IntervalRecord, now: int) -> dict[str, Any]:
+        h = record["histograms"]["latency"]
+        dur = max(record["end_s"] - record["start_s"], 1e-9)
+        total = self.phases[-1].end_s if self.phases else 0.0
+        elapsed = (now - self.load_start_ns) / 1e9 if self.load_start_ns is not None else 0.0
+        return {
+            "phase": record["phase"],
+            "elapsed_s": elapsed,
+            "total_s": total,
+            "sent_rate": record["counters"]["sent"] / dur,
+            "delivery_rate": record["counters"]["delivered"] / dur,
+            "p50_ms": h.get_value_at_percentile(50) / 1000 if h.get_total_count() else None,
+            "p99_ms": h.get_value_at_percentile(99) / 1000 if h.get_total_count() else None,
+            "errors": self.errors_total,
+            "clients": record["clients_connected"],
+            "clients_total": self.s.clients,
+            "cpu_pct": record["generator"]["cpu_pct"],
+            "connect_failed": self.conn.failed,
+        }
+
+    def _stage_verdict(self, name: str) -> None:
+        """Once every record of a measured stage is final: the search thresholds on its own messages."""
+        search = self.s.search
+        i = next((k for k, p in enumerate(self.phases) if p.name == name and p.kind == MEASURED), None)
+        if search is None or self.stopping_load or i is None or self.load_start_ns is None:
+            return
+        phase = self.phases[i]
+        t0, t1 = self._phase_bounds_ns(i)
+        # messages of the stage not delivered by now (its end + the grace) count as lost so far
+        totals = self.acc.totals(self.us(t0), self.us(t1)).as_dict()
+        pt = self.rec.phases[name]
+        h = pt.histogram
+        probe = {name: pt.hist[name] for name in socket_latency.HISTOGRAMS if name in pt.hist}
+        summary = metrics(h("latency"), h("latency_uncorrected"), h("fanout"), pt.counters, pt.span_s, totals, probe)
+        verdicts = evaluate(list(search.thresholds), summary)
+        passed = all(v["passed"] for v in verdicts)
+        self.stage_verdicts.append({"stage": phase.name, "rate": phase.final_rate, "passed": passed})
+        self.writer.event(
+            "threshold",
+            self.t_s(),
+            stage=phase.name,
+            rate=phase.final_rate,
+            passed=passed,
+            verdicts=verdicts,
+            detail=("held" if passed else "broke") + f" at {phase.final_rate:g}/s",
+        )
+        if not passed and search.stop:
+            self._stop_load_early(f"stage {phase.name} broke the search thresholds")
+
+    def _stop_load_early(self, why: str) -> None:
+        """Skip the remaining stages: go to the drain now."""
+        self.stopping_load = True
+        if self.sends.timer is not None:
+            self.sends.timer.cancel()
+        assert self.load_start_ns is not None
+        now = _clock()
+        t = (now - self.load_start_ns) / 1e9
+        kept = [p for p in self.phases if p.end_s <= t + 1e-6]
+        drain = self.phases[-1]
+        kept.append(Phase(drain.name, drain.kind, t, drain.duration_s))
+        self.phases = kept
+        self.writer.event("phase", self.t_s(now), name="drain", phase_kind="drain", detail=why)
+        self.phase_index = len(self.phases) - 1
+        # what the next stage sent while the broken one's verdict was awaited is not that stage's
+        self.rec.relabel_open(drain.name)
