@@ -27,6 +27,9 @@ method                      behaviour (SPEC clause)
 ``send_ping``/``check_pong``  the ping policy (10.1, 10.2); ``close_ping_timeout`` sends 1011
 ``message_size_limit``      the inclusive size limit (9.1)
 ``shutdown``                1001 to everyone, wait up to 2 s, exit 0 (12.1)
+``login_body_limit``        the ``POST /login`` body bound (3.9); ``request_head_timeout`` (16.1)
+``check_key``               ``Sec-WebSocket-Key`` (6.1 e); ``guard_static`` 404s unusable paths (16.2)
+``websocket_class``         the WebSocketResponse subclass (its reader, handshake, single close frame)
 ==========================  =====================================================================
 
 aiohttp 3.14 defaults overridden here:
@@ -74,11 +77,22 @@ from typing import Any
 
 import aiohttp
 import psutil
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 from aiohttp._websocket import reader_py
 from aiohttp.helpers import DEFAULT_CHUNK_SIZE
-from aiohttp.http_websocket import WebSocketError
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.http_websocket import WebSocketError, ws_ext_gen, ws_ext_parse
 
+from .hardening import (
+    LOGIN_BODY_LIMIT,
+    REQUEST_BODY_TIMEOUT,
+    REQUEST_HEAD_TIMEOUT,
+    Acceptor,
+    ClientNoiseFilter,
+    Throttle,
+    ensure_fd_limit,
+    pick_shed,
+)
 from .options import CLOSE_GRACE, PING_TIMEOUT_CLOSE_GRACE, Options, listening_line, parse_options
 from .policy import (
     COOKIE_MAX_AGE_DAYS,
@@ -102,6 +116,9 @@ HINT_ENCODING = "昵称不是有效的UTF-8文本"
 HINT_IN_USE = "昵称已被使用，请更换昵称"
 
 PING_FRAME = b"\x89\x00"
+OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
+#: Longest static path looked up (SPEC 16.2: a longer one is 404, not the OS's "File name too long").
+MAX_STATIC_PATH = 1024
 
 log = logging.getLogger("wsbench_servers.aiohttp")
 
@@ -127,24 +144,151 @@ def close_frame(code: int, reason: str) -> bytes:
     return struct.pack("!BB", 0x88, len(payload)) + payload
 
 
+def first_urlencoded_field(body: bytes, name: bytes) -> bytes | None:
+    """The percent-decoded value of the first ``name`` field of an urlencoded body, as bytes."""
+    for field in body.split(b"&"):
+        key, _, value = field.partition(b"=")
+        if urllib.parse.unquote_to_bytes(key.replace(b"+", b" ")) == name:
+            return urllib.parse.unquote_to_bytes(value.replace(b"+", b" "))
+    return None
+
+
+def is_client_noise(record: logging.LogRecord) -> str | None:
+    """SPEC 16.4: what kind of client misbehaviour a framework log record is about, or None.
+
+    aiohttp logs "Error handling request" with a traceback for every malformed request line or
+    header and for a client that resets mid-request; asyncio logs a reset during a write.
+    """
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+        return "sent a malformed request"
+    if isinstance(exc, ConnectionError | asyncio.IncompleteReadError | aiohttp.ClientPayloadError):
+        return "went away mid-request"
+    return None
+
+
 class StrictReader(reader_py.WebSocketReader):
-    """aiohttp's frame reader plus the mask check it lacks (RFC 6455 §5.1, SPEC 8.3).
+    """aiohttp's frame reader plus the checks it lacks (RFC 6455 §5.1, §5.4; SPEC 8.3).
 
     Subclasses the pure-Python reader (``_has_mask`` holds the current frame's mask bit when
     ``_handle_frame`` runs); the compiled reader's attributes are not reachable from Python.
+
+    - the mask check;
+    - "a message in progress" tracked here, by frame: aiohttp 3.14 takes it to mean "the reassembly
+      buffer is not empty", so after an empty first fragment (``TEXT fin=0 ""``) it accepts a new
+      data frame (relayed) and then a stray continuation (relayed too).
     """
+
+    message_in_progress = False  # a data frame with fin=0 was read, its final fragment was not
+
+    def _feed_data(self, data: bytes) -> None:
+        """aiohttp checks a frame's announced size before the frame's own validity: an unmasked,
+        stray or out-of-order data frame with a large length got 1009. The violation comes first."""
+        try:
+            super()._feed_data(data)
+        except WebSocketError as exc:
+            if exc.code == WSCloseCode.MESSAGE_TOO_BIG and self._frame_breaks_order():
+                raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "protocol violation") from None
+            raise
+
+    def _frame_breaks_order(self) -> bool:
+        """The frame whose header was just read is unmasked, or out of place (RFC 6455 §5.1, §5.4)."""
+        opcode = self._frame_opcode
+        if not self._has_mask:
+            return True
+        if opcode == OP_CONTINUATION:
+            return not self.message_in_progress
+        return opcode in (OP_TEXT, OP_BINARY) and self.message_in_progress
 
     def _handle_frame(self, fin: bool, opcode: int, payload: bytes | bytearray, compressed: int) -> None:
         if not self._has_mask:
             raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "unmasked client frame")
+        if opcode in (OP_TEXT, OP_BINARY):
+            if self.message_in_progress:
+                raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "new data frame inside a fragmented message")
+            self.message_in_progress = not fin
+        elif opcode == OP_CONTINUATION:
+            if not self.message_in_progress:
+                raise WebSocketError(WSCloseCode.PROTOCOL_ERROR, "continuation frame without a message in progress")
+            self.message_in_progress = not fin
         super()._handle_frame(fin, opcode, payload, compressed)
+
+
+def deflate_offer_valid(params: list[tuple[str, str | None]]) -> bool:
+    """RFC 7692 §7: is this permessage-deflate offer one the server may accept?
+
+    Invalid: an unknown or repeated parameter, a value on a ``*_no_context_takeover`` flag, a window
+    size that is not an integer from 8 to 15 (``client_max_window_bits`` may come without a value).
+    aiohttp's own parser accepts several of these (it ignores what it does not understand).
+    """
+    names = [name for name, _ in params]
+    if len(names) != len(set(names)):
+        return False
+    for name, value in params:
+        if name in ("server_no_context_takeover", "client_no_context_takeover"):
+            if value is not None:
+                return False
+        elif name in ("server_max_window_bits", "client_max_window_bits"):
+            if value is None:
+                if name == "server_max_window_bits":
+                    return False
+            elif not (value.isascii() and value.isdigit() and len(value) <= 2 and 8 <= int(value) <= 15):
+                return False
+        else:
+            return False
+    return True
+
+
+def valid_deflate_offers(header: str) -> str:
+    """The permessage-deflate offers of a ``Sec-WebSocket-Extensions`` value that are valid, joined."""
+    kept = []
+    for offer in header.split(","):
+        name, *raw = (part.strip() for part in offer.split(";"))
+        params = []
+        for param in raw:
+            key, eq, value = param.partition("=")
+            value = value.strip().strip('"')
+            params.append((key.strip().lower(), value if eq else None))
+        if name.lower() == "permessage-deflate" and deflate_offer_valid(params):
+            kept.append(offer.strip())
+    return ", ".join(kept)
 
 
 class ChatWebSocketResponse(web.WebSocketResponse):
     """WebSocketResponse that parses client frames with :class:`StrictReader`.
 
     ``_post_start`` is aiohttp 3.14's own, with the reader classes swapped for the pure-Python ones.
+    ``close`` sends a close frame only if none was sent yet: ``start_close`` writes its close frame
+    itself (sets ``close_sent``), and aiohttp would answer a later protocol error with a second one
+    (RFC 6455 §5.5.1: a close frame is sent once).
     """
+
+    close_sent = False
+    reader_class: type[reader_py.WebSocketReader] = StrictReader
+
+    def _handshake(self, request: web.BaseRequest) -> tuple[Any, str | None, int, bool]:
+        """aiohttp's handshake, with the permessage-deflate negotiation redone on the valid offers only
+        (SPEC 16.5): an invalid offer is declined, not accepted with its parameters ignored."""
+        headers, protocol, compress, notakeover = super()._handshake(request)
+        if self._compress:
+            offers = valid_deflate_offers(",".join(request.headers.getall(hdrs.SEC_WEBSOCKET_EXTENSIONS, [])))
+            compress, notakeover = ws_ext_parse(offers or None, isserver=True)
+            headers.pop(hdrs.SEC_WEBSOCKET_EXTENSIONS, None)
+            if compress:
+                headers[hdrs.SEC_WEBSOCKET_EXTENSIONS] = ws_ext_gen(
+                    compress=compress, isserver=True, server_notakeover=notakeover
+                )
+        return headers, protocol, compress, notakeover
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if self._writer is None:  # prepare() failed (the client went away): nothing to close
+            return False
+        if self.close_sent:
+            self._set_closed()
+            self._close_transport()
+            return True
+        self.close_sent = True
+        return await super().close(code=code, message=message, drain=drain)
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
         self._ws_protocol = protocol
@@ -153,7 +297,7 @@ class ChatWebSocketResponse(web.WebSocketResponse):
         loop = self._loop
         assert loop is not None
         self._reader = reader_py.WebSocketDataQueue(request._protocol, DEFAULT_CHUNK_SIZE, loop=loop)
-        self._parser = StrictReader(
+        self._parser = self.reader_class(
             self._reader, self._max_msg_size, compress=bool(self._compress), decode_text=self._decode_text
         )
         request.protocol.set_parser(self._parser, data_received_cb=None)
@@ -200,6 +344,7 @@ class ChatServer:
     """State and policy of one chat room; see the module docstring for the method map."""
 
     name = "aiohttp"
+    websocket_class: type[ChatWebSocketResponse] = ChatWebSocketResponse
 
     def __init__(self, options: Options) -> None:
         self.options = options
@@ -211,6 +356,9 @@ class ChatServer:
         self.slow_consumer_closes = 0
         self.started = time.monotonic()
         self.process = psutil.Process()
+        self._rss = 0
+        self.throttle = Throttle(log)
+        self._runner_server: web.Server | None = None
         self.shutting_down = False
         self._all_closed: asyncio.Event | None = None
         self._cookie_key = hashlib.sha256(b"wsbench nickname cookie\0" + options.cookie_secret.encode()).digest()
@@ -219,7 +367,8 @@ class ChatServer:
     # ---- application ----------------------------------------------------------------------
 
     def make_app(self) -> web.Application:
-        app = web.Application()
+        # client_max_size bounds every request body (SPEC 3.9: only POST /login takes one)
+        app = web.Application(client_max_size=self.login_body_limit(), middlewares=[self.guard_static])
         app.router.add_get("/", self.chat_page)
         app.router.add_get("/login", self.login_page)
         app.router.add_post("/login", self.login)
@@ -228,12 +377,30 @@ class ChatServer:
         app.router.add_static("/static/", STATIC)
         return app
 
+    @web.middleware
+    async def guard_static(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """SPEC 16.2: a static path that cannot name a file (NUL, too long, an OS error) is 404, not 500."""
+        if not request.path.startswith("/static/"):
+            return await handler(request)
+        if len(request.path) > MAX_STATIC_PATH or "\0" in request.path:
+            raise web.HTTPNotFound()
+        try:
+            return await handler(request)
+        except (OSError, ValueError):
+            raise web.HTTPNotFound() from None
+
     def render(self, name: str, status: int = 200, **values: str) -> web.Response:
         """Fill ``{{ key }}`` placeholders of a shared template, HTML-escaped (SPEC 3.6)."""
         page = self._templates[name]
         for key, value in values.items():
             page = page.replace("{{ " + key + " }}", html.escape(value))
         return web.Response(status=status, text=page, content_type="text/html", charset="utf-8")
+
+    def rss_bytes(self) -> int:
+        """The resident set size; the last one read when /proc cannot be opened (out of descriptors)."""
+        with contextlib.suppress(OSError, psutil.Error):
+            self._rss = self.process.memory_info().rss
+        return self._rss
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -244,7 +411,7 @@ class ChatServer:
             "messages_in": self.messages_in,
             "deliveries_out": self.deliveries_out,
             "slow_consumer_closes": self.slow_consumer_closes,
-            "rss_bytes": self.process.memory_info().rss,
+            "rss_bytes": self.rss_bytes(),
             "uptime_s": round(time.monotonic() - self.started, 3),
             "cpu_s": round(time.process_time(), 4),
         }
@@ -260,9 +427,25 @@ class ChatServer:
         return self.render("login.html", hint="")
 
     async def login(self, request: web.Request) -> web.Response:
+        limit = self.login_body_limit()
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         try:
-            raw = await self.form_nickname(request)
-        except (ValueError, UnicodeDecodeError):
+            async with asyncio.timeout(REQUEST_BODY_TIMEOUT):  # SPEC 16.1
+                raw = await self.form_nickname(request)
+        except UnicodeDecodeError:
+            return self.render("login.html", status=400, hint=HINT_ENCODING)
+        except TimeoutError:
+            self.throttle.warn("slow body", "client sent a /login body slower than %g s: closed", REQUEST_BODY_TIMEOUT)
+            raise web.HTTPRequestTimeout() from None
+        except (web.HTTPException, asyncio.CancelledError):
+            raise
+        except (ConnectionError, HttpProcessingError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            # the client went away, or its body is cut short: nobody to answer (SPEC 16.4: no traceback)
+            self.throttle.warn("body", "client /login body ended early or was malformed")
+            raise web.HTTPBadRequest() from None
+        except (ValueError, LookupError, TypeError, AssertionError):
+            # a malformed multipart body (aiohttp's parser raises these)
             return self.render("login.html", status=400, hint=HINT_ENCODING)
         nickname, hint = self.validate_nickname(raw)
         if nickname is None:
@@ -274,18 +457,40 @@ class ChatServer:
         return response
 
     async def form_nickname(self, request: web.Request) -> str | None:
-        """The first ``nickname`` form field; raises on bytes that are not UTF-8.
+        """The first ``nickname`` form field (SPEC 3.2); raises UnicodeDecodeError when it is not UTF-8.
 
-        URL-encoded forms are parsed strictly here because ``request.post()`` decodes with
-        errors="replace", which would turn bad bytes into U+FFFD instead of a 400.
+        Parsed here, not with ``request.post()``: that decodes every field with errors="replace" (bad
+        bytes become U+FFFD instead of a 400) or with a multipart part's declared charset (latin-1
+        bytes become text), and an invalid *other* field must not refuse a valid nickname.
         """
         if request.content_type == "application/x-www-form-urlencoded":
-            body = (await request.read()).decode("utf-8")
-            fields = urllib.parse.parse_qsl(body, keep_blank_values=True, encoding="utf-8", errors="strict")
-            return next((value for key, value in fields if key == "nickname"), None)
-        form = await request.post()
-        value = form.get("nickname")
-        return value if isinstance(value, str) else None
+            value = first_urlencoded_field(await request.read(), b"nickname")
+        elif request.content_type.startswith("multipart/"):
+            value = await self.first_multipart_field(request, "nickname")
+        else:
+            await request.read()  # no form: no nickname, but the body is bounded all the same (3.9)
+            return None
+        return None if value is None else value.decode("utf-8")
+
+    async def first_multipart_field(self, request: web.Request, name: str) -> bytes | None:
+        """The raw bytes of the first part named ``name``; the whole body counted against 3.9's bound."""
+        reader = await request.multipart()
+        total = 0
+        found: bytes | None = None
+        while True:
+            part = await reader.next()
+            if part is None:
+                return found
+            if not isinstance(part, aiohttp.BodyPartReader):
+                raise ValueError("nested multipart")
+            data = bytearray()
+            while chunk := await part.read_chunk(4096):
+                total += len(chunk)
+                if total > self.login_body_limit():
+                    raise web.HTTPRequestEntityTooLarge(max_size=self.login_body_limit(), actual_size=total)
+                data += chunk
+            if found is None and part.name == name:
+                found = bytes(data)
 
     async def chat_page(self, request: web.Request) -> web.Response:
         nickname = self.authenticate(request)
@@ -308,6 +513,7 @@ class ChatServer:
         return nickname in self.room
 
     def _mac(self, payload: str) -> str:
+        """The MAC of an ASCII payload (``authenticate`` refuses any other cookie before this)."""
         digest = hmac.new(self._cookie_key, payload.encode("ascii"), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
@@ -351,7 +557,7 @@ class ChatServer:
             return (400, 'Bad Request: "Connection" must include "Upgrade"', {}), ""
         if not self.check_version(headers.get("Sec-WebSocket-Version")):
             return (426, "Upgrade Required: Sec-WebSocket-Version 13 only", {"Sec-WebSocket-Version": "13"}), ""
-        if not valid_websocket_key(headers.getall("Sec-WebSocket-Key", [])):
+        if not self.check_key(headers.getall("Sec-WebSocket-Key", [])):
             return (400, "Bad Request: Sec-WebSocket-Key must be the base64 of 16 bytes", {}), ""
         nickname = self.authenticate(request)
         if nickname is None:
@@ -364,6 +570,10 @@ class ChatServer:
 
     def check_version(self, version: str | None) -> bool:
         return version is not None and version.strip() == "13"
+
+    def check_key(self, values: list[str]) -> bool:
+        """SPEC 6.1 e, RFC 6455 §4.2.1: one key, the base64 of 16 bytes."""
+        return valid_websocket_key(values)
 
     def check_origin(self, origins: list[str], host: str) -> bool:
         """SPEC 6.3: no Origin, or one that is our Host (default ports), or one in the allow-list."""
@@ -382,7 +592,7 @@ class ChatServer:
         self.handshakes += 1  # reserved before prepare() yields, so 6.4 holds under concurrency
         conn: Connection | None = None
         try:
-            ws = ChatWebSocketResponse(
+            ws = self.websocket_class(
                 autoclose=False,
                 autoping=False,
                 heartbeat=None,
@@ -390,7 +600,11 @@ class ChatServer:
                 max_msg_size=self.message_size_limit() + 1,  # aiohttp's limit is exclusive
                 timeout=CLOSE_GRACE,
             )
-            await ws.prepare(request)
+            try:
+                await ws.prepare(request)
+            except (ConnectionError, RuntimeError):  # the client reset the connection during the upgrade
+                self.throttle.warn("upgrade", "client went away during the /chat upgrade")
+                return ws
             transport = request.transport
             if transport is None or transport.is_closing():
                 return ws
@@ -450,7 +664,12 @@ class ChatServer:
                     await result
             elif kind is WSMsgType.PING:
                 if not conn.closing:
-                    await ws.pong(msg.data)  # SPEC 8.6
+                    # SPEC 8.6. pong() awaits the drain, so a client that pings without reading is
+                    # paced by its own socket. It raises once the client has reset the connection.
+                    try:
+                        await ws.pong(msg.data)
+                    except (ConnectionError, RuntimeError):
+                        return
             elif kind is WSMsgType.PONG:
                 self.on_pong(conn, msg.data)
             elif kind is WSMsgType.BINARY:
@@ -513,6 +732,7 @@ class ChatServer:
         if conn.closing:
             return
         conn.closing = True
+        conn.ws.close_sent = True
         frame = close_frame(code, reason)
         if conn.pending:
             task = asyncio.ensure_future(self._close_after_pending(conn, frame))
@@ -619,7 +839,15 @@ class ChatServer:
             check.cancel()
         conn.pong_checks.clear()
 
-    # ---- limits (SPEC 9) -------------------------------------------------------------------
+    # ---- limits (SPEC 9, 3.9, 16.1) --------------------------------------------------------
+
+    def login_body_limit(self) -> int:
+        """Largest ``POST /login`` body (SPEC 3.9)."""
+        return LOGIN_BODY_LIMIT
+
+    def request_head_timeout(self) -> float:
+        """Seconds a connection has for a complete request head (SPEC 16.1)."""
+        return REQUEST_HEAD_TIMEOUT
 
     def message_size_limit(self) -> int:
         """Largest accepted message, inclusive (``chat`` adds 1 for aiohttp's exclusive check)."""
@@ -628,31 +856,75 @@ class ChatServer:
     # ---- running and shutdown (SPEC 12, 15) ------------------------------------------------
 
     async def run(self) -> int:
-        runner = web.AppRunner(self.make_app(), handle_signals=False, access_log=None, shutdown_timeout=0.5)
+        # keepalive_timeout also bounds the wait for the first request head (SPEC 16.1): aiohttp arms
+        # it at connection_made and closes a connection whose handler is still waiting for a request.
+        runner = web.AppRunner(
+            self.make_app(),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=0.5,
+            keepalive_timeout=self.request_head_timeout(),
+        )
         await runner.setup()
-        site = web.TCPSite(runner, self.options.host, self.options.port)
+        assert runner.server is not None
+        self._runner_server = runner.server
         try:
-            await site.start()
+            sock = listening_socket(self.options.host, self.options.port)
         except OSError as exc:
             print(f"error: cannot listen on {self.options.host}:{self.options.port}: {exc}", file=sys.stderr)
             await runner.cleanup()
             return 2
-        port = runner.addresses[0][1]
-        stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self.loop_exception)
+        self.acceptor = Acceptor(sock, self.accepted, self.throttle, shed=self.shed_idle)
+        self.acceptor.start()
+        port = sock.getsockname()[1]
+        stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         # Signal handlers first: whoever reads this line may signal at once.
         print(listening_line(self.options.host, port), flush=True)
         await stop.wait()
+        self.acceptor.stop()
+        sock.close()
         await self.shutdown(runner)
         return 0
+
+    def accepted(self, sock: socket.socket, address: object) -> None:
+        """Hand an accepted socket to aiohttp (our :class:`Acceptor` replaces asyncio's accept loop)."""
+        task = asyncio.ensure_future(asyncio.get_running_loop().connect_accepted_socket(self._runner_server, sock))
+        task.add_done_callback(_retrieve)
+
+    def shed_idle(self) -> int:
+        """Out of descriptors: close connections that have not sent a complete request (SPEC 16.3).
+
+        aiohttp keeps no accept time; ``_next_keepalive_close_time`` is connection_made's time plus
+        the keep-alive (= request head) timeout until the first request arrives.
+        """
+        server = self._runner_server
+        if server is None:
+            return 0
+        waiting = {
+            handler: getattr(handler, "_next_keepalive_close_time", 0.0) - self.request_head_timeout()
+            for handler in server.connections
+            if getattr(handler, "_request_count", 1) == 0
+        }
+        chosen = pick_shed(waiting, asyncio.get_running_loop().time())
+        for handler in chosen:
+            if handler.transport is not None:  # type: ignore[attr-defined]
+                handler.transport.abort()  # type: ignore[attr-defined]
+        return len(chosen)
+
+    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, ConnectionError):  # a client reset while asyncio wrote to it
+            self.throttle.warn("reset", "client reset its connection: %s", exc)
+            return
+        loop.default_exception_handler(context)
 
     async def shutdown(self, runner: web.AppRunner) -> None:
         """SPEC 12.1: stop accepting, close every client with 1001, wait up to 2 s for them."""
         self.shutting_down = True
-        for site in list(runner.sites):
-            await site.stop()
         self._all_closed = asyncio.Event()
         conns = list(self.sockets)
         for conn in conns:
@@ -680,11 +952,31 @@ def _sent(task: asyncio.Future[None], conn: Connection, size: int) -> None:
     _retrieve(task)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def main(
     argv: Sequence[str] | None = None, prog: str | None = None, *, server_class: type[ChatServer] = ChatServer
 ) -> int:
     options = parse_options(argv, prog or "python -m wsbench_servers.aiohttp_server", "aiohttp")
+    problem = ensure_fd_limit(options.max_connections)  # SPEC 16.3
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    noise = ClientNoiseFilter(Throttle(log), is_client_noise)
+    for name in ("aiohttp.server", "aiohttp.web", "aiohttp.websocket", "asyncio"):
+        logging.getLogger(name).addFilter(noise)
     return asyncio.run(server_class(options).run())
 
 

@@ -25,6 +25,10 @@ method                      behaviour (SPEC clause)
 ``send_ping``/``check_pong``  the ping policy (10.1, 10.2); ``close_ping_timeout`` sends 1011
 ``message_size_limit``      the inclusive size limit handed to the frame reader (9.1)
 ``shutdown``                1001 to everyone, wait up to 2 s, exit 0 (12.1)
+``on_ping``                 every ping answered, pongs counted against the send buffer (8.6, 11.1)
+``login_body_limit``        the ``POST /login`` body bound (3.9); ``request_head_timeout`` (16.1)
+``check_key``               ``Sec-WebSocket-Key`` (6.1 e); ``static_handler_class`` 404s bad paths (16.2)
+``protocol_class``          the frame-level protocol (:class:`ChatProtocol`, deflate offers 16.5)
 ==========================  =====================================================================
 
 Frame-level fixes (Tornado 6.6.1 defaults that break SPEC 8) live in :class:`ChatProtocol`, a
@@ -65,6 +69,7 @@ import struct
 import sys
 import time
 import unicodedata
+import weakref
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,6 +77,7 @@ from typing import Any
 import psutil
 import tornado
 import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
 import tornado.web
 import tornado.websocket
@@ -79,6 +85,16 @@ from tornado.iostream import IOStream, StreamClosedError
 from tornado.util import _websocket_mask
 from tornado.websocket import WebSocketClosedError, _DecompressTooLargeError, _WebSocketParams
 
+from .hardening import (
+    LOGIN_BODY_LIMIT,
+    REQUEST_BODY_TIMEOUT,
+    REQUEST_HEAD_TIMEOUT,
+    Acceptor,
+    ClientNoiseFilter,
+    Throttle,
+    ensure_fd_limit,
+    pick_shed,
+)
 from .options import CLOSE_GRACE, PING_TIMEOUT_CLOSE_GRACE, Options, listening_line, parse_options
 from .policy import (
     COOKIE_MAX_AGE_DAYS,
@@ -107,6 +123,14 @@ HINT_IN_USE = "昵称已被使用，请更换昵称"
 DATA_OPCODES = (0x1, 0x2)
 KNOWN_OPCODES = frozenset([0x0, 0x1, 0x2, 0x8, 0x9, 0xA])
 DISCARD_CHUNK = 65536
+#: Longest static path looked up (SPEC 16.2: a longer one is 404).
+MAX_STATIC_PATH = 1024
+#: RFC 7692 §7: the parameters of a permessage-deflate offer, and which of them carry a value.
+DEFLATE_FLAGS = frozenset({"server_no_context_takeover", "client_no_context_takeover"})
+DEFLATE_WINDOW_BITS = frozenset({"server_max_window_bits", "client_max_window_bits"})
+#: zlib cannot compress raw deflate with an 8-bit window (it uses 9), so server_max_window_bits=8,
+#: valid under RFC 7692 §7.1.2.1, is declined (as §7.1.2.1 allows) rather than broken.
+SERVER_MIN_WINDOW_BITS = 9
 
 log = logging.getLogger("wsbench_servers.tornado")
 
@@ -119,6 +143,54 @@ def text_frame(payload: bytes) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", 0x81, 126, n) + payload
     return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def deflate_offer(params: dict[str, str | None]) -> dict[str, str | None] | None:
+    """The response parameters for one permessage-deflate offer, or None to decline it (RFC 7692 §7).
+
+    Declined: an unknown parameter, a value on a ``*_no_context_takeover`` flag, a window size that
+    is not a plain integer from 8 to 15 (``client_max_window_bits`` may also come without a value),
+    or a ``server_max_window_bits`` below what zlib can do. Tornado 6.6 answers all of these with a 500
+    and a traceback, and echoes ``server_no_context_takeover=1`` verbatim.
+    """
+    answer: dict[str, str | None] = {}
+    for key, value in params.items():
+        if key in DEFLATE_FLAGS:
+            if value is not None:
+                return None
+            answer[key] = None
+        elif key in DEFLATE_WINDOW_BITS:
+            if value is None:
+                if key == "server_max_window_bits":
+                    return None
+                continue  # client_max_window_bits without a value: the client accepts any; not echoed
+            if not (value.isascii() and value.isdigit() and len(value) <= 2 and 8 <= int(value) <= 15):
+                return None
+            if key == "server_max_window_bits" and int(value) < SERVER_MIN_WINDOW_BITS:
+                return None
+            answer[key] = str(int(value))
+        else:
+            return None
+    return answer
+
+
+def parse_extension_offers(header: str) -> list[tuple[str, dict[str, str | None]]] | None:
+    """``Sec-WebSocket-Extensions`` as (name, parameters) offers; None when a parameter repeats."""
+    offers: list[tuple[str, dict[str, str | None]]] = []
+    for item in header.split(","):
+        name, *raw = (part.strip() for part in item.split(";"))
+        params: dict[str, str | None] = {}
+        for param in raw:
+            key, eq, value = param.partition("=")
+            key = key.strip().lower()
+            if key in params:
+                return None
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            params[key] = value if eq else None
+        offers.append((name.lower(), params))
+    return offers
 
 
 class ChatProtocol(tornado.websocket.WebSocketProtocol13):
@@ -144,6 +216,19 @@ class ChatProtocol(tornado.websocket.WebSocketProtocol13):
             handler.server.on_leave(handler)
 
     _failed = False
+
+    def _parse_extensions_header(self, headers: tornado.httputil.HTTPHeaders) -> list[tuple[str, dict[str, Any]]]:
+        """Only the first acceptable permessage-deflate offer, normalized (see :func:`deflate_offer`).
+
+        Tornado accepts the first permessage-deflate offer it is given, whatever its parameters.
+        """
+        offers = parse_extension_offers(",".join(headers.get_list("Sec-WebSocket-Extensions")))
+        for name, params in offers or ():
+            if name == "permessage-deflate":
+                answer = deflate_offer(params)
+                if answer is not None:
+                    return [(name, answer)]
+        return []
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 §7.1.7): close frame, then close TCP once the frame is out.
@@ -279,8 +364,9 @@ class ChatProtocol(tornado.websocket.WebSocketProtocol13):
             self.close(code, reason)
             return None
         if opcode == 0x9:
-            self._send_pong(data)  # SPEC 8.6
-            self._run_callback(self.handler.on_ping, data)
+            # SPEC 8.6: every ping is answered (Tornado keeps only the latest unanswered one);
+            # the pongs count against the send buffer limit like any queued frame (11.1).
+            self.handler.server.on_ping(self.handler, data)
             return None
         if opcode == 0xA:
             self._received_pong = True
@@ -292,6 +378,9 @@ class ChatProtocol(tornado.websocket.WebSocketProtocol13):
     def compressing(self) -> bool:
         """permessage-deflate was negotiated for this connection."""
         return self._compressor is not None
+
+    def pong_frame(self, data: bytes) -> bytes:
+        return struct.pack("!BB", 0x8A, len(data)) + data
 
     def write_frame_bytes(self, frame: bytes) -> None:
         """Queue a frame built elsewhere; a closed stream is not an error here (on_close follows)."""
@@ -343,18 +432,66 @@ class ServerHandler(AllowMixin, tornado.web.RequestHandler):
 
 
 class StaticHandler(AllowMixin, tornado.web.StaticFileHandler):
+    """Static files. SPEC 16.2: a path that cannot name a file (NUL, too long, an OS error) is 404."""
+
     ALLOW = METHODS_PAGE
 
+    def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
+        if "\0" in absolute_path or len(absolute_path) > len(root) + MAX_STATIC_PATH:
+            raise tornado.web.HTTPError(404)
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except (OSError, ValueError):
+            raise tornado.web.HTTPError(404) from None
 
+
+@tornado.web.stream_request_body
 class LoginHandler(ServerHandler):
+    """``/login``. The body is streamed in and counted, so that SPEC 3.9's bound gives a 413 (with a
+    whole-connection ``max_body_size`` Tornado would answer a bare 400)."""
+
     ALLOW = METHODS_LOGIN
+    body: bytearray
+
+    def prepare(self) -> None:
+        super().prepare()
+        self.body = bytearray()
+        if self.request.method != "POST":
+            return
+        declared = self.request.headers.get("Content-Length")
+        limit = self.server.login_body_limit()
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            self.too_large()
+            return
+        # Tornado's own bound stays as a safety net above ours (it would answer a bare 400)
+        self.request.connection.set_max_body_size(2 * limit)  # type: ignore[union-attr]
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return
+        self.body += chunk
+        if len(self.body) > self.server.login_body_limit():
+            self.too_large()
+
+    def too_large(self) -> None:
+        self.set_status(413)
+        self.set_header("Connection", "close")
+        self.finish(f"Payload Too Large: a login form is at most {self.server.login_body_limit()} bytes\n")
 
     def get(self) -> None:
         self.render("login.html", hint="")
 
     def post(self) -> None:
+        arguments: dict[str, list[bytes]] = {}
+        files: dict[str, list[tornado.httputil.HTTPFile]] = {}
+        try:
+            tornado.httputil.parse_body_arguments(
+                self.request.headers.get("Content-Type", ""), bytes(self.body), arguments, files, self.request.headers
+            )
+        except tornado.httputil.HTTPInputError:
+            arguments = {}  # a malformed form has no nickname field: 400 below
         # Not get_body_argument(): it turns control characters into spaces, hiding them from 3.2.
-        values = self.request.body_arguments.get("nickname") or [b""]
+        values = arguments.get("nickname") or [b""]
         try:
             raw = values[0].decode("utf-8")
         except UnicodeDecodeError:
@@ -440,7 +577,7 @@ class ChatSocketHandler(AllowMixin, tornado.websocket.WebSocketHandler):
             max_message_size=self.max_message_size,
             compression_options=self.get_compression_options(),
         )
-        return ChatProtocol(self, False, params)
+        return self.server.protocol_class(self, False, params)
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.server.on_open(self)
@@ -467,6 +604,8 @@ class ChatServer:
     """State and policy of one chat room; see the module docstring for the method map."""
 
     name = "tornado"
+    protocol_class: type[ChatProtocol] = ChatProtocol
+    static_handler_class: type[tornado.web.StaticFileHandler] = StaticHandler
 
     def __init__(self, options: Options) -> None:
         self.options = options
@@ -477,6 +616,8 @@ class ChatServer:
         self.slow_consumer_closes = 0
         self.started = time.monotonic()
         self.process = psutil.Process()
+        self._rss = 0
+        self.throttle = Throttle(log)
         self.shutting_down = False
         self._all_closed: asyncio.Event | None = None
 
@@ -493,14 +634,23 @@ class ChatServer:
             ],
             template_path=str(TEMPLATES),
             static_path=str(STATIC),
-            static_handler_class=StaticHandler,
+            static_handler_class=self.static_handler_class,
             cookie_secret=self.options.cookie_secret,
             log_function=self.log_request,
         )
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        if handler.get_status() >= 500:
-            log.error("%d %s %s", handler.get_status(), handler.request.method, handler.request.uri)
+        status = handler.get_status()
+        if status == 503:  # SPEC 6.4's answer to one connection too many: load, not a server error
+            self.throttle.warn("503", "refused a /chat handshake with 503: %d connections open", len(self.sockets))
+        elif status >= 500:
+            log.error("%d %s %s", status, handler.request.method, handler.request.uri[:200])
+
+    def rss_bytes(self) -> int:
+        """The resident set size; the last one read when /proc cannot be opened (out of descriptors)."""
+        with contextlib.suppress(OSError, psutil.Error):
+            self._rss = self.process.memory_info().rss
+        return self._rss
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -511,7 +661,7 @@ class ChatServer:
             "messages_in": self.messages_in,
             "deliveries_out": self.deliveries_out,
             "slow_consumer_closes": self.slow_consumer_closes,
-            "rss_bytes": self.process.memory_info().rss,
+            "rss_bytes": self.rss_bytes(),
             "uptime_s": round(time.monotonic() - self.started, 3),
             "cpu_s": round(time.process_time(), 4),
         }
@@ -553,7 +703,7 @@ class ChatServer:
             return 400, 'Bad Request: "Connection" must include "Upgrade"', {}
         if not self.check_version(headers.get("Sec-WebSocket-Version")):
             return 426, "Upgrade Required: Sec-WebSocket-Version 13 only", {"Sec-WebSocket-Version": "13"}
-        if not valid_websocket_key(headers.get_list("Sec-WebSocket-Key")):
+        if not self.check_key(headers.get_list("Sec-WebSocket-Key")):
             return 400, "Bad Request: Sec-WebSocket-Key must be the base64 of 16 bytes", {}
         nickname = self.authenticate(handler)
         if nickname is None:
@@ -567,6 +717,10 @@ class ChatServer:
 
     def check_version(self, version: str | None) -> bool:
         return version is not None and version.strip() == "13"
+
+    def check_key(self, values: list[str]) -> bool:
+        """SPEC 6.1 e, RFC 6455 §4.2.1: one key, the base64 of 16 bytes."""
+        return valid_websocket_key(values)
 
     def check_origin(self, origins: list[str], host: str) -> bool:
         """SPEC 6.3: no Origin, or one that is our Host (default ports), or one in the allow-list."""
@@ -719,6 +873,18 @@ class ChatServer:
             conn.pong_checks.add(check)
         conn.ping_handle = loop.call_later(self.options.ping_interval, self.send_ping, conn)
 
+    def on_ping(self, conn: ChatSocketHandler, data: bytes) -> None:
+        """SPEC 8.6: answer every ping, in order; a client that pings without reading its pongs is a
+        slow consumer once they pass ``send_buffer_limit`` (11.1)."""
+        proto = conn.ws_connection
+        if not isinstance(proto, ChatProtocol) or proto.is_closing():
+            return
+        frame = proto.pong_frame(data)
+        if not self.enforce_send_buffer(conn, len(frame)):
+            self.close_slow_consumer(conn)
+            return
+        proto.write_frame_bytes(frame)
+
     def on_pong(self, conn: ChatSocketHandler, data: bytes) -> None:
         conn.last_pong = asyncio.get_running_loop().time()
 
@@ -739,7 +905,15 @@ class ChatServer:
             check.cancel()
         conn.pong_checks.clear()
 
-    # ---- limits (SPEC 9) -------------------------------------------------------------------
+    # ---- limits (SPEC 9, 3.9, 16.1) --------------------------------------------------------
+
+    def login_body_limit(self) -> int:
+        """Largest ``POST /login`` body (SPEC 3.9)."""
+        return LOGIN_BODY_LIMIT
+
+    def request_head_timeout(self) -> float:
+        """Seconds a connection has for a complete request head (SPEC 16.1)."""
+        return REQUEST_HEAD_TIMEOUT
 
     def message_size_limit(self) -> int:
         """Largest accepted message; Tornado's check is inclusive (exactly the limit passes)."""
@@ -749,7 +923,13 @@ class ChatServer:
 
     async def run(self) -> int:
         app = self.make_app()
-        http_server = tornado.httpserver.HTTPServer(app)
+        http_server = GuardedHTTPServer(
+            app,
+            idle_connection_timeout=self.request_head_timeout(),  # Tornado's header_timeout (SPEC 16.1)
+            body_timeout=REQUEST_BODY_TIMEOUT,
+            max_body_size=self.login_body_limit(),  # SPEC 3.9 (the login handler answers 413 itself)
+        )
+        http_server.throttle = self.throttle
         try:
             sockets = tornado.netutil.bind_sockets(self.options.port, self.options.host)
         except OSError as exc:
@@ -759,6 +939,7 @@ class ChatServer:
         port = sockets[0].getsockname()[1]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self.loop_exception)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         # Signal handlers first: whoever reads this line may signal at once.
@@ -766,6 +947,13 @@ class ChatServer:
         await stop.wait()
         await self.shutdown(http_server)
         return 0
+
+    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, ConnectionError | StreamClosedError):  # a client reset while we wrote to it
+            self.throttle.warn("reset", "client reset its connection: %s", exc)
+            return
+        loop.default_exception_handler(context)
 
     async def shutdown(self, http_server: tornado.httpserver.HTTPServer) -> None:
         """SPEC 12.1: stop accepting, close every client with 1001, wait up to 2 s for them."""
@@ -788,6 +976,66 @@ class ChatServer:
                 stream.close()
 
 
+class GuardedHTTPServer(tornado.httpserver.HTTPServer):
+    """HTTPServer whose accept loop survives running out of descriptors (SPEC 16.3).
+
+    ``add_sockets`` registers :class:`~wsbench_servers.hardening.Acceptor` instead of Tornado's
+    accept handler (which raises on EMFILE and stays registered: a busy loop of tracebacks), in the
+    ``_sockets``/``_handlers`` maps ``stop()`` reads.
+    """
+
+    throttle: Throttle
+
+    def add_sockets(self, sockets: Any) -> None:
+        # weak: Tornado's HTTP1Connection replaces any close callback set on the stream
+        self._accepted_at: weakref.WeakKeyDictionary[IOStream, float] = weakref.WeakKeyDictionary()
+        for sock in sockets:
+            acceptor = Acceptor(sock, self._handle_connection, self.throttle, shed=self.shed_idle)
+            acceptor.start()
+            self._sockets[sock.fileno()] = sock
+            self._handlers[sock.fileno()] = acceptor.stop
+
+    def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
+        self._accepted_at[stream] = time.monotonic()
+        super().handle_stream(stream, address)
+
+    def shed_idle(self) -> int:
+        """Close connections still served as HTTP (not upgraded) that have waited too long (SPEC 16.3)."""
+        now = time.monotonic()
+        waiting = {
+            conn.stream: self._accepted_at.get(conn.stream, now)
+            for conn in self._connections
+            if not conn.stream.closed()
+        }
+        chosen = pick_shed(waiting, now)  # type: ignore[arg-type]
+        for stream in chosen:
+            stream.close()  # type: ignore[attr-defined]
+        return len(chosen)
+
+
+def is_client_noise(record: logging.LogRecord) -> str | None:
+    """SPEC 16.4: what kind of client misbehaviour a Tornado or asyncio log record is about, or None."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, ConnectionError | StreamClosedError):
+        return "went away mid-request"
+    message = str(record.msg)
+    for prefix, key in COOKIE_NOISE:
+        if message.startswith(prefix):
+            return key
+    return None
+
+
+COOKIE_NOISE = (
+    ("Invalid cookie signature", "sent a forged cookie"),
+    ("Tampered cookie", "sent a forged cookie"),
+    ("Expired cookie", "sent an expired cookie"),
+    ("Cookie timestamp in future", "sent a forged cookie"),
+    ("Unsupported signed value version", "sent a forged cookie"),
+    ("Malformed HTTP message", "sent a malformed request"),
+    ("Cross origin websockets not allowed", "sent a cross-origin upgrade"),
+)
+
+
 def _retrieve(future: asyncio.Future[None]) -> None:
     """Mark a write's outcome as seen: a write to a connection that closed meanwhile is not an error."""
     if not future.cancelled():
@@ -798,8 +1046,15 @@ def main(
     argv: Sequence[str] | None = None, prog: str | None = None, *, server_class: type[ChatServer] = ChatServer
 ) -> int:
     options = parse_options(argv, prog or "python -m wsbench_servers.tornado_server", "Tornado")
+    problem = ensure_fd_limit(options.max_connections)  # SPEC 16.3
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("tornado.access").setLevel(logging.ERROR)
+    noise = ClientNoiseFilter(Throttle(log), is_client_noise)
+    for name in ("tornado.general", "tornado.application", "tornado.websocket", "asyncio"):
+        logging.getLogger(name).addFilter(noise)
     return asyncio.run(server_class(options).run())
 
 

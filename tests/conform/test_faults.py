@@ -53,7 +53,7 @@ def test_every_fault_names_a_real_case_and_builds() -> None:
 @pytest.mark.parametrize(("name", "base"), VARIANTS, ids=[f"{b}-{n}" for n, b in VARIANTS])
 def test_fault_is_caught_by_its_case(name: str, base: str) -> None:
     fault = FAULTS[name]
-    options = resolve(True, {})
+    options = resolve(True, dict(fault.options))
     command = fault_command(name, base)
     target = Target(name, "command", options, argv=command_server_argv(command, option_flags(options.as_flags_dict())))
     report = run_target(target, select([fault.case]))

@@ -27,12 +27,8 @@ def test_latency_splits_into_socket_latency_and_generator_delay() -> None:
 def test_interval_histograms_and_counters() -> None:
     iv = ProbeInterval()
     s = probe_samples(
-        np.array([0, 1]),
-        np.array([50, 60]),
-        np.array([True, True]),
-        np.array([True, True]),
-        np.array([100, 100]),
-        np.array([0, 0]),
+        np.array([0, 1]), np.array([50, 60]), np.array([True, True]), np.array([True, True]),
+        np.array([100, 100]), np.array([0, 0]),
     )
     iv.record(s)
     assert iv.counters() == {"probe_delivered": 2, "probe_stamped": 2, "probe_coalesced": 0}

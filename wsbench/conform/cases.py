@@ -12,6 +12,7 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 
 from wsbench.conform import checks as c
+from wsbench.conform import hostile as h
 from wsbench.conform import measure as m
 from wsbench.conform.decisions import DECISION_CASES
 from wsbench.conform.model import Case
@@ -731,6 +732,8 @@ def _cases() -> list[Case]:
         ),
         # --- SPEC 1.1 decisions (issue 12)
         *DECISION_CASES,
+        # --- hostile input (issue 16): see wsbench.conform.hostile
+        *h.cases(),
     ]
     # issue 11: Autobahn numbers and the echo profile on the RFC-level cases; the RFC 6455 families
     cases = [*annotate(cases), *rfc_cases()]

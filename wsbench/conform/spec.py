@@ -7,7 +7,7 @@ SPEC.md beside it; ``tests/conform/test_spec_version.py`` keeps the two equal.
 
 from __future__ import annotations
 
-SPEC_VERSION = "1.1"
+SPEC_VERSION = "1.2"
 
 
 def cite(clause: str, rfc: str | None = None, version: str = SPEC_VERSION) -> str:

@@ -469,6 +469,7 @@ class WsConnection:
         self.pings: list[Frame] = []
         self.pongs: list[Frame] = []
         self.close_frame: CloseFrame | None = None
+        self.close_frames: list[CloseFrame] = []  # every close frame the server sent (RFC 6455 §5.5.1: one)
         self.end: StreamEnd | None = None
         self.close_sent_at: float | None = None
         self.bytes_received = 0
@@ -527,9 +528,10 @@ class WsConnection:
             elif frame.opcode == OP_PONG:
                 self.pongs.append(frame)
             elif frame.opcode == OP_CLOSE:
+                code = struct.unpack("!H", frame.payload[:2])[0] if len(frame.payload) >= 2 else None
+                self.close_frames.append(CloseFrame(frame.t, code, frame.payload[2:], frame.payload))
                 if self.close_frame is None:
-                    code = struct.unpack("!H", frame.payload[:2])[0] if len(frame.payload) >= 2 else None
-                    self.close_frame = CloseFrame(frame.t, code, frame.payload[2:], frame.payload)
+                    self.close_frame = self.close_frames[-1]
                     if self.reply_close and self.close_sent_at is None:
                         self._answer(encode_frame(OP_CLOSE, frame.payload[:2]))
                         self.close_sent_at = now()
