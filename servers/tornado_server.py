@@ -577,7 +577,8 @@ class ChatSocketHandler(AllowMixin, tornado.websocket.WebSocketHandler):
             max_message_size=self.max_message_size,
             compression_options=self.get_compression_options(),
         )
-        return self.server.protocol_class(self, False, params)
+        protocol_class = self.server.protocol_class or ChatProtocol  # the module's, looked up now
+        return protocol_class(self, False, params)
 
     def open(self, *args: str, **kwargs: str) -> None:
         self.server.on_open(self)
@@ -604,7 +605,7 @@ class ChatServer:
     """State and policy of one chat room; see the module docstring for the method map."""
 
     name = "tornado"
-    protocol_class: type[ChatProtocol] = ChatProtocol
+    protocol_class: type[ChatProtocol] | None = None  # None: this module's ChatProtocol
     static_handler_class: type[tornado.web.StaticFileHandler] = StaticHandler
 
     def __init__(self, options: Options) -> None:
