@@ -316,6 +316,7 @@ class Connection:
         "pending",
         "ping_handle",
         "pong_checks",
+        "send_tail",
         "transport",
         "ws",
     )
@@ -331,6 +332,7 @@ class Connection:
         self.ping_handle: asyncio.TimerHandle | None = None
         self.pong_checks: set[asyncio.TimerHandle] = set()
         self.close_task: asyncio.Task[None] | None = None
+        self.send_tail: asyncio.Future[None] | None = None  # the last send_str task (compressed only)
 
     @property
     def compressed(self) -> bool:
@@ -769,10 +771,12 @@ class ChatServer:
         if not self.enforce_send_buffer(conn, len(frame)):
             return False
         if conn.compressed:
-            # permessage-deflate state is per connection: aiohttp's writer compresses, in order.
+            # permessage-deflate state is per connection, and aiohttp compresses a large message in an
+            # executor, so a later small one could overtake it (SPEC 7.3): each send waits for the last.
             size = len(frame)
             conn.pending += size
-            task = asyncio.ensure_future(conn.ws.send_str(text))
+            task = asyncio.ensure_future(_send_after(conn.send_tail, conn.ws, text))
+            conn.send_tail = task
             task.add_done_callback(lambda t, c=conn, n=size: _sent(t, c, n))
         else:
             conn.transport.write(frame)
@@ -945,6 +949,12 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark a task's outcome as seen: a write to a connection that closed meanwhile is not an error."""
     if not task.cancelled():
         task.exception()
+
+
+async def _send_after(previous: asyncio.Future[None] | None, ws: web.WebSocketResponse, text: str) -> None:
+    if previous is not None and not previous.done():
+        await asyncio.wait([previous])  # its outcome is _sent's business
+    await ws.send_str(text)
 
 
 def _sent(task: asyncio.Future[None], conn: Connection, size: int) -> None:
