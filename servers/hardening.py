@@ -90,7 +90,7 @@ class Throttle:
             return False
         self._last[key] = t
         held = self._held.pop(key, 0)
-        text = message % args if args else message
+        text = " ".join((message % args if args else message).split())  # one line, whatever it quotes
         if held:
             text += f" ({held} more like this in the last {self.interval:g} s)"
         self.logger.warning("%s", text)
@@ -117,7 +117,10 @@ class ClientNoiseFilter(logging.Filter):
         if key is None:
             return True
         exc = record.exc_info[1] if record.exc_info else None
-        detail = f": {exc.__class__.__name__}: {str(exc)[:120]}" if exc is not None else ""
+        if exc is not None:
+            detail = f": {exc.__class__.__name__}: {str(exc)[:160]}"
+        else:
+            detail = f": {record.getMessage()[:160]}"
         self.throttle.warn(key, "client %s%s", key, detail)
         return False
 

@@ -1020,6 +1020,9 @@ def is_client_noise(record: logging.LogRecord) -> str | None:
     if isinstance(exc, ConnectionError | StreamClosedError):
         return "went away mid-request"
     message = str(record.msg)
+    args = record.args if isinstance(record.args, tuple) else ()
+    if message.startswith("%d %s") and args and isinstance(args[0], int) and 400 <= args[0] < 500:
+        return f"got {args[0]}"  # RequestHandler.log_exception's warning per HTTPError (403, 400, 405...)
     for prefix, key in COOKIE_NOISE:
         if message.startswith(prefix):
             return key
