@@ -111,6 +111,43 @@ def _secret(text: str) -> str:
     return text
 
 
+#: SPEC 15.1, once: each option's parser (command-line text -> value; ``argparse.ArgumentTypeError`` with
+#: the reason when refused). The reference servers, ``wsbench conform`` (its expectations and the flags
+#: of servers it starts) and scenarios (``target.options``) all check option values with these.
+OPTION_TYPES: dict[str, Callable[[str], object]] = {
+    "max_message_size": _size,
+    "ping_interval": _seconds,
+    "ping_timeout": _seconds,
+    "max_connections": _connections,
+    "send_buffer_limit": _size,
+    "allowed_origin": _origin,
+    "cookie_secret": _secret,
+}
+#: SPEC 15.1 defaults of the options that have one
+OPTION_DEFAULTS: dict[str, object] = {
+    "max_message_size": DEFAULT_MAX_MESSAGE_SIZE,
+    "ping_interval": DEFAULT_PING_INTERVAL,
+    "ping_timeout": DEFAULT_PING_TIMEOUT,
+    "nodelay": True,
+    "allowed_origin": (),
+    "max_connections": DEFAULT_MAX_CONNECTIONS,
+    "send_buffer_limit": DEFAULT_SEND_BUFFER_LIMIT,
+    "compression": False,
+}
+
+
+def check_option(name: str, value: object) -> object:
+    """``value`` of option ``name`` as the server would take it (``ValueError`` with the reason if not)."""
+    parse = OPTION_TYPES.get(name)
+    if parse is None or isinstance(value, bool):
+        return value
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    try:
+        return parse(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def build_parser(prog: str | None, server_name: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,

@@ -1,6 +1,7 @@
 """Scenario loading: defaults, units, --set overrides, and errors that name file, line and key."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,17 @@ def test_published_json_schema_is_up_to_date() -> None:
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_json(), "run: wsbench validate --schema > " + str(
         SCHEMA_PATH.relative_to(ROOT)
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ("{max_connections: 2000000}", "max_connections: '2000000' must be 1 to 1000000"),
+        ("{ping_interval: 5ms}", "ping_interval: '0.005' must be 0 or 0.01 to 86400 seconds"),
+        ("{allowed_origin: ['not an origin']}", "allowed_origin: 'not an origin' is not an origin"),
+    ],
+)
+def test_server_options_are_checked_as_the_servers_check_them(options: str, problem: str) -> None:
+    """Issue 10: one definition of each SPEC 15.1 option (wsbench_servers.options), not a copied validator."""
+    with pytest.raises(ScenarioError, match=re.escape(problem)):
+        load_text(f"clients: 2\ntarget: {{options: {options}}}\n", "t.yaml")

@@ -14,20 +14,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from wsbench_servers.options import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_SEND_BUFFER_LIMIT,
+    OPTION_TYPES,
+)
+
 from wsbench.errors import UsageError
 
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """SPEC 15.1 options that cases depend on; defaults are SPEC's."""
+    """SPEC 15.1 options that cases depend on; defaults are SPEC's (``wsbench_servers.options``, the one
+    definition of the options, their defaults and their accepted values)."""
 
-    max_message_size: int = 65536
-    ping_interval: float = 20.0
-    ping_timeout: float = 20.0
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
     nodelay: bool = True
     allowed_origin: tuple[str, ...] = ()
-    max_connections: int = 10000
-    send_buffer_limit: int = 1048576
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
     compression: bool = False
 
     def replace(self, **changes: Any) -> ServerOptions:
@@ -71,24 +81,10 @@ GATE_DEFAULTS: Mapping[str, object] = {
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(ServerOptions))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
-    return value
+# the values each option accepts: the servers' own parsers (SPEC 15.1), not a copy
+_size = OPTION_TYPES["max_message_size"]
+_connections = OPTION_TYPES["max_connections"]
+_seconds = OPTION_TYPES["ping_interval"]
 
 
 def _origin(text: str) -> str:
@@ -113,7 +109,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, defaults_none: bool
         "server options (passed to servers wsbench starts, and what every server is expected to do)"
     )
     group.add_argument(
-        "--max-message-size", type=_positive_int, default=d(base.max_message_size), metavar="BYTES",
+        "--max-message-size", type=_size, default=d(base.max_message_size), metavar="BYTES",
         help=f"largest message relayed; one byte more closes with 1009 {both('max_message_size')}",
     )  # fmt: skip
     group.add_argument(
@@ -125,11 +121,11 @@ def add_option_arguments(parser: argparse.ArgumentParser, *, defaults_none: bool
         help=f"seconds to pong before a 1011 close {both('ping_timeout')}",
     )  # fmt: skip
     group.add_argument(
-        "--send-buffer-limit", type=_positive_int, default=d(base.send_buffer_limit), metavar="BYTES",
+        "--send-buffer-limit", type=_size, default=d(base.send_buffer_limit), metavar="BYTES",
         help=f"bytes queued per client before a 1008 slow-consumer close {both('send_buffer_limit')}",
     )  # fmt: skip
     group.add_argument(
-        "--max-connections", type=_positive_int, default=d(base.max_connections), metavar="N",
+        "--max-connections", type=_connections, default=d(base.max_connections), metavar="N",
         help=f"open /chat connections before 503 {both('max_connections')}",
     )  # fmt: skip
     group.add_argument(

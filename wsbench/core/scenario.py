@@ -28,6 +28,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from wsbench_servers.options import check_option
 
 from wsbench.core import payload
 from wsbench.core.thresholds import ThresholdError, parse_threshold
@@ -119,6 +120,19 @@ class ServerOptions(_Model):
     send_buffer_limit: ByteSize | None = None
     compression: bool | None = None
     cookie_secret: str | None = None
+
+    @model_validator(mode="after")
+    def _as_the_server_takes_them(self) -> ServerOptions:
+        """Each value within what SPEC 15.1 allows, checked by the servers' own parsers (the one definition)."""
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                try:
+                    check_option(name, item)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        return self
 
     def flags(self) -> dict[str, Any]:
         """For :func:`wsbench.target.option_flags` (durations as plain seconds)."""
