@@ -161,3 +161,19 @@ def test_theil_sen_ignores_outliers_and_brackets_the_slope() -> None:
     flat = theil_sen(x, 100.0 + rng.normal(0.0, 1.0, x.size)) or (1.0, 1.0, 1.0)
     assert flat[1] < 0.0 < flat[2]
     assert theil_sen([1.0, 1.0], [1.0, 2.0]) is None
+
+
+def test_compare_and_html_read_long_runs_from_their_rollups(tmp_path: Path, small_rollups: None) -> None:
+    """``wsbench compare`` and the HTML report get the bounded rows too, with the summary's numbers."""
+    from wsbench.report.compare import compare_runs, load_runs
+    from wsbench.report.html import render_report
+
+    a = read_results(write_run(tmp_path / "a.jsonl", measure_intervals=150, seed=1, base_ms=2.0))
+    b = read_results(write_run(tmp_path / "b.jsonl", measure_intervals=150, seed=2, base_ms=4.0, server="aiohttp"))
+    assert len(a.intervals) <= 16 and len(b.intervals) <= 16
+    comparison = compare_runs(load_runs([a, b]), resamples=200)
+    p99 = comparison.row("p99")
+    assert [c.value for c in p99.cells] == [summarize(a)["latency"]["p99"], summarize(b)["latency"]["p99"]]
+    assert p99.cells[1].ratio is not None and p99.cells[1].ratio > 1.5
+    html = render_report(a)
+    assert "Theil-Sen fit" in html and "intervals per point" in html
