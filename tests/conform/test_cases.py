@@ -43,7 +43,7 @@ def test_cases_are_well_formed_data() -> None:
         "startup.option_forms",
         "startup.option_bounds",
         "startup.ipv6_listening_line",
-        "limits.size.compressed",
+        "limits.compressed",
     ]
 
 

@@ -744,7 +744,7 @@ DECISION_CASES: tuple[Case, ...] = (
         timeout=30.0,
     ),
     Case(
-        "limits.size.compressed",
+        "limits.compressed",
         "9.1",
         "with --compression: exactly the limit, one byte over, a 16 MiB deflate bomb (own server, limit 1000)",
         "relayed; close 1009; close 1009 without inflating it (RSS stays flat); nothing of the two relayed",
