@@ -22,7 +22,7 @@ made an hour-long report cost hundreds of megabytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -117,9 +117,6 @@ class Counts:
             h = self.histogram()
             h.add(item)
             self.lo, self.arr = 0, np.ctypeslib.as_array(h.counts)[:COUNTS_LEN].view(np.int64).copy()
-
-    def freeze(self) -> Counts:
-        return self
 
     def sparse(self) -> tuple[np.ndarray, np.ndarray]:
         """Indexes and counts of the buckets that hold a value."""
@@ -375,11 +372,6 @@ class _Row:
                 prev_cpu[index] = cpu
             self._aggregate(stats, index)
         self.by_index = {}
-        self.freeze()
-
-    def freeze(self) -> None:
-        for counts in self.hists.values():
-            counts.freeze()
 
     def merge(self, other: _Row) -> None:
         """Fold ``other`` (a row of the same phase, later or overlapping) into this one."""
@@ -413,7 +405,7 @@ class _Row:
             "phase": self.phase,
             "counters": dict(self.counters),
             "clients_connected": self.clients[1] if self.clients else None,
-            "histograms": {name: c.freeze() for name, c in self.hists.items() if c},
+            "histograms": {name: c for name, c in self.hists.items() if c},
             "generator": self.generator,
             "server": self.server,
         }
@@ -479,8 +471,6 @@ class RowFolder:
             key = (bucket // 2, phase)
             if key in merged:
                 merged[key].merge(row)
-                if not merged[key].by_index:
-                    merged[key].freeze()
             else:
                 merged[key] = row
         self.rows = merged
@@ -523,20 +513,6 @@ class RowFolder:
         return [row.record() for row in sorted(self.rows.values(), key=lambda r: (r.index, r.start_s))]
 
 
-def fold_rows(
-    records: Iterable[Mapping[str, Any]], interval_s: float, max_rows: int | None = MAX_ROWS
-) -> list[dict[str, Any]]:
-    """Fold interval records into rows (as the reader does); for tests and callers holding records."""
-    folder = RowFolder(interval_s, max_rows=max_rows)
-    for record in records:
-        if record.get("type") == "rollup":
-            folder.add_rollup(record)
-        else:
-            folder.add_interval(record)
-        folder.settle()
-    return folder.records()
-
-
 #: what an interval record past DETAIL_INTERVALS keeps of each histogram (milliseconds, and the count)
 INTERVAL_PERCENTILES = (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9))
 
@@ -565,8 +541,3 @@ def _as_histogram(item: Counts | str | bytes) -> HdrHistogram:
     counts = Counts()
     counts.add(item)
     return counts.histogram()
-
-
-def iter_counts(rows: Iterable[Mapping[str, Any]], name: str) -> Iterator[Counts | str | HdrHistogram | None]:
-    for row in rows:
-        yield (row.get("histograms") or {}).get(name)
