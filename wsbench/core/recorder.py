@@ -349,9 +349,14 @@ class Recorder:
         new = res.new
         n_new = res.delivered
         all_new = n_new == len(new)
-        pos = self._positions(intended)
-        one = bool(pos[0] == pos[-1]) and bool((pos == pos[0]).all())
-        groups = [(int(pos[0]), None)] if one else [(int(p), pos == p) for p in np.unique(pos).tolist()]
+        last = len(self._start) - 1
+        groups: list[tuple[int, np.ndarray | None]]
+        if int(intended.min()) >= self._start[last]:  # the common case: every message of the current interval
+            groups = [(last, None)]
+        else:
+            pos = self._positions(intended)
+            one = bool(pos[0] == pos[-1]) and bool((pos == pos[0]).all())
+            groups = [(int(pos[0]), None)] if one else [(int(p), pos == p) for p in np.unique(pos).tolist()]
         ceiling = 0
         for p, sel in groups:
             data = self._data.get(p) or self._at(p)
