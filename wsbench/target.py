@@ -22,6 +22,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from wsbench_servers.options import DEFAULT_MAX_CONNECTIONS
+
+from wsbench import fdlimit
 from wsbench.errors import ServerStartError, UsageError
 
 REFERENCE_SERVERS = {
@@ -63,7 +66,25 @@ def parse_server_spec(spec: str) -> tuple[str, list[str]]:
 def reference_server_argv(kind: str, extra: Sequence[str] = (), host: str = "127.0.0.1") -> list[str]:
     if kind not in REFERENCE_SERVERS:
         raise UsageError(f"unknown server {kind!r}: choose one of {', '.join(REFERENCE_SERVERS)}")
-    return [sys.executable, "-u", "-m", REFERENCE_SERVERS[kind], "--host", host, "--port", "0", *extra]
+    fitted = _fitted_max_connections(extra)
+    return [sys.executable, "-u", "-m", REFERENCE_SERVERS[kind], "--host", host, "--port", "0", *fitted, *extra]
+
+
+def _fitted_max_connections(extra: Sequence[str]) -> list[str]:
+    """``--max-connections N`` for a reference server wsbench starts where the default cannot fit.
+
+    A reference server refuses to start when its open-file hard limit cannot hold ``--max-connections``
+    (SPEC 16.3), and the default is 10,000. A run of a few hundred clients on a machine whose hard limit
+    is 1,024 or 4,096 must not fail for a capacity it never uses: when the user gave no
+    ``--max-connections`` and the default does not fit, the server wsbench starts gets what the hard
+    limit holds (the run's own descriptor check still refuses a run that does not fit).
+    """
+    if any(arg == "--max-connections" or arg.startswith("--max-connections=") for arg in extra):
+        return []
+    _soft, hard = fdlimit.current()
+    if hard == fdlimit.UNLIMITED or hard >= fdlimit.needed_for_server(DEFAULT_MAX_CONNECTIONS):
+        return []
+    return ["--max-connections", str(max(1, hard - fdlimit.MARGIN))]
 
 
 def command_server_argv(command: str, extra: Sequence[str] = (), host: str = "127.0.0.1") -> list[str]:
