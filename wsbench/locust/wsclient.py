@@ -239,19 +239,8 @@ class ChatConnection:
                 if texts:
                     on_texts(texts, now)
                 if controls:
-                    for control in controls:
-                        if control.opcode == OP_PING:
-                            self.ws.pong(control.payload)
-                        elif control.opcode == OP_CLOSE:
-                            code, reason = close_code_reason(control.payload)
-                            if not self._closing_by_us:
-                                try:  # echo the code (RFC 6455 §5.5.1); 1005 is never sent on the wire
-                                    echo = b"" if code == 1005 else control.payload[:2]
-                                    self.ws.send(echo, websocket.ABNF.OPCODE_CLOSE)
-                                except (OSError, websocket.WebSocketException):
-                                    pass
-                            self._finish(code, reason)
-                            return
+                    if self._controls(controls):
+                        return
                     controls.clear()
         except FrameError as exc:
             with contextlib.suppress(OSError, websocket.WebSocketException):
