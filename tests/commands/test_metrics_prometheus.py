@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from tests.drivers.conftest import relay_cmd
 from wsbench.core.results import read_results
 from wsbench.core.summary import summarize
 from wsbench.metrics import BUCKETS_S, parse_address
+from wsbench.target import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = """
@@ -35,11 +35,6 @@ drain: 0.5s
 interval: 0.5s
 """
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str, timeout: float = 5.0) -> Any:
@@ -59,7 +54,7 @@ def prometheus(tmp_path: Path):
     """A real Prometheus on loopback scraping ``127.0.0.1:<port>`` every second; yields (port, api base)."""
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus is missing: scripts/test.sh installs it (apt-get install prometheus)"
-    target, web = _free_port(), _free_port()
+    target, web = free_port(), free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"

@@ -4,7 +4,6 @@ here with prometheus_client's own OpenMetrics parser); the last scrape is the re
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from wsbench.core.results import read_results
 from wsbench.core.summary import summarize
+from wsbench.target import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -30,11 +30,6 @@ duration: 2s
 drain: 1s
 """
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _scrape(url: str) -> dict[str, float]:
@@ -53,7 +48,7 @@ def test_the_locust_master_serves_live_metrics(tmp_path: Path) -> None:
     scenario = tmp_path / "s.yaml"
     scenario.write_text(SCENARIO)
     out = tmp_path / "r.jsonl"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     scrapes: list[dict[str, float]] = []
     stop = threading.Event()

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from wsbench import metrics
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, RunBroken, ServerDied, UsageError
+from wsbench.target import free_port
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locust" / "locustfile.py"
 TARGET_ENV = "WSBENCH_TARGET"  # the target record for the results header, handed to the Locust master
@@ -63,11 +63,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     metrics.add_arguments(p)  # served by the master (or the single local process)
     p.set_defaults(func=run)
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -138,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         master += ["--headless"]
     workers: list[list[str]] = []
     if args.workers:
-        port = _free_port()
+        port = free_port()
         master += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port)]
         if args.headless:
             master += ["--expect-workers", str(args.workers)]
