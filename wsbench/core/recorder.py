@@ -139,6 +139,16 @@ class PhaseTotals:
             h = self.hist[name] = histograms.new_histogram()
         return h
 
+    def add_record(self, record: IntervalRecord, with_span: bool = True) -> None:
+        """Fold in one written record (a late supplement adds its deliveries, not its span): how a
+        process that only reads records (the Locust master) builds the same totals. ``with_span``:
+        False for further records of an interval already counted (another worker's)."""
+        self.counters.update(record.get("counters") or {})
+        for name, h in (record.get("histograms") or {}).items():
+            histograms.add(self.histogram(name), h)
+        if with_span and not record.get("late"):
+            self.span_s += record["end_s"] - record["start_s"]
+
 
 class Recorder:
     """The measurement of one process's clients (all of them for ``wsbench run``, a worker's for Locust).

@@ -51,6 +51,7 @@ from wsbench.core.plan import RunPlan
 from wsbench.core.recorder import IntervalRecord, Recorder
 from wsbench.core.results import ResultsWriter
 from wsbench.core.scenario import Scenario
+from wsbench.core.search import CapacitySearch
 from wsbench.core.selfcheck import BottleneckCheck
 from wsbench.drivers.chat_client import ClientState, ReceiveBuffer
 from wsbench.drivers.connecting import Connecting
@@ -170,7 +171,7 @@ class Engine(Connecting, Stages, Teardown):
         self._tasks: list[asyncio.Task[Any]] = []
         self.sends = SendQueue()
         self._closed: ClosedLoop | None = None
-        self.stage_verdicts: list[dict[str, Any]] = []
+        self.capacity = CapacitySearch(scenario.search) if scenario.search is not None else None
         self.ingest_s = 0.0  # wall time spent decoding and accounting batches (a self-check)
         self.session: aiohttp.ClientSession | None = None
         self.rx = ReceiveBuffer()  # every client's text frames, in arrival order

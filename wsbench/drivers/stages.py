@@ -1,16 +1,13 @@
 """The engine's stages: live progress and the capacity search's per-stage verdicts (a mixin of
-:class:`wsbench.drivers.engine.Engine`; the verdict's numbers are the core's)."""
+:class:`wsbench.drivers.engine.Engine`; the verdict's rule is the core's, :mod:`wsbench.core.search`)."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
-from wsbench.core import socket_latency
-from wsbench.core.pacing import MEASURED, Phase
 from wsbench.core.recorder import IntervalRecord
-from wsbench.core.summary import metrics
-from wsbench.core.thresholds import evaluate
+from wsbench.core.search import stopped_plan
 
 if TYPE_CHECKING:
     from wsbench.drivers.engine import Engine as _Base
@@ -44,33 +41,19 @@ class Stages(_Base):
         }
 
     def _stage_verdict(self, name: str) -> None:
-        """Once every record of a measured stage is final: the search thresholds on its own messages."""
-        search = self.s.search
-        i = next((k for k, p in enumerate(self.phases) if p.name == name and p.kind == MEASURED), None)
-        if search is None or self.stopping_load or i is None or self.load_start_ns is None:
+        """Once every record of a measured stage is final: the core's verdict (wsbench.core.search)."""
+        search = self.capacity
+        i = search.stage_index(self.phases, name) if search is not None else None
+        if search is None or i is None or self.stopping_load or self.load_start_ns is None:
             return
-        phase = self.phases[i]
         t0, t1 = self._phase_bounds_ns(i)
         # messages of the stage not delivered by now (its end + the grace) count as lost so far
-        totals = self.acc.totals(self.us(t0), self.us(t1)).as_dict()
-        pt = self.rec.phases[name]
-        h = pt.histogram
-        probe = {name: pt.hist[name] for name in socket_latency.HISTOGRAMS if name in pt.hist}
-        summary = metrics(h("latency"), h("latency_uncorrected"), h("fanout"), pt.counters, pt.span_s, totals, probe)
-        verdicts = evaluate(list(search.thresholds), summary)
-        passed = all(v["passed"] for v in verdicts)
-        self.stage_verdicts.append({"stage": phase.name, "rate": phase.final_rate, "passed": passed})
-        self.writer.event(
-            "threshold",
-            self.t_s(),
-            stage=phase.name,
-            rate=phase.final_rate,
-            passed=passed,
-            verdicts=verdicts,
-            detail=("held" if passed else "broke") + f" at {phase.final_rate:g}/s",
-        )
-        if not passed and search.stop:
-            self._stop_load_early(f"stage {phase.name} broke the search thresholds")
+        verdict = search.judge(self.phases[i], self.acc.totals(self.us(t0), self.us(t1)), self.rec.phases[name])
+        if verdict is None:
+            return
+        self.writer.event("threshold", self.t_s(), **verdict.event_fields())
+        if search.stopping:
+            self._stop_load_early(search.stop_reason(verdict))
 
     def _stop_load_early(self, why: str) -> None:
         """Skip the remaining stages: go to the drain now."""
@@ -79,12 +62,8 @@ class Stages(_Base):
             self.sends.timer.cancel()
         assert self.load_start_ns is not None
         now = _clock()
-        t = (now - self.load_start_ns) / 1e9
-        kept = [p for p in self.phases if p.end_s <= t + 1e-6]
-        drain = self.phases[-1]
-        kept.append(Phase(drain.name, drain.kind, t, drain.duration_s))
-        self.phases = kept
+        self.phases = stopped_plan(self.phases, (now - self.load_start_ns) / 1e9)
         self.writer.event("phase", self.t_s(now), name="drain", phase_kind="drain", detail=why)
         self.phase_index = len(self.phases) - 1
         # what the next stage sent while the broken one's verdict was awaited is not that stage's
-        self.rec.relabel_open(drain.name)
+        self.rec.relabel_open(self.phases[-1].name)
