@@ -1,8 +1,9 @@
 """The two drivers cannot disagree: one recorder, fed through each driver's own receive path.
 
-* pure: the same synthetic frame stream through the engine's path (the shared ``ReceiveBuffer``,
-  ``Engine._ingest``) and the Locust path (``Collector.on_texts`` / ``flush``) gives identical
-  interval records;
+* pure: the same synthetic frame stream through the engine's path (the shared ``ReceiveBuffer`` and
+  the probes' ``ProbeFrames``, ``Engine._ingest``) and the Locust path (``Collector.on_texts`` /
+  ``on_probe_text`` / ``flush``) gives identical interval records, the probe receivers' socket
+  latency histograms included (a late delivery across a phase boundary among them);
 * real: ``wsbench run`` and ``wsbench locust --headless --workers 2`` of one scenario, each against its
   own relay dropping every 7th delivery, give identical expected / delivered / lost counts, and the
   relays saw the same message-size distribution.
@@ -95,11 +96,20 @@ def test_one_frame_stream_through_both_receive_paths_gives_identical_records(tmp
         engine.rec.connected(c, 500_000 + c, 1000, 900)
         collector.connected(c, 500_000 + c, 1000, 900)
     rows = stream(engine.nicknames.of)
+    probes = engine.probes.ids
+    assert probes == {2, 4}  # receiver 4 gets seq 30 1.3 s late: sent in the measure phase, arrives in the drain
+    stamped: dict[int, int] = {}
+
+    def probe_stamp(receiver: int, t: int) -> tuple[int, bool]:
+        """The kernel saw the frame 300 us before user space did; every 7th shares the previous one's stamp."""
+        k = stamped[receiver] = stamped.get(receiver, 0) + 1
+        return t - 300, k % 7 == 0
     queue = list(sends())
     boundary = 1
     for receiver, frame, t in rows:
         while boundary * S <= t:  # the engine cuts where the Locust grid does
             engine._ingest()
+            collector.flush(boundary * S)
             engine.rec.cut(boundary * S, phase.get(boundary, "drain"))
             boundary += 1
         while queue and queue[0][2] <= t:
@@ -110,7 +120,19 @@ def test_one_frame_stream_through_both_receive_paths_gives_identical_records(tmp
         engine.rx.frames.append(frame)
         engine.rx.times.append(engine.epoch_ns + t * 1000)
         engine.rx.owners.append(receiver)
-        collector.on_texts(receiver, [frame], t)
+        if receiver in probes:  # a probe receiver: its frame's kernel stamp beside it, as probe.py adds it
+            kernel_us, shared = probe_stamp(receiver, t)
+            pf = engine.probes.frames
+            # a stamp is shared with the previous frame of the same read (so: the same batch)
+            shared = shared and len(pf) > 0 and engine.rx.owners[pf.position[-1]] == receiver
+            if shared:
+                pf.own[-1] = 0
+            pf.position.append(len(engine.rx.frames) - 1)
+            pf.kernel_ns.append(engine.epoch_ns + kernel_us * 1000 + engine.probes.clock.offset.ns)
+            pf.own.append(1)
+            collector.on_probe_text(receiver, frame, t, kernel_us, shared)
+        else:
+            collector.on_texts(receiver, [frame], t)
         if t % 3 == 0:
             engine._ingest()
             collector.flush(t)
@@ -133,6 +155,16 @@ def test_one_frame_stream_through_both_receive_paths_gives_identical_records(tmp
     assert sum(r["counters"].get("back_to_sender", 0) for r in a) == 1
     assert sum(r["counters"].get("no_trailer", 0) for r in a) == 1
     assert engine.acc.totals().as_dict() == collector.acc.totals().as_dict()
+    # the probes' histograms belong to their messages' send time too: the late delivery is a measured one
+    socket = {r["phase"]: 0 for r in a}
+    for r in a:
+        if "latency_socket" in r["histograms"]:
+            socket[r["phase"]] += histograms.decode(r["histograms"]["latency_socket"]).get_total_count()
+    probe_new = 2 * 2 * 40  # 2 probes x 2 senders x 40 (the duplicate to receiver 2 is not a new delivery)
+    assert sum(r["counters"].get("probe_delivered", 0) for r in a) == probe_new
+    coalesced = sum(r["counters"].get("probe_coalesced", 0) for r in a)
+    assert coalesced > 0 and socket["measure"] == probe_new - coalesced and socket["drain"] == 0
+    assert (engine.probes.stamped, engine.probes.unstamped) == (collector.probe_stamped, collector.probe_unstamped)
 
 
 def test_the_same_scenario_sends_the_same_sizes_in_both_drivers() -> None:

@@ -114,6 +114,9 @@ class _Data:
     hist: dict[str, HdrHistogram] = field(default_factory=dict)
     send_lag: histograms.BatchRecorder = field(default_factory=histograms.BatchRecorder)
     send_lag_us_max: int = 0
+    # a driver's own values (record_values), recorded once when the record is taken: a bulk record per
+    # batch costs more than the few values (probe deliveries) a batch holds
+    pending: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     def histogram(self, name: str) -> HdrHistogram:
         h = self.hist.get(name)
@@ -121,8 +124,13 @@ class _Data:
             h = self.hist[name] = histograms.new_histogram()
         return h
 
+    def fold_pending(self) -> None:
+        for name, parts in self.pending.items():
+            histograms.record_many(self.histogram(name), np.concatenate(parts))
+        self.pending.clear()
+
     def empty(self) -> bool:
-        return not any(self.counters.values()) and not self.hist and not len(self.send_lag)
+        return not any(self.counters.values()) and not self.hist and not self.pending and not len(self.send_lag)
 
 
 @dataclass
@@ -265,7 +273,7 @@ class Recorder:
     def record_values(self, name: str, t_us: int, values_us: np.ndarray) -> None:
         """A driver's own histogram ``name`` (e.g. the probes'), in the interval of ``t_us``."""
         if len(values_us):
-            histograms.record_many(self._now(t_us).histogram(name), values_us)
+            self._now(t_us).pending.setdefault(name, []).append(np.asarray(values_us, dtype=np.int64))
 
     def count(self, name: str, t_us: int, n: int = 1) -> None:
         self._now(t_us).counters[name] += n
@@ -557,6 +565,7 @@ class Recorder:
     def _record(self, pos: int, data: _Data, late: bool) -> IntervalRecord:
         start, end = self._start[pos], self._end[pos]
         assert end is not None
+        data.fold_pending()
         send_lag = data.send_lag.take()
         if send_lag.get_total_count():
             data.hist["send_lag"] = send_lag
@@ -578,12 +587,6 @@ class Recorder:
         hists = {name: data.hist.get(name) or histograms.new_histogram() for name in HISTOGRAM_NAMES}
         hists.update({name: h for name, h in data.hist.items() if name not in hists})
         info = self._info.pop(pos, {})
-        for name, h in (info.get("histograms") or {}).items():  # a driver's own (probe receivers)
-            hists[name] = h
-            histograms.add(totals.histogram(name), h)
-        for name, n in (info.get("counters") or {}).items():
-            counters[name] = counters.get(name, 0) + int(n)
-            totals.counters[name] += int(n)
         record["histograms"] = hists
         record["clients_connected"] = int(info.get("clients_connected", 0))
         generator = dict(info.get("generator") or {})

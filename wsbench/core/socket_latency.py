@@ -31,12 +31,13 @@ took with it, so the frames kept are a fair sample.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wsbench.core import histograms
+if TYPE_CHECKING:
+    from wsbench.core.recorder import Recorder
 
 #: interval histograms written by the probes
 HISTOGRAMS = ("latency_probes", "latency_socket", "generator_delay", "latency_socket_uncorrected")
@@ -128,36 +129,38 @@ def probe_samples(
     )
 
 
-@dataclass
-class ProbeInterval:
-    """One interval's probe histograms and counters. Samples are kept per batch and recorded into the
-    histograms once, when the interval's histograms are taken (a bulk record per batch would cost
-    more than the few probe deliveries it holds)."""
+def record_batch(
+    rec: Recorder, probe: tuple[np.ndarray, np.ndarray, np.ndarray], recv_us: np.ndarray
+) -> tuple[int, int]:
+    """Record the probes' part of the batch ``rec`` just ingested: their histograms (:data:`HISTOGRAMS`)
+    and counters (:data:`COUNTERS`) go to the interval of each message's **intended send time**, like
+    every delivery (:mod:`wsbench.core.recorder`), in both drivers.
 
-    pending: list[ProbeSamples] = field(default_factory=list)
-    delivered: int = 0
-    stamped: int = 0
-    coalesced: int = 0
-
-    def record(self, s: ProbeSamples) -> None:
-        if len(s.user_us):
-            self.pending.append(s)
-        self.delivered += len(s.user_us)
-        self.stamped += len(s.socket_us)
-        self.coalesced += s.coalesced
-
-    def histograms(self) -> dict[str, Any]:
-        out = {}
-        for name, attr in zip(HISTOGRAMS, ("user_us", "socket_us", "delay_us", "socket_uncorrected_us"), strict=True):
-            h = histograms.new_histogram()
-            parts = [getattr(s, attr) for s in self.pending]
-            if parts:
-                histograms.record_many(h, np.concatenate(parts))
-            out[name] = h
-        return out
-
-    def counters(self) -> dict[str, int]:
-        return {"probe_delivered": self.delivered, "probe_stamped": self.stamped, "probe_coalesced": self.coalesced}
+    ``probe`` is ``(position, kernel_us, own)`` per probe frame (:class:`ProbeFrames`, the stamp on the
+    run's clock in us, negative: none); ``recv_us`` is the whole batch's, as given to ``rec.ingest``.
+    Returns the batch's new probe deliveries ``(without a stamp, with one)`` (a run's "no stamps" check).
+    """
+    seen = rec.last_batch
+    if seen is None:
+        return 0, 0
+    position, kernel_us, own = probe
+    valid = seen.valid
+    new_full = np.zeros(len(valid), dtype=bool)
+    new_full[np.flatnonzero(valid)] = seen.new
+    intended, actual = seen.intended_us, seen.actual_us
+    when = np.where(valid[position], intended[position], recv_us[position])
+    unstamped = stamped = 0
+    for t_us, sel in rec.group_by_interval(when):
+        s = probe_samples(position[sel], kernel_us[sel], own[sel], new_full, recv_us, intended, actual)
+        values = (s.user_us, s.socket_us, s.delay_us, s.socket_uncorrected_us)
+        for name, v in zip(HISTOGRAMS, values, strict=True):
+            rec.record_values(name, t_us, v)
+        for name, n in zip(COUNTERS, (len(s.user_us), len(s.socket_us), s.coalesced), strict=True):
+            if n:
+                rec.count(name, t_us, n)
+        unstamped += s.unstamped
+        stamped += len(s.socket_us) + s.coalesced
+    return unstamped, stamped
 
 
 # -- the summary's view ---------------------------------------------------------------------------------

@@ -402,9 +402,7 @@ class Engine(Connecting, Stages, Teardown):
             receivers = np.frombuffer(owners, dtype=np.int64)
             recv_us = (np.frombuffer(times, dtype=np.int64) - self.epoch_ns) // 1000
             self.rec.ingest(frames, recv_us, receivers)
-            seen = self.rec.last_batch
-            if seen is not None:
-                self.probes.ingest(probe_frames, seen.valid, seen.new, recv_us, seen.intended_us, seen.actual_us)
+            self.probes.ingest(self.rec, probe_frames, recv_us)
         if idle or self._closed is not None:
             self._collect_fanout()
 
@@ -459,11 +457,8 @@ class Engine(Connecting, Stages, Teardown):
         batch_s, self.ingest_s = self.ingest_s, 0.0
         if self.load_start_ns is not None and self.probes and not self.probes.warned and self.probes.unstamped_reason():
             self._warn_no_stamps(now, str(self.probes.unstamped_reason()))
-        # the probes' own histograms (latency_socket...) are by receive time: issue 13's, not the recorder's
-        probe_hists, probe_counters, probe_generator = self.probes.take_interval() if self.probes else ({}, {}, {})
+        probe_generator = self.probes.take_interval() if self.probes else {}
         info = {
-            "histograms": probe_hists,
-            "counters": probe_counters,
             "clients_connected": sum(1 for c in self.clients if c.connected_ns and not c.closed_ns),
             "generator": {
                 "cpu_s": round(cpu_s, 4),

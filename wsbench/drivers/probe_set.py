@@ -1,11 +1,12 @@
-"""The engine's probe receivers: which clients they are, their frames' stamps, their interval records.
+"""The engine's probe receivers: which clients they are, their frames' stamps, their latencies.
 
 The engine keeps one :class:`ProbeSet`. It picks the probes (``scenario.probes`` clients, spread over
 the plain receivers, or over the senders when every reader sends), opens them with
 :func:`wsbench.drivers.probe.open_probe` instead of picows, and after each batch has been accounted
-hands it the batch (:meth:`ProbeSet.ingest`) so that the probes' new deliveries are recorded in the
-interval's ``latency_probes``, ``latency_socket`` and ``generator_delay``
-(:mod:`wsbench.core.socket_latency`). The kernel stamps are converted to the run's clock with a
+hands it the batch (:meth:`ProbeSet.ingest`) so that the probes' new deliveries are recorded in
+``latency_probes``, ``latency_socket``, ``generator_delay`` and ``latency_socket_uncorrected`` of the
+interval of their message's intended send time (:func:`wsbench.core.socket_latency.record_batch`, the
+Locust collector's rule too). The kernel stamps are converted to the run's clock with a
 :class:`~wsbench.core.stamps.ClockBridge`, re-checked every interval.
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from wsbench.core.socket_latency import ProbeFrames, ProbeInterval, probe_samples
+from wsbench.core.recorder import Recorder
+from wsbench.core.socket_latency import ProbeFrames, record_batch
 from wsbench.core.stamps import ClockBridge
 from wsbench.drivers.chat_client import ClientState, ReceiveBuffer, open_chat
 from wsbench.drivers.probe import ProbeTransport, open_probe
@@ -38,7 +40,6 @@ class ProbeSet:
         self.epoch_ns = epoch_ns
         self.frames = ProbeFrames()
         self.clock = ClockBridge(time.monotonic_ns, time.time_ns)
-        self.cur = ProbeInterval()
         self.no_stamps: str | None = None  # why the kernel does not stamp (first reason seen)
         self.opened = 0
         self.unstamped = 0  # new deliveries to probes without a stamp, and with one (whole run)
@@ -67,40 +68,26 @@ class ProbeSet:
         return self.frames.take()
 
     def ingest(
-        self,
-        taken: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-        valid: np.ndarray,
-        new: np.ndarray,
-        recv_us: np.ndarray,
-        intended_us: np.ndarray,
-        actual_us: np.ndarray | None = None,
+        self, rec: Recorder, taken: tuple[np.ndarray, np.ndarray, np.ndarray] | None, recv_us: np.ndarray
     ) -> None:
-        """Record the probes' new deliveries of a batch.
-
-        ``valid`` (per batch frame: it carries a trailer) and ``recv_us`` and ``intended_us`` (per batch
-        frame) are the whole batch's; ``new`` is the accounting's verdict for the valid frames.
-        """
+        """Record the probes' new deliveries of the batch ``rec`` just ingested (``recv_us``: the whole
+        batch's), by their messages' intended send time: :func:`wsbench.core.socket_latency.record_batch`,
+        the Locust collector's rule too."""
         if taken is None:
             return
         position, kernel_ns, own = taken
-        new_full = np.zeros(len(valid), dtype=bool)
-        new_full[np.flatnonzero(valid)] = new
-        stamped = kernel_ns > 0
-        kernel_us = np.where(stamped, (kernel_ns - self.clock.offset.ns - self.epoch_ns) // 1000, -1)
-        s = probe_samples(position, kernel_us, own, new_full, recv_us, intended_us, actual_us)
-        self.unstamped += s.unstamped
-        self.stamped += len(s.socket_us) + s.coalesced
-        self.cur.record(s)
+        kernel_us = np.where(kernel_ns > 0, (kernel_ns - self.clock.offset.ns - self.epoch_ns) // 1000, -1)
+        unstamped, stamped = record_batch(rec, (position, kernel_us, own), recv_us)
+        self.unstamped += unstamped
+        self.stamped += stamped
 
-    def take_interval(self) -> tuple[dict[str, Any], dict[str, int], dict[str, Any]]:
-        """The interval's histograms, counters and generator fields; re-checks the clock offset."""
-        cur, self.cur = self.cur, ProbeInterval()
+    def take_interval(self) -> dict[str, Any]:
+        """The interval's generator fields (the clock bridge's); re-checks the clock offset."""
         self.clock.recheck()
-        generator = {
+        return {
             "clock_offset_uncertainty_us": round(self.clock.offset.uncertainty_ns / 1000, 3),
             "clock_steps": self.clock.steps,
         }
-        return cur.histograms(), cur.counters(), generator
 
     def kernel_stamps(self) -> bool:
         return self.no_stamps is None

@@ -163,37 +163,11 @@ class Collector:
         if now_us is None:
             self.advance(int(recv_us.max()))
         delivered = self.rec.ingest(texts, recv_us, receivers, delivered=True)
-        seen = self.rec.last_batch
-        if probe is not None and seen is not None:
-            self._record_probes(probe, seen.valid, seen.new, recv_us, seen.intended_us, seen.actual_us)
+        if probe is not None:  # by their messages' intended send time, like every delivery (issue 13)
+            unstamped, stamped = socket_latency.record_batch(self.rec, probe, recv_us)
+            self.probe_unstamped += unstamped
+            self.probe_stamped += stamped
         return delivered
-
-    def _record_probes(
-        self,
-        probe: tuple[np.ndarray, np.ndarray, np.ndarray],
-        valid: np.ndarray,
-        new: np.ndarray,
-        recv_us: np.ndarray,
-        intended_us: np.ndarray,
-        actual_us: np.ndarray,
-    ) -> None:
-        """The probes' latencies (issue 13), by their messages' intended send time like every delivery."""
-        position, kernel_us, own = probe
-        new_full = np.zeros(len(valid), dtype=bool)
-        new_full[np.flatnonzero(valid)] = new
-        when = np.where(valid[position], intended_us[position], recv_us[position])
-        for t_us, sel in self.rec.group_by_interval(when):
-            s = socket_latency.probe_samples(
-                position[sel], kernel_us[sel], own[sel], new_full, recv_us, intended_us, actual_us
-            )
-            values = (s.user_us, s.socket_us, s.delay_us, s.socket_uncorrected_us)
-            for name, v in zip(socket_latency.HISTOGRAMS, values, strict=True):
-                self.rec.record_values(name, t_us, v)
-            self.rec.count("probe_delivered", t_us, len(s.user_us))
-            self.rec.count("probe_stamped", t_us, len(s.socket_us))
-            self.rec.count("probe_coalesced", t_us, s.coalesced)
-            self.probe_unstamped += s.unstamped
-            self.probe_stamped += len(s.socket_us) + s.coalesced
 
     # -- fan-out (a single process completes its own) ---------------------------------------------------------
     def take_fanout_parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
