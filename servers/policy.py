@@ -106,6 +106,12 @@ def canonical_origin(origin: Origin) -> str:
     return f"{origin.scheme}://{origin.host}:{origin.effective_port}"
 
 
+def serialized_origin(origin: Origin) -> str:
+    """The origin as a browser sends it (RFC 6454 §6.2): the port left out when it is the scheme's default."""
+    port = "" if origin.effective_port == DEFAULT_PORTS[origin.scheme] else f":{origin.effective_port}"
+    return f"{origin.scheme}://{origin.host}{port}"
+
+
 def origin_allowed(values: list[str], host_header: str, allowed: tuple[str, ...]) -> bool:
     """SPEC 6.3 for the ``Origin`` header values of one request (``[]``: no Origin, allowed).
 

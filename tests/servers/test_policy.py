@@ -12,9 +12,11 @@ from wsbench_servers.policy import (
     COOKIE_MAX_AGE_DAYS,
     VALID_CLOSE_CODES,
     WHITE_SPACE,
+    canonical_origin,
     has_token,
     origin_allowed,
     parse_origin,
+    serialized_origin,
     strip_nickname,
     valid_websocket_key,
 )
@@ -69,6 +71,14 @@ def test_origin_parsing_edges() -> None:
     assert parse_origin("https://h?x") is None
     assert parse_origin("https://h#x") is None
     assert parse_origin("https://h:8080") == ("https", "h", 8080)
+
+
+def test_serialized_origin_leaves_a_default_port_out() -> None:  # RFC 6454 §6.2, as a browser sends it
+    for text, sent in (("HTTPS://H:443/", "https://h"), ("http://h:80", "http://h"), ("http://h:443", "http://h:443"),
+                       ("https://[::1]:8443", "https://[::1]:8443")):  # fmt: skip
+        origin = parse_origin(text)
+        assert origin is not None and serialized_origin(origin) == sent
+        assert parse_origin(sent) is not None and origin_allowed([sent], "other:1", (canonical_origin(origin),))
 
 
 def test_connection_token_key_and_close_codes() -> None:

@@ -16,6 +16,9 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from wsbench_servers.options import OPTION_TYPES
+from wsbench_servers.policy import parse_origin, serialized_origin
+
 from wsbench.conform.model import Check, Outcome
 from wsbench.conform.session import (
     REPLY_TIMEOUT,
@@ -49,6 +52,8 @@ MAX_PING_WAIT = 10.0
 MAX_FILL = 200
 #: A message expected as soon as possible takes at most this long, plus this much per MB.
 PER_MB = 1.0
+
+_origin = OPTION_TYPES["allowed_origin"]  # an allow-list entry in SPEC 6.3's canonical form
 
 FORM_FIELD_RE = re.compile(r"""name\s*=\s*["']?nickname\b""", re.IGNORECASE)
 
@@ -331,11 +336,17 @@ def make_origin(ctx: CaseContext, kind: str | None) -> str | None:
     if kind in ("allowed", "allowed_other_scheme"):
         if not ctx.options.allowed_origin:
             raise CaseSkipped("no --allowed-origin given, so no extra origin to check")
-        allowed = ctx.options.allowed_origin[0]
+        allowed = parse_origin(ctx.options.allowed_origin[0])  # SPEC 6.3's reading, as the servers' own
+        if allowed is None:
+            raise ValueError(ctx.options.allowed_origin[0])
         if kind == "allowed":
-            return allowed
-        scheme, _, rest = allowed.partition("://")
-        return ("http" if scheme == "https" else "https") + "://" + rest
+            return serialized_origin(allowed)  # as a browser sends it: a default port left out
+        # the same host and port under the other scheme: only the scheme differs from the entry
+        other = "http" if allowed.scheme == "https" else "https"
+        probe = f"{other}://{allowed.host}:{allowed.effective_port}"
+        if _origin(probe) in ctx.options.allowed_origin:
+            raise CaseSkipped(f"{probe} is itself an --allowed-origin, so no other-scheme origin to refuse")
+        return probe
     raise ValueError(kind)
 
 

@@ -15,6 +15,8 @@ import socket
 import zlib
 from collections.abc import Sequence
 
+from wsbench_servers.policy import DEFAULT_PORTS, canonical_origin, parse_origin, serialized_origin
+
 from wsbench.conform import checks as c
 from wsbench.conform.model import Case, Outcome
 from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, CaseFailed, CaseSkipped, join_line, leave_line
@@ -200,9 +202,12 @@ async def handshake_origin_default_ports(ctx: CaseContext) -> Outcome:
         ("Origin https://H, Host H:80", [f"https://{host}"], f"{host}:80", 403),
         ("Origin https://H (port 443), Host H:PORT", [f"https://{host}"], None, 403),
     ]
-    allowed = [o for o in ctx.options.allowed_origin if o.startswith("https://") and o.count(":") == 1]
-    if allowed:
-        probes.append((f"allow-listed {allowed[0]} written with :443", [allowed[0].rstrip("/") + ":443"], None, 101))
+    # an allow-list entry on its scheme's default port, the port written out (the "allowed" case sends it
+    # left out, as a browser does): SPEC 6.3 makes default ports explicit on both sides
+    default = [o for o in map(parse_origin, ctx.options.allowed_origin) if o and o.port == DEFAULT_PORTS[o.scheme]]
+    if default:
+        written = canonical_origin(default[0])
+        probes.append((f"allow-listed {serialized_origin(default[0])} written as {written}", [written], None, 101))
     cookie = await ctx.login_cookie(ctx.nick())
     seen, ok = [], True
     for label, origins, host_header, status in probes:

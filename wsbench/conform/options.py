@@ -35,7 +35,7 @@ class ServerOptions:
     ping_interval: float = DEFAULT_PING_INTERVAL
     ping_timeout: float = DEFAULT_PING_TIMEOUT
     nodelay: bool = True
-    allowed_origin: tuple[str, ...] = ()
+    allowed_origin: tuple[str, ...] = ()  # SPEC 6.3 canonical entries (``scheme://host:port``), see resolve()
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     send_buffer_limit: int = DEFAULT_SEND_BUFFER_LIMIT
     compression: bool = False
@@ -87,12 +87,22 @@ _connections = OPTION_TYPES["max_connections"]
 _seconds = OPTION_TYPES["ping_interval"]
 
 
-def _origin(text: str) -> str:
-    origin = text.strip().rstrip("/").lower()
-    scheme, sep, host = origin.partition("://")
-    if not sep or scheme not in ("http", "https") or not host or "/" in host:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an origin such as https://chat.example")
-    return origin
+#: SPEC 6.3: an allow-list entry as the servers read it, with its port written out
+#: (``https://Chat.example/`` -> ``https://chat.example:443``), so that what a case expects the server
+#: to allow is what SPEC 6.3 says it allows.
+_origin = OPTION_TYPES["allowed_origin"]
+
+
+def canonical_origins(values: Sequence[str]) -> tuple[str, ...]:
+    """Allow-list entries from any source (flags, a scenario, the gate's defaults) in the servers' one
+    form, each once."""
+    out = []
+    for value in values:
+        try:
+            out.append(_origin(value))
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"--allowed-origin {exc}") from None
+    return tuple(dict.fromkeys(out))
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, *, defaults_none: bool = True) -> None:
@@ -183,5 +193,5 @@ def resolve(
     if extra:
         values.update(extra)
     if "allowed_origin" in values:
-        values["allowed_origin"] = tuple(dict.fromkeys(values["allowed_origin"]))
+        values["allowed_origin"] = canonical_origins(values["allowed_origin"])
     return ServerOptions(**values)
