@@ -8,7 +8,7 @@ from wsbench.core import histograms, payload
 from wsbench.core.accounting import DeliveryAccounting
 from wsbench.core.chat import Nicknames, message_line
 from wsbench.core.recorder import Recorder
-from wsbench.core.socket_latency import ProbeFrames, probe_samples, record_batch, self_check
+from wsbench.core.socket_latency import ProbeFrames, probe_samples, record_batch
 
 S = 1_000_000
 NICKS = Nicknames("wsb", "t1")
@@ -87,19 +87,6 @@ def test_probe_frames_buffer_takes_and_clears() -> None:
     pos, k, own = pf.take()
     assert pos.tolist() == [3] and k.tolist() == [77] and own.tolist() == [False]
     assert len(pf) == 0
-
-
-def test_self_check_says_what_the_generator_added() -> None:
-    lat = {"p50": 22.0, "p99": 40.0}
-    sock = {"count": 10, "p50": 1.2, "p99": 3.0}
-    delay = {"count": 10, "p50": 20.5, "p99": 37.0}
-    distorting, text = self_check(lat, sock, delay)
-    assert distorting
-    assert "the generator added p50 20.50 ms / p99 37.00 ms of its own" in text
-    assert "at the socket was p50 1.20 ms / p99 3.00 ms" in text
-    quiet = self_check({"p50": 0.6, "p99": 2.0}, sock, {"count": 10, "p50": 0.02, "p99": 0.3})
-    assert quiet is not None and quiet[0] is False
-    assert self_check(lat, sock, {"count": 0, "p50": None, "p99": None}) is None
 
 
 def test_stage_metrics_carry_the_probe_keys_for_search_thresholds() -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS
 from wsbench.core.results import read_results
+from wsbench.target import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,12 +28,6 @@ rate: 200/s
 duration: 60s
 drain: 1s
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[str], log: Path, timeout: float = 30.0) -> None:

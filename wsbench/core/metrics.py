@@ -63,6 +63,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "loop_lag_ms_max",
         "send_lag_ms_max",
         "open_fds_max",
+        "cpu_busy_ratio",
     ),
     "server": (
         "rss_bytes_max",

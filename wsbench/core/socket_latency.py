@@ -43,10 +43,6 @@ if TYPE_CHECKING:
 HISTOGRAMS = ("latency_probes", "latency_socket", "generator_delay", "latency_socket_uncorrected")
 #: interval counters written by the probes
 COUNTERS = ("probe_delivered", "probe_stamped", "probe_coalesced")
-#: the generator's own delay counts as distorting ``latency`` when its p99 is at least this (ms) ...
-DELAY_P99_MS = 1.0
-#: ... and at least this share of the all-receiver ``latency`` p99
-DELAY_SHARE = 0.25
 
 
 class ProbeFrames:
@@ -163,45 +159,7 @@ def record_batch(
     return unstamped, stamped
 
 
-# -- the summary's view ---------------------------------------------------------------------------------
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} ms"
-
-
-def _large(p99: float | None, whole: float | None) -> bool:
-    return p99 is not None and p99 >= DELAY_P99_MS and (whole is None or p99 >= DELAY_SHARE * float(whole))
-
-
-def self_check(
-    latency: dict[str, Any],
-    socket: dict[str, Any],
-    delay: dict[str, Any],
-    send_lag: dict[str, Any] | None = None,
-    socket_uncorrected: dict[str, Any] | None = None,
-) -> tuple[bool, str] | None:
-    """The generator self-check from measured delay: ``(distorting, sentence)``; ``None`` without stamps.
-
-    Distorting: the generator's own receive delay p99 (or its lateness in sending, ``send_lag``) is at
-    least :data:`DELAY_P99_MS` and at least :data:`DELAY_SHARE` of the ``latency`` p99: then
-    ``latency`` is largely the generator's; ``latency_socket`` (and, without the sending lateness,
-    ``latency_socket_uncorrected``) is the server's.
-    """
-    if not delay.get("count") or delay.get("p99") is None:
-        return None
-    lag = send_lag if send_lag and send_lag.get("count") else None
-    unc = socket_uncorrected if socket_uncorrected and socket_uncorrected.get("count") else None
-    sentence = (
-        f"the generator added p50 {_ms(delay['p50'])} / p99 {_ms(delay['p99'])} of its own"
-        + (f" on receipt, and sent p50 {_ms(lag['p50'])} / p99 {_ms(lag['p99'])} late" if lag else "")
-        + f"; the server's latency at the socket was p50 {_ms(socket.get('p50'))} / p99 {_ms(socket.get('p99'))}"
-        + (f" (from the actual send: p50 {_ms(unc['p50'])} / p99 {_ms(unc['p99'])})" if unc else "")
-        + f"; all receivers, user space: p50 {_ms(latency.get('p50'))} / p99 {_ms(latency.get('p99'))}"
-    )
-    whole = latency.get("p99")
-    distorting = _large(float(delay["p99"]), whole) or (lag is not None and _large(lag.get("p99"), whole))
-    return distorting, sentence
-
-
+# -- the summary's view (the self-check built on these histograms: wsbench.core.selfcheck) ------------------
 def probes_summary(intervals: list[dict[str, Any]], probe_events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The summary's ``probes`` block: how many probe receivers, whether the kernel stamped, the counts."""
     if not probe_events and not any("probe_delivered" in (r.get("counters") or {}) for r in intervals):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from wsbench.core import histograms, server_stats, socket_latency
+from wsbench.core import histograms, selfcheck, server_stats, socket_latency
 from wsbench.core.results import UNMEASURED_PHASES, Results
 from wsbench.core.thresholds import evaluate
 
@@ -168,8 +168,7 @@ def summarize(results: Results) -> dict[str, Any]:
     cpu_measured = sum(float(g.get("cpu_s", 0.0)) for g in gen_recs)
     delivered_measured = _count(measured, "delivered")
     full_n = sum(int(g.get("cpu_pct_n", 0)) for g in gen_recs)
-    bottleneck = [e for e in results.events_of("warning") if e.get("warning") == "generator_bottleneck"]
-    generator = {
+    generator: dict[str, Any] = {
         "cpu_s": round(sum(float(g.get("cpu_s", 0.0)) for g in gen_all), 4),
         "cpu_s_measured": round(cpu_measured, 4),
         "cpu_pct_max": max((float(m) for g in gen_recs if (m := g.get("cpu_pct_max")) is not None), default=None),
@@ -178,26 +177,23 @@ def summarize(results: Results) -> dict[str, Any]:
         "loop_lag_ms_max": max((float(g.get("loop_lag_ms_max", 0.0)) for g in gen_recs), default=None),
         "send_lag_ms_max": max((float(g.get("send_lag_ms_max", 0.0)) for g in gen_recs), default=None),
         "open_fds_max": max((int(g.get("open_fds", 0)) for g in gen_all), default=None),
-        "bottleneck": bool(bottleneck),
-        "bottleneck_detail": bottleneck[0].get("detail") if bottleneck else None,
-        "self_check": "estimated",  # from CPU, loop lag and send lag; "measured": from generator_delay
-        "delay_detail": None,
     }
-    measured_check = socket_latency.self_check(
-        latency,
-        probe["latency_socket"],
-        probe["generator_delay"],
-        _latency(results.histogram("send_lag")),
-        probe["latency_socket_uncorrected"],
+    # the self-check (wsbench.core.selfcheck): what the generator added, and whether it was the limit
+    verdict = selfcheck.judge(
+        selfcheck.signs_from_rows(
+            sending, latency, probe, _latency(results.histogram("send_lag")), results.events_of("warning")
+        )
     )
-    if measured_check is not None:  # the probes measured the generator's own delay: no guessing
-        distorting, sentence = measured_check
-        generator.update(self_check="measured", delay_detail=sentence, bottleneck=distorting)
-        generator["bottleneck_detail"] = f"the generator was the bottleneck: {sentence}" if distorting else None
-        if distorting:
-            warnings.append(str(generator["bottleneck_detail"]))
-    elif bottleneck:
-        warnings.append(str(bottleneck[0].get("detail")))
+    generator.update(
+        bottleneck=verdict.bottleneck,
+        bottleneck_detail=verdict.detail,
+        self_check=verdict.self_check,  # "measured": from generator_delay; "estimated": CPU and send lag
+        delay_detail=verdict.added,
+        cpu_busy_ratio=verdict.cpu_busy_ratio,
+        saturation=verdict.saturation,
+    )
+    if verdict.detail:
+        warnings.append(verdict.detail)
     for e in results.events_of("warning"):  # named warnings about the measurement itself
         if e.get("warning") in SUMMARY_WARNINGS and e.get("detail"):
             warnings.append(str(e["detail"]))

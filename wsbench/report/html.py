@@ -178,10 +178,10 @@ def _generator_table(summary: dict[str, Any]) -> TableView:
     ):
         if g.get(key) is not None:
             rows.append([title, fmt.format(g[key])])
+    if g.get("delay_detail"):
+        rows.append(["self-check (measured)", str(g["delay_detail"])])
     if g.get("bottleneck"):
         rows.append(["bottleneck", str(g.get("bottleneck_detail") or "the generator was the bottleneck")])
-    elif g.get("delay_detail"):
-        rows.append(["self-check (measured)", str(g["delay_detail"])])
     probes = summary.get("probes") or {}
     if probes:
         stamps = "kernel stamps" if probes.get("kernel_stamps") else f"no kernel stamps: {probes.get('detail')}"

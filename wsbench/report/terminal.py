@@ -147,7 +147,7 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
         f"loop lag max {_num(g.get('loop_lag_ms_max'), '{:.1f}')} ms  "
         f"send lag max {_num(g.get('send_lag_ms_max'), '{:.1f}')} ms  fds {_num(g.get('open_fds_max'))}"
     )
-    if g.get("delay_detail") and not g.get("bottleneck"):
+    if g.get("delay_detail"):  # what the generator added (measured); a bottleneck is also a warning below
         c.print(f"[dim]self-check:[/] {escape(str(g['delay_detail']))}")
     churn = summary.get("churn")
     if churn:
