@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from wsbench_servers.policy import VALID_CLOSE_CODES as SPEC_VALID_CLOSE_CODES
 
 from wsbench.conform.cases import BY_ID, CASES, CATEGORIES, INVALID_CLOSE_CODES, VALID_CLOSE_CODES, select
 from wsbench.conform.options import ServerOptions
@@ -56,6 +57,9 @@ def test_the_close_codes_of_the_issue_are_all_checked() -> None:
     for code in INVALID_CLOSE_CODES:
         assert BY_ID[f"close.invalid.{code}"].clause == "8.5"
     assert "close.invalid.one_byte" in BY_ID
+    # the probes agree with SPEC 8.4's one table, the one both servers use (1002: issue 11's close.valid.1002)
+    assert {*VALID_CLOSE_CODES, 1002} <= SPEC_VALID_CLOSE_CODES and "close.valid.1002" in BY_ID
+    assert not set(INVALID_CLOSE_CODES) & SPEC_VALID_CLOSE_CODES
 
 
 def test_expectations_follow_the_server_options() -> None:

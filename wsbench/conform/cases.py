@@ -153,7 +153,7 @@ def _cases() -> list[Case]:
             "3.2",
             "surrounding white space",
             "stripped: joins under the bare nickname",
-            c.login_strips,
+            c.login_strips("  ", "\t "),
             conns=2,
         ),
         # --- handshake

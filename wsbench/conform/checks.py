@@ -19,7 +19,9 @@ from typing import Any
 from wsbench_servers.options import OPTION_TYPES
 from wsbench_servers.policy import parse_origin, serialized_origin
 
+from wsbench.conform import spawn
 from wsbench.conform.model import Check, Outcome
+from wsbench.conform.rfc import end_outcome
 from wsbench.conform.session import (
     REPLY_TIMEOUT,
     SILENCE,
@@ -32,6 +34,7 @@ from wsbench.conform.session import (
     leave_line,
     message_line,
     open_link,
+    server_close_frame,
 )
 from wsbench.conform.wire import (
     OP_BINARY,
@@ -44,6 +47,7 @@ from wsbench.conform.wire import (
     fmt_duration,
     http_request,
     now,
+    split_payload,
 )
 
 #: Longest ping interval the gate waits for; a server started with longer pings is skipped, with the reason.
@@ -245,7 +249,7 @@ def login_raw(body: Callable[[CaseContext], bytes], status: int, label: str) -> 
             headers=[("Content-Type", "application/x-www-form-urlencoded")],
             body=raw,
         )
-        cookie = any(h.split("=", 1)[0].strip() == "nickname" for h in r.headers_all("set-cookie"))
+        cookie = r.nickname_cookie() is not None
         ok = r.status == status and (cookie == (status < 400))
         shown = raw.decode("ascii", errors="replace")
         return Outcome(ok, f"{label} ({shown}): {r.describe()} {'with' if cookie else 'without'} a cookie")
@@ -279,18 +283,27 @@ async def login_online(ctx: CaseContext) -> Outcome:
     )
 
 
-async def login_strips(ctx: CaseContext) -> Outcome:
-    observer = await ctx.join()
-    nick = ctx.nick()
-    cookie = await ctx.login_cookie(f"  {nick}\t ")
-    hs = await ctx.connect(cookie=cookie)
-    if hs.ws is None:
-        return failed(f"/chat with the cookie of '  {nick}\\t ': {hs.response.describe()}")
-    got = await observer.wait_line(join_line(nick))
-    if got:
-        return passed(f"logged in as '  {nick}\\t ', joined as {nick!r}")
-    seen = [c.text or c.nick for c in ctx.mine(observer) if c.kind == "join"]
-    return failed(f"no join line for the stripped nickname {nick!r} within {REPLY_TIMEOUT:g} s; saw {seen!r}")
+def login_strips(before: str, after: str) -> Check:
+    """SPEC 3.2: log in as ``before + NICK + after``; the room sees the join line of the bare NICK."""
+
+    def shown(text: str) -> str:
+        return " ".join(repr(ch) if ch.isprintable() and ch != " " else f"U+{ord(ch):04X}" for ch in text)
+
+    async def check(ctx: CaseContext) -> Outcome:
+        observer = await ctx.join()
+        nick = ctx.nick()
+        cookie = await ctx.login_cookie(before + nick + after)
+        padded = f"{shown(before)} {nick} {shown(after)}"
+        hs = await ctx.connect(cookie=cookie)
+        if hs.ws is None:
+            return failed(f"/chat with the cookie of {padded}: {hs.response.describe()}")
+        got = await observer.wait_line(join_line(nick))
+        if got:
+            return passed(f"logged in as {padded}: joined as {nick!r}")
+        seen = [x.nick for x in ctx.mine(observer) if x.kind == "join" and x.nick != nick]
+        return failed(f"no join line for the stripped nickname {nick!r} within {REPLY_TIMEOUT:g} s; saw {seen!r}")
+
+    return check
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,8 +355,8 @@ def make_origin(ctx: CaseContext, kind: str | None) -> str | None:
         if kind == "allowed":
             return serialized_origin(allowed)  # as a browser sends it: a default port left out
         # the same host and port under the other scheme: only the scheme differs from the entry
-        other = "http" if allowed.scheme == "https" else "https"
-        probe = f"{other}://{allowed.host}:{allowed.effective_port}"
+        scheme = "http" if allowed.scheme == "https" else "https"
+        probe = f"{scheme}://{allowed.host}:{allowed.effective_port}"
         if _origin(probe) in ctx.options.allowed_origin:
             raise CaseSkipped(f"{probe} is itself an --allowed-origin, so no other-scheme origin to refuse")
         return probe
@@ -421,7 +434,7 @@ async def handshake_nickname_online(ctx: CaseContext) -> Outcome:
     reason = "" if obs.reason == "nickname in use" or obs.kind != "close" else f" (reason {obs.reason!r})"
     await first.ws.send_text("still here")
     relayed = await observer.wait_line(message_line(first.nick, "still here"))
-    if not relayed or first.ws.close_frame is not None or first.ws.end is not None:
+    if not relayed or first.ws.ended:
         problems.append("the first connection was affected")
     await asyncio.sleep(SILENCE)
     joins, leaves = observer.count(join_line(first.nick)), observer.count(leave_line(first.nick))
@@ -508,10 +521,7 @@ async def relay_exact(ctx: CaseContext, text: str, label: str, *, fragments: int
     sender = link.sender
     expected = link.expected(text.encode())
     if fragments > 1:
-        raw = text.encode()
-        step = max(1, -(-len(raw) // fragments))
-        parts = [raw[i : i + step] for i in range(0, len(raw), step)] or [b""]
-        t = await sender.ws.send_fragments(OP_TEXT, parts)
+        t = await sender.ws.send_fragments(OP_TEXT, split_payload(text.encode(), fragments))
     else:
         t = await sender.ws.send_text(text)
     timeout = REPLY_TIMEOUT + PER_MB * len(expected) / 1e6
@@ -519,14 +529,14 @@ async def relay_exact(ctx: CaseContext, text: str, label: str, *, fragments: int
     where = link.where
     if not got:
         extra = ""
-        if sender.ws.close_frame is not None or sender.ws.end is not None:
+        if sender.ws.ended:
             extra = f"; the sender got {(await sender.ws.observe_close(t, 0.1)).describe()}"
         return failed(f"{label}: nothing {where} within {fmt_duration(timeout)}{extra}")
     msg = link.delivered()[0]
     if msg.data != expected or msg.opcode != OP_TEXT:
         kind = "" if msg.opcode == OP_TEXT else f" (opcode {msg.opcode:#x})"
         return failed(f"{label}: {where} {short(msg.data)}{kind} instead of {short(expected)}")
-    if sender.ws.close_frame is not None or sender.ws.end is not None:
+    if sender.ws.ended:
         return failed(f"{label}: {where}, but the sender got {(await sender.ws.observe_close(t, 0.1)).describe()}")
     return passed(f"{label}: {where} byte for byte ({len(expected)} bytes) in {fmt_duration(msg.t - t)}")
 
@@ -630,8 +640,7 @@ async def refused_message(
     link = await open_link(ctx)
     sender = link.sender
     if fragments > 1:
-        step = max(1, -(-len(payload) // fragments))
-        t = await sender.ws.send_fragments(opcode, [payload[i : i + step] for i in range(0, len(payload), step)])
+        t = await sender.ws.send_fragments(opcode, split_payload(payload, fragments))
     else:
         t = await sender.ws.send_frame(opcode, payload)
     obs = await sender.ws.observe_close(t, REPLY_TIMEOUT + PER_MB * len(payload) / 1e6)
@@ -663,10 +672,10 @@ def invalid_utf8(parts: list[bytes]) -> Check:
         obs = await sender.ws.observe_close(t, REPLY_TIMEOUT)
         relayed = await link.nothing_more()
         seen = f"{label}: {obs.describe()}" + (f"; something was {link.where}" if relayed else "")
-        if link.echo and obs.kind == "dropped" and not relayed:  # RFC 6455 §7.1.7: SHOULD send a close frame
-            return Outcome(True, seen + " (no close frame)", "non-strict")
-        ok = obs.kind == "close" and obs.code == 1007 and not relayed
-        return Outcome(ok, seen)
+        ok, note, _ = end_outcome(obs, "utf8", link.echo)
+        if ok and note and not relayed:
+            return Outcome(True, f"{seen} ({note})", "non-strict")
+        return Outcome(ok and not relayed, seen)
 
     return check
 
@@ -700,19 +709,14 @@ def protocol_violation(frames: Callable[[], bytes], label: str) -> Check:
     return check
 
 
-def protocol_error_ok(obs: CloseObservation) -> bool:
-    return (obs.kind == "close" and obs.code == 1002) or obs.kind == "dropped"
-
-
 def protocol_error_outcome(obs: CloseObservation, seen: str, also_ok: int | None = None) -> Outcome:
     """Close 1002 (or ``also_ok``) passes; a drop without a close frame is allowed (RFC 6455 §7.1.7:
     the endpoint SHOULD send a close frame first) and reported as non-strict, as Autobahn's clean-close
-    check would."""
-    if obs.kind == "close" and (obs.code == 1002 or (also_ok is not None and obs.code == also_ok)):
-        return passed(seen)
-    if obs.kind == "dropped":
-        return Outcome(True, seen + " (no close frame: RFC 6455 §7.1.7 SHOULD send one)", "non-strict")
-    return failed(seen)
+    check would (the rule is :func:`~wsbench.conform.rfc.end_outcome`)."""
+    ok, note, _ = end_outcome(obs, "protocol", echo=False, also_ok=also_ok)
+    if ok and note:
+        return Outcome(True, f"{seen} ({note})", "non-strict")
+    return Outcome(ok, seen)
 
 
 def text(payload: bytes, **kwargs: Any) -> bytes:
@@ -756,14 +760,11 @@ async def close_data_after_server_close(ctx: CaseContext) -> Outcome:
     sender, receiver = await join_room(ctx, 2)
     sender.ws.reply_close = False  # keep the close handshake open, as a slow client would
     t = await sender.ws.send_frame(OP_BINARY, b"binary")
-    await sender.ws.wait_until(lambda: sender.ws.close_frame is not None or sender.ws.end is not None, REPLY_TIMEOUT)
-    obs = await sender.ws.observe_close(t, 0.1, end_timeout=0.0)
-    if obs.kind != "close":
-        raise CaseSkipped(f"the server did not send a close frame for a binary message ({obs.describe()})")
+    frame = await server_close_frame(sender.ws, t, "a binary message")
     await sender.ws.send_text("sent after the server's close frame")
     relayed = await expect_nothing_from(receiver, sender.nick)
-    await sender.ws.send_close(obs.code or 1000)
-    seen = f"server sent close {obs.code}; a text message sent before answering it: "
+    await sender.ws.send_close(frame.code or 1000)
+    seen = f"server sent close {frame.code}; a text message sent before answering it: "
     return Outcome(not relayed, seen + (f"relayed {short(relayed[0])}" if relayed else "not relayed"))
 
 
@@ -889,8 +890,8 @@ async def pings_pong_keeps(ctx: CaseContext) -> Outcome:
     interval, timeout = require_pings(ctx)
     peer = await ctx.join()
     window = max(2 * interval, interval + timeout) + 0.5
-    await peer.ws.wait_until(lambda: peer.ws.end is not None or peer.ws.close_frame is not None, window)
-    if peer.ws.close_frame is not None or peer.ws.end is not None:
+    await peer.ws.wait_ended(window)
+    if peer.ws.ended:
         obs = await peer.ws.observe_close(peer.ws.opened_at, 0.1)
         return failed(f"answered {len(peer.ws.pings)} ping(s), then {obs.describe()} (after the handshake)")
     payload = os.urandom(6)
@@ -959,31 +960,13 @@ async def shutdown_sigterm(ctx: CaseContext) -> Outcome:
 
 async def startup_bad_option(ctx: CaseContext) -> Outcome:
     """SPEC 15.2: a bad option value ends the server with status 2 and a one-line message on stderr."""
-    server = ctx.server
-    if server is None:
-        raise CaseSkipped("needs a server command wsbench can start (--server or --server-cmd)")
-    argv = [*server.argv, "--max-message-size", "0"]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 10.0)
-    except TimeoutError:
-        proc.kill()  # ours, by PID
-        await proc.wait()
-        return failed("started with --max-message-size 0 and still running after 10 s")
-    text = err.decode(errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()]
-    listening = "listening on" in out.decode(errors="replace")
-    traceback = "Traceback (most recent call last)" in text
-    # the message is one line (the last); a usage block before it, as argparse prints, is fine
+    code, out, err = await spawn.run([*spawn.server_argv(ctx), "--max-message-size", "0"])
+    lines = [line for line in err.splitlines() if line.strip()]
     shown = repr(lines[-1][:100]) if lines else "nothing"
-    seen = f"--max-message-size 0: exit status {proc.returncode}, last stderr line {shown}"
-    ok = proc.returncode == 2 and bool(lines) and not traceback and not listening
-    return Outcome(
-        ok,
-        seen + ("; a traceback" if traceback else "") + ("; it printed a listening line" if listening else ""),
-    )
+    ok, problems = spawn.refused_start(code, out, err)
+    seen = f"--max-message-size 0: exit status {code}, last stderr line {shown}"
+    shown_problems = [p for p in problems if p in ("a traceback", "it printed a listening line")]
+    return Outcome(ok, seen + "".join(f"; {p}" for p in shown_problems))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ The steps are here, the table rows in :data:`DECISION_CASES` (appended to :mod:`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 import zlib
@@ -18,27 +17,30 @@ from collections.abc import Sequence
 from wsbench_servers.policy import DEFAULT_PORTS, canonical_origin, parse_origin, serialized_origin
 
 from wsbench.conform import checks as c
+from wsbench.conform import spawn
 from wsbench.conform.model import Case, Outcome
-from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, CaseFailed, CaseSkipped, join_line, leave_line
+from wsbench.conform.session import (
+    REPLY_TIMEOUT,
+    SAID,
+    CaseContext,
+    CaseSkipped,
+    leave_line,
+    server_close_frame,
+)
 from wsbench.conform.wire import (
     OP_PONG,
     OP_TEXT,
     RSV1,
     Endpoint,
-    WsConnection,
     fmt_duration,
     http_request,
-    login,
     now,
-    ws_connect,
 )
 
 #: SPEC 8.7: how long a server may wait for the client's close answer before dropping TCP.
 CLOSE_WAIT = 2.0
 #: Timer slack on a loaded 2-core machine for the deadlines checked here.
 DEADLINE_SLACK = 0.5
-#: How long a started server may take to print its listening line or exit (Python imports under load).
-START_TIMEOUT = 15.0
 
 
 def _fmt_allow(value: str | None) -> set[str]:
@@ -47,20 +49,6 @@ def _fmt_allow(value: str | None) -> set[str]:
 
 # --------------------------------------------------------------------------------------------------
 # Login (SPEC 3.2, 3.7, 3.8)
-
-
-async def login_strips_unicode_space(ctx: CaseContext) -> Outcome:
-    observer = await ctx.join()
-    nick = ctx.nick()
-    cookie = await ctx.login_cookie(f"\u3000\u00a0{nick}\u2003\u0085")
-    hs = await ctx.connect(cookie=cookie)
-    if hs.ws is None:
-        return c.failed(f"/chat with the cookie of U+3000 U+00A0 {nick} U+2003 U+0085: {hs.response.describe()}")
-    got = await observer.wait_line(join_line(nick))
-    seen = [x.nick for x in ctx.mine(observer) if x.kind == "join" and x.nick != nick]
-    if got:
-        return c.passed(f"logged in as U+3000 U+00A0 {nick} U+2003 U+0085: joined as {nick!r}")
-    return c.failed(f"no join line for {nick!r} within {REPLY_TIMEOUT:g} s (joins seen: {seen!r})")
 
 
 async def login_compares_code_points(ctx: CaseContext) -> Outcome:
@@ -90,7 +78,7 @@ async def login_other_content_type(ctx: CaseContext) -> Outcome:
     seen, ok = [], True
     for label, headers in (("text/plain", [("Content-Type", "text/plain")]), ("no Content-Type", [])):
         r = await http_request(ctx.endpoint, "POST", "/login", headers=headers, body=body)
-        cookie = any(h.split("=", 1)[0].strip() == "nickname" for h in r.headers_all("set-cookie"))
+        cookie = r.nickname_cookie() is not None
         good = r.status == 400 and not cookie and c.form_present(r)
         ok = ok and good
         seen.append(f"{label}: {r.describe()}" + (" with a cookie" if cookie else ""))
@@ -280,11 +268,7 @@ async def server_close_grace(ctx: CaseContext) -> Outcome:
     sender, observer = await c.join_room(ctx, 2)
     sender.ws.reply_close = False
     t = await sender.ws.send_text(b"x" * (ctx.options.max_message_size + 1))
-    await sender.ws.wait_until(lambda: sender.ws.close_frame is not None or sender.ws.end is not None, REPLY_TIMEOUT)
-    frame = sender.ws.close_frame
-    if frame is None:
-        obs = await sender.ws.observe_close(t, 0.1, end_timeout=0.0)
-        raise CaseSkipped(f"no close frame for an oversize message to leave unanswered ({obs.describe()})")
+    frame = await server_close_frame(sender.ws, t, "an oversize message to leave unanswered")
     limit = CLOSE_WAIT + DEADLINE_SLACK
     await sender.ws.wait_until(lambda: sender.ws.end is not None, limit + 0.5)
     got = await observer.wait_line(leave_line(sender.nick), 0.2)
@@ -327,9 +311,9 @@ async def pong_answers_earlier(ctx: CaseContext) -> Outcome:
     t_pong = await ws.send_frame(OP_PONG, second.payload)  # the second ping only, before the first's deadline
     ws.auto_pong = True
     deadline = first.t + timeout + DEADLINE_SLACK
-    await ws.wait_until(lambda: ws.close_frame is not None or ws.end is not None, max(0.0, deadline - now()))
+    await ws.wait_ended(max(0.0, deadline - now()))
     answered = f"first ping unanswered, a pong {fmt_duration(t_pong - second.t)} after the second"
-    if ws.close_frame is not None or ws.end is not None:
+    if ws.ended:
         obs = await ws.observe_close(first.t, 0.1, end_timeout=0.0)
         return c.failed(f"{answered}: {obs.describe()} (after the first ping)")
     return c.passed(f"{answered}: still open {fmt_duration(now() - first.t)} after the first ping")
@@ -337,35 +321,6 @@ async def pong_answers_earlier(ctx: CaseContext) -> Outcome:
 
 # --------------------------------------------------------------------------------------------------
 # Start-up contract (SPEC 15.1, 15.2)
-
-
-async def _run(argv: list[str], wait_listening: bool = False) -> tuple[int | None, str, str]:
-    """Run a server command: (exit status, stdout, stderr). ``wait_listening``: stop it by PID (SIGTERM)
-    once its first line is out, and return that line as stdout."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        if wait_listening:
-            assert proc.stdout is not None
-            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()  # ours, by PID
-            _, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
-            return proc.returncode, line.decode(errors="replace"), err.decode(errors="replace")
-        out, err = await asyncio.wait_for(proc.communicate(), START_TIMEOUT)
-        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()  # ours, by PID
-        await proc.wait()
-        return None, "", f"still running after {START_TIMEOUT:g} s"
-
-
-def _server_argv(ctx: CaseContext) -> list[str]:
-    if ctx.server is None:
-        raise CaseSkipped("needs a server command wsbench can start (--server or --server-cmd)")
-    return list(ctx.server.argv)
 
 
 OPTION_NAMES = (
@@ -384,11 +339,11 @@ OPTION_NAMES = (
 
 
 async def startup_option_forms(ctx: CaseContext) -> Outcome:
-    argv = _server_argv(ctx)
+    argv = spawn.server_argv(ctx)
     (_, line, _), (help_code, help_out, _), (abbrev_code, abbrev_out, _) = await asyncio.gather(
-        _run([*argv, "--port=0", "--max-message-size=1000"], wait_listening=True),
-        _run([*argv, "--help"]),
-        _run([*argv, "--max-conn", "5"]),
+        spawn.run([*argv, "--port=0", "--max-message-size=1000"], wait_listening=True),
+        spawn.run([*argv, "--help"]),
+        spawn.run([*argv, "--max-conn", "5"]),
     )
     problems, seen = [], []
     if line.startswith("listening on http://"):
@@ -418,12 +373,12 @@ BAD_VALUES: tuple[tuple[str, ...], ...] = (
 
 
 async def startup_option_bounds(ctx: CaseContext) -> Outcome:
-    argv = _server_argv(ctx)
+    argv = spawn.server_argv(ctx)
 
     async def one(bad: tuple[str, ...]) -> tuple[str, bool, str]:
-        code, out, err = await _run([*argv, *bad])
+        code, out, err = await spawn.run([*argv, *bad])
         lines = [x for x in err.splitlines() if x.strip()]
-        good = code == 2 and bool(lines) and "Traceback" not in err and "listening on" not in out
+        good, _ = spawn.refused_start(code, out, err)
         return " ".join(bad), good, f"exit {code}" + ("" if good else f", stderr {lines[-1][:60]!r}" if lines else "")
 
     results = await asyncio.gather(*(one(bad) for bad in BAD_VALUES))
@@ -444,7 +399,7 @@ def has_ipv6_loopback() -> bool:
 
 
 async def startup_ipv6(ctx: CaseContext) -> Outcome:
-    argv = _server_argv(ctx)
+    argv = spawn.server_argv(ctx)
     if not has_ipv6_loopback():
         raise CaseSkipped("this machine has no IPv6 loopback (::1)")
     proc = await asyncio.create_subprocess_exec(
@@ -452,22 +407,16 @@ async def startup_ipv6(ctx: CaseContext) -> Outcome:
     )
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)).decode(errors="replace").strip()
+        line = (await asyncio.wait_for(proc.stdout.readline(), spawn.START_TIMEOUT)).decode(errors="replace").strip()
         prefix = "listening on http://[::1]:"
         if not line.startswith(prefix) or not line[len(prefix) :].isdigit():
             return c.failed(f"--host ::1: first line {line!r}, not 'listening on http://[::1]:PORT'")
         r = await http_request(Endpoint("::1", int(line[len(prefix) :])), "GET", "/stats")
         return Outcome(r.status == 200, f"--host ::1: {line!r}; GET /stats there: {r.describe()}")
     except TimeoutError:
-        return c.failed(f"--host ::1: no listening line within {START_TIMEOUT:g} s")
+        return c.failed(f"--host ::1: no listening line within {spawn.START_TIMEOUT:g} s")
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()  # ours, by PID
-        try:
-            await asyncio.wait_for(proc.wait(), 5.0)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await spawn.stop(proc)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -494,73 +443,22 @@ async def _stats_rss(endpoint: Endpoint) -> int | None:
     return value if isinstance(value, int) else None
 
 
-class _OwnServer:
-    """A server of the case's own (argv + extra flags), stopped by PID when the case ends."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.argv = argv
-        self.proc: asyncio.subprocess.Process | None = None
-        self.opened: list[WsConnection] = []
-
-    async def __aenter__(self) -> Endpoint:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE
-        )
-        assert self.proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), START_TIMEOUT)
-        except TimeoutError:
-            raise CaseFailed(f"{' '.join(self.argv[-4:])}: no listening line within {START_TIMEOUT:g} s") from None
-        text = line.decode(errors="replace").strip()
-        try:
-            return Endpoint.from_url(text.removeprefix("listening on ").strip())
-        except ValueError:
-            raise CaseFailed(f"first line {text!r}, not 'listening on http://HOST:PORT'") from None
-
-    async def join(self, endpoint: Endpoint, nick: str, compress: bool) -> WsConnection:
-        result = await login(endpoint, nick)
-        if result.cookie is None:
-            raise CaseFailed(f"cannot log in on the --compression server: {result.response.describe()}")
-        offer = [("Sec-WebSocket-Extensions", "permessage-deflate")] if compress else []
-        hs = await ws_connect(endpoint, cookie=result.cookie, extra_headers=offer)
-        if hs.ws is None:
-            raise CaseFailed(f"/chat on the --compression server: {hs.response.describe()}")
-        self.opened.append(hs.ws)
-        if compress and "permessage-deflate" not in (hs.response.header("sec-websocket-extensions") or ""):
-            raise CaseFailed("the server started with --compression did not negotiate permessage-deflate")
-        return hs.ws
-
-    async def __aexit__(self, *exc: object) -> None:
-        for ws in self.opened:
-            with contextlib.suppress(Exception):
-                await ws.aclose()
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.terminate()  # ours, by PID
-        try:
-            await asyncio.wait_for(self.proc.wait(), 5.0)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-
 async def size_limit_compressed(ctx: CaseContext) -> Outcome:
     """SPEC 9.1 with compression: the limit is on the inflated message, decided while inflating."""
-    own = _OwnServer([*_server_argv(ctx), "--compression", "--max-message-size", str(COMPRESSED_LIMIT)])
+    own = spawn.OwnServer([*spawn.server_argv(ctx), "--compression", "--max-message-size", str(COMPRESSED_LIMIT)])
     async with own as endpoint:
         receiver = await own.join(endpoint, ctx.nick("rx"), compress=False)
         senders: list[str] = []
 
         def relayed() -> int:
-            return sum(1 for m in receiver.messages for nick in senders if m.data.startswith(f"{nick}说：".encode()))
+            return sum(1 for m in receiver.messages for nick in senders if m.data.startswith((nick + SAID).encode()))
 
         seen, problems = [], []
         senders.append(ctx.nick("z"))
         sender = await own.join(endpoint, senders[-1], compress=True)
         exact = b"a" * COMPRESSED_LIMIT
         await sender.send_frame(OP_TEXT, deflate_message(exact), rsv=RSV1)
-        line = f"{senders[-1]}说：".encode() + exact
+        line = (senders[-1] + SAID).encode() + exact
         ok = await receiver.wait_until(lambda: any(m.data == line for m in receiver.messages), REPLY_TIMEOUT)
         seen.append(f"{COMPRESSED_LIMIT} bytes ({len(deflate_message(exact))} compressed): "
                     + ("relayed" if ok else "not relayed intact"))  # fmt: skip
@@ -595,7 +493,7 @@ DECISION_CASES: tuple[Case, ...] = (
         "3.2",
         "surrounding U+3000, U+00A0, U+2003, U+0085",
         "stripped (Unicode White_Space): joins under the bare nickname",
-        login_strips_unicode_space,
+        c.login_strips("\u3000\u00a0", "\u2003\u0085"),
         conns=2,
     ),
     Case(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from wsbench.conform import rfc as r
 from wsbench.conform.model import Case, Outcome
 from wsbench.conform.rfc import F, cont, text
-from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, CaseSkipped, open_link
+from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, open_link, server_close_frame
 from wsbench.conform.wire import (
     OP_BINARY,
     OP_PING,
@@ -32,6 +32,7 @@ from wsbench.conform.wire import (
     handshake_key,
     open_socket,
 )
+from wsbench.conform.wire import upgrade_headers as ws_upgrade_headers
 
 #: The request-head bound of SPEC 16.1, and how much later than it a close still passes.
 HEAD_TIMEOUT = 5.0
@@ -87,12 +88,7 @@ def request(method: str, path: str, headers: Sequence[tuple[str, bytes | str]], 
 def upgrade_headers(
     ctx: CaseContext, cookie: str | bytes | None, key: str | bytes | None
 ) -> list[tuple[str, bytes | str]]:
-    headers: list[tuple[str, bytes | str]] = [
-        ("Host", ctx.endpoint.host_header),
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Version", "13"),
-    ]
+    headers: list[tuple[str, bytes | str]] = [("Host", ctx.endpoint.host_header), *ws_upgrade_headers(key=None)]
     if key is not None:
         headers.append(("Sec-WebSocket-Key", key))
     if cookie is not None:
@@ -277,13 +273,10 @@ async def close_sent_once(ctx: CaseContext) -> Outcome:
     peer = await ctx.join()
     peer.ws.reply_close = False
     t = await peer.ws.send_frame(OP_BINARY, b"binary")
-    await peer.ws.wait_until(lambda: peer.ws.close_frame is not None or peer.ws.end is not None, REPLY_TIMEOUT)
-    if peer.ws.close_frame is None:
-        raise CaseSkipped(f"no close frame for a binary message ({(await peer.ws.observe_close(t, 0.1)).describe()})")
+    first = await server_close_frame(peer.ws, t, "a binary message")
     await peer.ws.send_raw(encode_frame(OP_TEXT, b"x", rsv=RSV2 if ctx.options.compression else RSV1))
     await peer.ws.wait_until(lambda: peer.ws.end is not None, REPLY_TIMEOUT)
     closes = peer.ws.close_frames
-    first = peer.ws.close_frame
     after = [m for m in peer.ws.messages if m.t > first.t]
     codes = [frame.code for frame in closes]
     seen = f"close frames {codes}" + (f", {len(after)} data frame(s) after the first" if after else "")

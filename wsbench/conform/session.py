@@ -18,6 +18,7 @@ from typing import Any
 
 from wsbench.conform.options import ServerOptions
 from wsbench.conform.wire import (
+    CloseFrame,
     Endpoint,
     Handshake,
     LoginResult,
@@ -196,6 +197,15 @@ class CaseContext:
             with contextlib.suppress(Exception):
                 await ws.aclose()
         self.connections.clear()
+
+
+async def server_close_frame(ws: WsConnection, since: float, what: str) -> CloseFrame:
+    """The server's close frame for ``what`` was sent at ``since`` (set ``ws.reply_close = False`` first to
+    hold the close handshake open); the case is skipped when none comes within REPLY_TIMEOUT."""
+    obs = await ws.observe_close(since, REPLY_TIMEOUT, end_timeout=0.0)
+    if ws.close_frame is None:
+        raise CaseSkipped(f"no close frame for {what} ({obs.describe()})")
+    return ws.close_frame
 
 
 async def join_room(ctx: CaseContext, count: int, **kwargs: Any) -> list[Peer]:

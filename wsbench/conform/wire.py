@@ -100,6 +100,21 @@ def apply_mask(payload: bytes, key: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(repeated, "big")).to_bytes(n, "big")
 
 
+def split_payload(data: bytes, parts: int) -> list[bytes]:
+    """``data`` cut into at most ``parts`` pieces of equal size (the last shorter); one empty piece for
+    empty data."""
+    step = max(1, -(-len(data) // max(1, parts)))
+    return [data[i : i + step] for i in range(0, len(data), step)] or [b""]
+
+
+def fragment_frames(opcode: int, parts: Sequence[bytes]) -> list[bytes]:
+    """One message as ``len(parts)`` frames: ``opcode`` first, then continuations, FIN on the last."""
+    return [
+        encode_frame(opcode if i == 0 else OP_CONTINUATION, part, fin=i == len(parts) - 1)
+        for i, part in enumerate(parts)
+    ]
+
+
 def close_payload(code: int | None, reason: bytes | str = b"") -> bytes:
     if code is None:
         return b""
@@ -222,6 +237,15 @@ class HttpResponse:
     def headers_all(self, name: str) -> list[str]:
         name = name.lower()
         return [value for key, value in self.headers if key == name]
+
+    def nickname_cookie(self) -> tuple[str, str] | None:
+        """The ``nickname`` cookie the response sets (SPEC 3.4): (``nickname=VALUE`` ready for a Cookie
+        header, the whole Set-Cookie header), or None."""
+        for header in self.headers_all("set-cookie"):
+            pair = header.split(";", 1)[0].strip()
+            if pair.split("=", 1)[0].strip() == "nickname":
+                return pair, header
+        return None
 
     @property
     def text(self) -> str:
@@ -364,11 +388,8 @@ async def login(endpoint: Endpoint, nickname: str, *, timeout: float = HTTP_TIME
         body=body,
         timeout=timeout,
     )
-    for header in response.headers_all("set-cookie"):
-        pair = header.split(";", 1)[0].strip()
-        if pair.split("=", 1)[0].strip() == "nickname":
-            return LoginResult(response, pair, header)
-    return LoginResult(response, None, None)
+    cookie = response.nickname_cookie()
+    return LoginResult(response, *(cookie or (None, None)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -571,10 +592,19 @@ class WsConnection:
     async def wait_closed(self, timeout: float) -> bool:
         return await self.wait_until(lambda: self.end is not None, timeout)
 
+    @property
+    def ended(self) -> bool:
+        """The server answered or ended it: its close frame arrived, or the TCP stream ended (SPEC 12.1)."""
+        return self.close_frame is not None or self.end is not None
+
+    async def wait_ended(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the server's close frame or the end of the stream."""
+        return await self.wait_until(lambda: self.ended, timeout)
+
     async def observe_close(self, since: float, timeout: float, end_timeout: float = 1.0) -> CloseObservation:
         """Wait up to ``timeout`` for a close frame or the end of the stream, then up to ``end_timeout``
         for the server to close TCP after its close frame."""
-        await self.wait_until(lambda: self.close_frame is not None or self.end is not None, timeout)
+        await self.wait_ended(timeout)
         cf = self.close_frame
         if cf is not None:
             await self.wait_until(lambda: self.end is not None, end_timeout)
@@ -632,11 +662,7 @@ class WsConnection:
 
     async def send_fragments(self, opcode: int, parts: Sequence[bytes]) -> float:
         """One message in ``len(parts)`` frames, written in one go."""
-        data = b"".join(
-            encode_frame(opcode if i == 0 else OP_CONTINUATION, part, fin=i == len(parts) - 1)
-            for i, part in enumerate(parts)
-        )
-        return await self.send_raw(data)
+        return await self.send_raw(b"".join(fragment_frames(opcode, parts)))
 
     async def send_close(
         self, code: int | None = 1000, reason: bytes | str = b"", *, payload: bytes | None = None
@@ -691,6 +717,21 @@ def handshake_key() -> str:
     return base64.b64encode(os.urandom(16)).decode()
 
 
+def upgrade_headers(
+    *, upgrade: bool = True, connection: str | None = "Upgrade", key: str | None = "random", version: str | None = "13"
+) -> list[tuple[str, str]]:
+    """The headers of an upgrade request (RFC 6455 §4.1); ``upgrade=False``: without ``Upgrade`` and
+    ``Connection``; ``connection``/``key``/``version`` None: without that header."""
+    headers = [("Upgrade", "websocket")] if upgrade else []
+    if upgrade and connection is not None:
+        headers.append(("Connection", connection))
+    if key is not None:
+        headers.append(("Sec-WebSocket-Key", handshake_key() if key == "random" else key))
+    if version is not None:
+        headers.append(("Sec-WebSocket-Version", version))
+    return headers
+
+
 async def ws_connect(
     endpoint: Endpoint,
     *,
@@ -716,13 +757,7 @@ async def ws_connect(
         reader, writer = await open_socket(endpoint, rcvbuf=rcvbuf, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         return Handshake(HttpResponse(status=None, error=f"cannot connect: {exc}", elapsed_s=now() - started), None)
-    headers = [("Upgrade", "websocket")] if upgrade else []
-    if upgrade and connection is not None:
-        headers.append(("Connection", connection))
-    if key is not None:
-        headers.append(("Sec-WebSocket-Key", handshake_key() if key == "random" else key))
-    if version is not None:
-        headers.append(("Sec-WebSocket-Version", version))
+    headers = upgrade_headers(upgrade=upgrade, connection=connection, key=key, version=version)
     if origin is not None:
         headers.append(("Origin", origin))
     if cookie is not None:
