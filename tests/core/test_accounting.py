@@ -286,3 +286,26 @@ def test_receipts_of_two_processes_merge_to_one_accounting() -> None:
     master.merge_receipts(b.export_receipts([3]))
     assert master.totals() == whole.totals()
     assert (master.reordered, master.duplicated) == (whole.reordered, whole.duplicated) == (1, 0)
+
+
+def test_a_later_receipt_state_of_a_process_replaces_its_earlier_one() -> None:
+    """A Locust worker ships its receipts mid-run (a stage verdict) and again at the end: the master's
+    accounting then equals one that saw every delivery, a hole filled since included."""
+    whole, a, b, master = (everyone_online(4, [0]) for _ in range(4))
+    for acc in (whole, a, b, master):
+        broadcast(acc, 0, [i * 0.1 for i in range(20)])
+    for acc, r in ((whole, 1), (a, 1), (whole, 3), (b, 3)):
+        deliver(acc, r, 0, [s for s in range(10) if s != 4])  # a hole at 4
+    early_a, early_b = a.export_receipts([1, 2]), b.export_receipts([3])
+    master.merge_receipts(early_a)
+    master.merge_receipts(early_b)
+    assert master.totals(0, S) == whole.totals(0, S) and master.totals(0, S).lost == 1 + 10 + 1  # 2 got none yet
+    for acc, r in ((whole, 1), (a, 1)):
+        deliver(acc, r, 0, [4, *range(10, 20), 12])  # the hole filled (reordered), a duplicate
+    for acc, r in ((whole, 2), (a, 2)):
+        deliver(acc, r, 0, list(range(20)))
+    master.merge_receipts(a.export_receipts([1, 2]), replacing=early_a)
+    master.merge_receipts(b.export_receipts([3]), replacing=early_b)
+    assert master.totals() == whole.totals()
+    assert (master.delivered, master.reordered, master.duplicated) == (whole.delivered, 1, 1)
+    assert master.holes == whole.holes

@@ -139,13 +139,16 @@ def test_with_stop_the_first_broken_stage_ends_the_search() -> None:
     assert cap.due_s(PHASES[1]) == 2.5
 
 
-def test_the_stopped_plan_keeps_the_finished_stages_and_drains_from_the_stop() -> None:
-    plan = stopped_plan(PHASES, 2.5)
+def test_the_stopped_plan_keeps_the_stages_up_to_the_broken_one_and_drains_from_the_stop() -> None:
+    plan = stopped_plan(PHASES, "step-1", 2.5)
     assert [(p.name, p.start_s, p.duration_s) for p in plan] == [
         ("warmup", 0.0, 1.0),
         ("step-1", 1.0, 1.0),
         ("drain", 2.5, 0.5),
     ]
+    # a verdict later than the next stage's end (grace >= a stage): that stage still is not one
+    late = stopped_plan(PHASES, "step-1", 3.2)
+    assert [p.name for p in late] == ["warmup", "step-1", "drain"] and late[-1].start_s == 3.2
 
 
 def test_the_verdict_reads_only_the_stage_totals_it_is_given() -> None:

@@ -290,20 +290,34 @@ class DeliveryAccounting:
     def export_receipts(self, clients: Iterable[int]) -> Receipts:
         """The receipt state of the receivers among ``clients`` (the ones this process ran)."""
         cols = np.asarray(sorted(c for c in clients if self.is_receiver[c]), dtype=np.int64)
-        wanted = {si * self.clients + r for r in cols.tolist() for si in range(len(self.senders))}
+        mine = set(cols.tolist())
         return Receipts(
             receivers=cols,
             first=self.first[:, cols].copy(),
             highest=self.highest[:, cols].copy(),
-            holes={pid: sorted(h) for pid, h in self.holes.items() if pid in wanted},
+            holes={pid: sorted(h) for pid, h in self.holes.items() if pid % self.clients in mine},
             delivered=self.delivered,
             duplicated=self.duplicated,
             reordered=self.reordered,
             unknown=self.unknown,
         )
 
-    def merge_receipts(self, r: Receipts) -> None:
-        """Fold another process's receipts in (receivers of different processes are disjoint)."""
+    def merge_receipts(self, r: Receipts, replacing: Receipts | None = None) -> None:
+        """Fold another process's receipts in (receivers of different processes are disjoint).
+
+        ``replacing``: that process's receipts merged before, which ``r`` supersedes (a process ships
+        its receipt state mid-run for a stage verdict, and again at the end)."""
+        if replacing is not None:
+            old = replacing.receivers
+            if len(old):
+                self.first[:, old] = NEVER
+                self.highest[:, old] = -1
+            for pid in replacing.holes:
+                self.holes.pop(pid, None)
+            self.delivered -= replacing.delivered
+            self.duplicated -= replacing.duplicated
+            self.reordered -= replacing.reordered
+            self.unknown -= replacing.unknown
         cols = r.receivers
         if len(cols):
             self.first[:, cols] = np.minimum(self.first[:, cols], r.first)

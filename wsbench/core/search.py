@@ -101,9 +101,10 @@ class CapacitySearch:
         return f"stage {verdict.stage} broke the search thresholds"
 
 
-def stopped_plan(phases: list[Phase], t_s: float) -> list[Phase]:
-    """The phases after the search stopped at ``t_s`` (seconds after the load start): those over by
-    then, and the drain, which starts at ``t_s`` and keeps its duration."""
-    kept = [p for p in phases if p.end_s <= t_s + 1e-6]
+def stopped_plan(phases: list[Phase], broken: str, t_s: float) -> list[Phase]:
+    """The phases after the search stopped at ``t_s`` (seconds after the load start) on the stage
+    ``broken``: every phase up to that stage, then the drain, which starts at ``t_s`` and keeps its
+    duration (what ran between the stage's end and ``t_s`` belongs to the drain)."""
+    last = next((k for k, p in enumerate(phases) if p.name == broken), len(phases) - 2)
     drain = phases[-1]
-    return [*kept, Phase(drain.name, drain.kind, t_s, drain.duration_s)]
+    return [*phases[: last + 1], Phase(drain.name, drain.kind, t_s, drain.duration_s)]

@@ -53,16 +53,16 @@ class Stages(_Base):
             return
         self.writer.event("threshold", self.t_s(), **verdict.event_fields())
         if search.stopping:
-            self._stop_load_early(search.stop_reason(verdict))
+            self._stop_load_early(search.stop_reason(verdict), verdict.stage)
 
-    def _stop_load_early(self, why: str) -> None:
+    def _stop_load_early(self, why: str, broken: str) -> None:
         """Skip the remaining stages: go to the drain now."""
         self.stopping_load = True
         if self.sends.timer is not None:
             self.sends.timer.cancel()
         assert self.load_start_ns is not None
         now = _clock()
-        self.phases = stopped_plan(self.phases, (now - self.load_start_ns) / 1e9)
+        self.phases = stopped_plan(self.phases, broken, (now - self.load_start_ns) / 1e9)
         self.writer.event("phase", self.t_s(now), name="drain", phase_kind="drain", detail=why)
         self.phase_index = len(self.phases) - 1
         # what the next stage sent while the broken one's verdict was awaited is not that stage's

@@ -29,6 +29,7 @@ from wsbench.core.accounting import NEVER, DeliveryAccounting, Receipts
 from wsbench.core.fanout import Completed, FanoutTracker
 from wsbench.core.results import UNMEASURED_PHASES, ResultsWriter
 from wsbench.core.selfcheck import BottleneckCheck
+from wsbench.locust.capacity import MasterSearch
 from wsbench.locust.collector import Collector
 from wsbench.locust.plan import RunPlan
 
@@ -64,35 +65,40 @@ def receipt_state(acc: DeliveryAccounting, clients: Iterable[int]) -> dict[str, 
     }
 
 
-def merge_receipts(acc: DeliveryAccounting, state: dict[str, Any]) -> None:
-    """Fold one process's :func:`receipt_state` into ``acc`` (:meth:`DeliveryAccounting.merge_receipts`)."""
+def unpack_receipts(state: dict[str, Any], senders: int) -> Receipts:
+    """One process's :func:`receipt_state`, back to the core's :class:`Receipts`."""
     cols = _unpack(state["cols"])
-    n_s = len(acc.senders)
-    acc.merge_receipts(
-        Receipts(
-            receivers=cols,
-            first=_unpack(state["first"]).reshape(n_s, len(cols)) if len(cols) else np.empty((n_s, 0), np.int64),
-            highest=_unpack(state["highest"]).reshape(n_s, len(cols)) if len(cols) else np.empty((n_s, 0), np.int64),
-            holes={int(pid): list(h) for pid, h in state["holes"].items()},
-            delivered=int(state["delivered"]),
-            duplicated=int(state["duplicated"]),
-            reordered=int(state["reordered"]),
-            unknown=int(state["unknown"]),
-        )
+    empty = np.empty((senders, 0), np.int64)
+    return Receipts(
+        receivers=cols,
+        first=_unpack(state["first"]).reshape(senders, len(cols)) if len(cols) else empty,
+        highest=_unpack(state["highest"]).reshape(senders, len(cols)) if len(cols) else empty,
+        holes={int(pid): list(h) for pid, h in state["holes"].items()},
+        delivered=int(state["delivered"]),
+        duplicated=int(state["duplicated"]),
+        reordered=int(state["reordered"]),
+        unknown=int(state["unknown"]),
     )
 
 
 def pack_part(
-    collector: Collector, worker: str, intervals: list[dict[str, Any]], final: bool, as_of_us: int
+    collector: Collector,
+    worker: str,
+    intervals: list[dict[str, Any]],
+    final: bool,
+    as_of_us: int,
+    receipts: bool = False,
 ) -> dict[str, Any]:
     """What one process ships to the master: everything it saw before ``as_of_us`` not shipped yet
-    (intervals are taken by the caller, with generator data)."""
+    (intervals are taken by the caller, with generator data). Its receipt state comes with the final
+    part and, with ``receipts``, with a verdict part (a capacity search's stage is due)."""
     box = collector.take_outbox()
     sent = np.asarray(box["sent"], dtype=np.int64).reshape(-1, 4)
     parts = collector.take_fanout_parts()
     fan = [_pack(np.concatenate([p[i] for p in parts])) for i in range(3)] if parts else [b"", b"", b""]
     part: dict[str, Any] = {
         "worker": worker,
+        "final": final,
         "as_of_us": FINAL_AS_OF if final else as_of_us,
         "intervals": intervals,
         "events": collector.take_events(),
@@ -106,7 +112,7 @@ def pack_part(
         "errors": dict(collector.errors),
         "clamped": collector.clamped,
     }
-    if final:
+    if final or receipts:
         part["receipts"] = receipt_state(collector.acc, collector.local_clients)
     return part
 
@@ -233,6 +239,9 @@ class Aggregator:
         self.as_of: dict[str, int] = {}
         self.load_start_s: float | None = None
         self.clamped: dict[str, int] = {}
+        self._receipts: dict[str, Receipts] = {}  # per process: the receipts merged last
+        #: the capacity search (a scenario with ``search:``), judged here on the merged numbers
+        self.search = MasterSearch(s.search, plan.phases, self.interval_us) if s.search is not None else None
 
     def phase_of(self, t_s: float) -> str:
         return self.plan.phase_name(t_s, self.load_start_s)
@@ -256,12 +265,7 @@ class Aggregator:
             if index in self.server_samples and index not in self._server_attached:
                 record["server"] = self.server_samples[index]
                 self._server_attached.add(index)
-            self.writer.interval({**record, "worker": worker})
-            self.live.fold(record)
-            if not record.get("late"):
-                warning = self.bottleneck.check(record, worker)  # a saturated worker is named
-                if warning is not None:
-                    self.writer.event("warning", warning.pop("t_s"), **warning)
+            self.emit({**record, "worker": worker})
         for event in part["events"]:
             self.writer.event(**event)
         self.live.close_codes[worker] = part["close_codes"]
@@ -269,11 +273,45 @@ class Aggregator:
         self.live.online[worker] = int(part["online"])
         self.clamped[worker] = int(part.get("clamped", 0))
         if "receipts" in part:
-            merge_receipts(self.acc, part["receipts"])
+            receipts = unpack_receipts(part["receipts"], len(self.acc.senders))
+            self.acc.merge_receipts(receipts, replacing=self._receipts.get(worker))
+            self._receipts[worker] = receipts
+            if self.search is not None:
+                self.search.receipts_as_of[worker] = int(part["as_of_us"])
+        if part.get("final", "receipts" in part):
             self.finals.add(worker)
         self.as_of[worker] = max(self.as_of.get(worker, 0), int(part["as_of_us"]))
         if len(self.as_of) >= self.processes:
             self.fanout.advance(min(self.as_of.values()))
+
+    def emit(self, record: dict[str, Any]) -> None:
+        """Write one record (``"worker"`` set): a process's, or the master's own. With a capacity search
+        a record after the stage awaiting its verdict waits for it (:mod:`wsbench.locust.capacity`)."""
+        search = self.search
+        if search is not None and search.holds(record):
+            search.held.append(record)
+            return
+        self._write(record)
+
+    def release_held(self, everything: bool = False) -> None:
+        """Write the held records that no longer wait (a verdict was taken; ``everything``: the run is over)."""
+        if self.search is not None:
+            for record in self.search.release(everything):
+                self._write(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        worker = str(record["worker"])
+        if self.search is not None:
+            self.search.label(record)
+            self.search.fold(record)
+        self.writer.interval(record)
+        if worker == "master":
+            return
+        self.live.fold(record)
+        if not record.get("late"):
+            warning = self.bottleneck.check(record, worker)  # a saturated worker is named
+            if warning is not None:
+                self.writer.event("warning", warning.pop("t_s"), **warning)
 
     def master_interval(self, index: int, generator: dict[str, Any] | None) -> None:
         """The master process's own CPU for an interval (distributed runs: it merges and writes)."""
@@ -325,7 +363,7 @@ class Aggregator:
             }
             if gen is not None and self.master_generator:
                 record["generator"] = gen
-            self.writer.interval(record)
+            self.emit(record)
 
     # -- the web UI's rows --------------------------------------------------------------------------------
     def live_view(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from wsbench.core.recorder import COUNTER_NAMES as COUNTER_NAMES
 from wsbench.core.recorder import HISTOGRAM_NAMES as HISTOGRAM_NAMES
 from wsbench.core.recorder import Delivered, Recorder
 
-HOLD_S = 1.0  # an interval's record is shipped this long after it ended (late deliveries follow)
+HOLD_S = 1.0  # an interval's record is shipped this long after it ended (a search: its grace; late ones follow)
 
 
 class Collector:
@@ -45,7 +45,7 @@ class Collector:
         self.rec = Recorder(
             self.acc,
             plan.nicknames(run_tag, plan.clients),
-            hold_us=int(HOLD_S * 1e6),
+            hold_us=int((float(s.search.grace) if s.search is not None else HOLD_S) * 1e6),
             fanout_timeout_us=int(s.accounting.fanout_timeout * 1e6),
             local_completion=not distributed,
         )

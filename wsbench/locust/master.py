@@ -20,8 +20,11 @@ import gevent.event
 import gevent.lock
 
 from wsbench.core import server_stats
+from wsbench.core.pacing import Phase
+from wsbench.core.recorder import PhaseTotals
 from wsbench.core.results import ResultsWriter, library_versions
 from wsbench.core.scenario import Scenario
+from wsbench.core.search import stopped_plan
 from wsbench.core.units import parse_duration
 from wsbench.errors import EXIT_RUN_BROKEN, WsbenchError
 from wsbench.locust import clock, summary_bridge
@@ -64,6 +67,7 @@ class Conductor:
         self.interrupted_by: str | None = None
         self.exit_code: int | None = None
         self.clock_bounds: dict[str, int] = {}
+        self._upcoming: list[Phase] = []  # phases whose start event is not written yet
         self.writer = ResultsWriter(results_path)
         # a full disk: the file is cut back to whole records, the rest stays in memory; stop, say it, exit 3
         self.writer.on_failure = self._results_failed
@@ -141,6 +145,8 @@ class Conductor:
         if self.closed or str(part.get("worker")) in self.aggregator.finals:
             return
         self.aggregator.absorb(part)
+        if not self.finished:
+            self._judge(self.now_us())
         for event in part["events"]:
             if event.get("kind") == "clock":
                 self.clock_bounds[str(event.get("worker"))] = int(float(event.get("bound_ms", 0)) * 1e6)
@@ -171,22 +177,25 @@ class Conductor:
                 start = math.ceil((t + LOAD_LEAD_S) / interval_s) * interval_s
                 self.load_start_s = start
                 self.aggregator.load_start_s = start
+                if self.aggregator.search is not None:
+                    self.aggregator.search.load_start_us = int(start * 1e6)
                 self.owner.send("wsbench_load", {"load_start_us": int(start * 1e6)})
         start = self.load_start_s
-        end_s = start + self.plan.load_duration_s
-        phases = list(self.plan.phases)
-        next_tick = min(self.now_us() / 1e6 + interval_s, end_s)
+        self._upcoming = list(self.plan.phases)
+        next_tick = min(self.now_us() / 1e6 + interval_s, start + self.plan.load_duration_s)
         while True:
-            wake = min([next_tick, *(start + p.start_s for p in phases)])
+            end_s = start + self.plan.load_duration_s  # earlier once a capacity search stopped
+            wake = min([next_tick, end_s, *(start + p.start_s for p in self._upcoming)])
             gevent.sleep(max(0.0, wake - self.now_us() / 1e6))
             now_us = self.now_us()
-            while phases and start + phases[0].start_s <= now_us / 1e6 + 1e-6:
-                p = phases.pop(0)
+            end_s = start + self.plan.load_duration_s
+            while self._upcoming and start + self._upcoming[0].start_s <= now_us / 1e6 + 1e-6:
+                p = self._upcoming.pop(0)
                 self.writer.event(
                     "phase", start + p.start_s, name=p.name, phase_kind=p.kind, detail=f"{p.kind} {p.rate:g}/s"
                 )
             self.aggregator.live.phase = self.plan.phase_name(now_us / 1e6, start)
-            if now_us / 1e6 + 1e-6 < next_tick:
+            if now_us / 1e6 + 1e-6 < min(next_tick, end_s):
                 continue
             self._sample_server(now_us)
             self._tick(now_us)
@@ -212,6 +221,38 @@ class Conductor:
                 self.aggregator.master_interval(index, self.monitor.take(index))
         self.aggregator.collect_fanout(now_us)
         self.aggregator.write_master_records((now_us // self.aggregator.interval_us) * self.aggregator.interval_us)
+        self._judge(now_us)
+
+    # -- the capacity search ------------------------------------------------------------------------------
+    def _judge(self, now_us: int, final: bool = False) -> None:
+        """Judge every stage whose verdict is due and whose numbers are all in (wsbench.locust.capacity),
+        with the core's rule on the merged accounting and records, as ``wsbench run`` does."""
+        agg = self.aggregator
+        search = agg.search
+        if search is None:
+            return
+        while (phase := search.ready(agg.processes, now_us, final)) is not None:
+            agg.collect_fanout(now_us)  # fan-outs complete by now, into the stage's master records
+            agg.write_master_records((now_us // agg.interval_us) * agg.interval_us)
+            t0, t1 = search.bounds_us(phase)
+            verdict = search.core.judge(phase, agg.acc.totals(t0, t1), search.totals.get(phase.name, PhaseTotals()))
+            if verdict is None:
+                break
+            self.writer.event("threshold", now_us / 1e6, **verdict.event_fields())
+            if search.core.stopping and not final:
+                self._stop_load(phase, search.core.stop_reason(verdict), now_us)
+            agg.release_held()
+
+    def _stop_load(self, broken: Phase, why: str, now_us: int) -> None:
+        """A stage broke with ``search.stop``: every process stops sending, the drain starts now."""
+        assert self.load_start_s is not None and self.aggregator.search is not None
+        t = now_us / 1e6 - self.load_start_s
+        self.plan.phases = stopped_plan(self.plan.phases, broken.name, t)
+        self.aggregator.search.stop(broken, self.plan.phases)
+        self._upcoming = []
+        self.writer.event("phase", now_us / 1e6, name=self.plan.phases[-1].name, phase_kind="drain", detail=why)
+        self.owner.send("wsbench_stop_load", {"stage": broken.name, "at_s": t})
+        log.info("wsbench: %s; the drain starts", why)
 
     def _sample_server(self, now_us: int) -> None:
         if not self.scenario.stats:
@@ -266,6 +307,8 @@ class Conductor:
             self.aggregator.master_interval(index, self.monitor.take(index))
             self.monitor.stop()
         self.aggregator.write_master_records(None)
+        self._judge(now_us, final=True)  # stages the run ended before their verdict was due
+        self.aggregator.release_held(everything=True)
         totals = self.aggregator.totals()
         self.aggregator.live.accounting = totals
         self.aggregator.live.status = status

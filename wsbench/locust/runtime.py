@@ -10,8 +10,9 @@
 
 Messages (Locust custom messages; in a local run ``LocalRunner.send_message`` calls the listener in
 the same process): master -> workers ``wsbench_setup``, ``wsbench_id``, ``wsbench_load``,
-``wsbench_clock_pong``, ``wsbench_finish``; workers -> master ``wsbench_id_req``, ``wsbench_conn``,
-``wsbench_clock_ping``, ``wsbench_final``. Periodic parts ride in Locust's ``report_to_master`` data
+``wsbench_clock_pong``, ``wsbench_stop_load`` (a capacity search stopped), ``wsbench_finish``; workers ->
+master ``wsbench_id_req``, ``wsbench_conn``, ``wsbench_clock_ping``, ``wsbench_part`` (a stage's verdict
+is due), ``wsbench_final``. Periodic parts ride in Locust's ``report_to_master`` data
 (key ``wsbench``), merged on ``worker_report``.
 
 One module per role: :mod:`wsbench.locust.master` (the conductor), :mod:`wsbench.locust.worker` (a
@@ -85,12 +86,14 @@ class Node:
             runner.register_message("wsbench_id_req", self._h(lambda c, d, n: c.on_id_req(d, n)))
             runner.register_message("wsbench_conn", self._h(lambda c, d, n: c.on_conn(d)))
             runner.register_message("wsbench_final", self._h(lambda c, d, n: c.on_part(d)))
+            runner.register_message("wsbench_part", self._h(lambda c, d, n: c.on_part(d)))  # a stage is due
             runner.register_message("wsbench_clock_ping", self._on_clock_ping)
             env.events.worker_report.add_listener(self._on_worker_report)
         if self.role in ("worker", "local"):
             runner.register_message("wsbench_setup", self._on_setup)
             runner.register_message("wsbench_id", self._s(lambda s, d: s.on_id(d)))
             runner.register_message("wsbench_load", self._s(lambda s, d: s.on_load(d)))
+            runner.register_message("wsbench_stop_load", self._s(lambda s, d: s.on_stop_load(d)))
             runner.register_message("wsbench_clock_pong", self._s(lambda s, d: s.on_clock_pong(d)))
             runner.register_message("wsbench_finish", self._on_finish)
             env.events.report_to_master.add_listener(self._on_report_to_master)

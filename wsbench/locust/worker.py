@@ -5,6 +5,7 @@ recorder) measures, and parts go to the master (:mod:`wsbench.locust.master`).""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import resource
 import time
@@ -19,6 +20,7 @@ from locust.env import Environment
 
 from wsbench.core import payload
 from wsbench.core.scenario import Scenario
+from wsbench.core.search import stopped_plan
 from wsbench.core.stamps import ClockBridge
 from wsbench.locust import clock
 from wsbench.locust.aggregate import pack_part
@@ -121,6 +123,8 @@ class ProcessSide:
         self.clock_events: list[dict[str, Any]] = []
         self.load_start_us: int | None = None
         self.load_event = gevent.event.Event()
+        self.load_stopped = False  # a capacity search stopped the load (the drain runs)
+        self._verdicts: gevent.Greenlet[Any] | None = None
         self.finished = False
         self.conns: dict[int, ChatConnection] = {}
         self.connect_sem = gevent.lock.BoundedSemaphore(self.plan.scenario.connect.concurrency)
@@ -267,6 +271,36 @@ class ProcessSide:
     def on_load(self, data: dict[str, Any]) -> None:
         self.load_start_us = int(data["load_start_us"])
         self.load_event.set()
+        if self.plan.scenario.search is not None:
+            self._verdicts = gevent.spawn(self._verdict_parts)
+
+    # -- the capacity search --------------------------------------------------------------------------
+    def _verdict_parts(self) -> None:
+        """When each stage's verdict is due (its last record's end + ``search.grace``), ship a part with
+        this process's receipts, so the master judges it on every delivery so far (wsbench.locust.capacity)."""
+        search = self.plan.scenario.search
+        assert search is not None and self.load_start_us is not None
+        interval = self.collector.interval_us
+        for phase in [p for p in self.plan.phases if p.kind == "measure"]:
+            end = self.load_start_us + round(phase.end_s * 1e6)
+            due = math.ceil((end - 1000) / interval) * interval + int(float(search.grace) * 1e6)
+            while self.now_us() < due:
+                gevent.sleep(min(max((due - self.now_us()) / 1e6, 0.001), 0.25))
+                if self.finished or self.load_stopped:
+                    return
+            self.owner.send("wsbench_part", self.ship_for_verdict())
+
+    def ship_for_verdict(self) -> dict[str, Any]:
+        """A part with everything received so far and this process's receipt state."""
+        as_of = self.now_us()
+        self._flush()
+        records, self._ready_intervals = self._ready_intervals, []
+        return pack_part(self.collector, self.label, records, False, as_of, receipts=True)
+
+    def on_stop_load(self, data: dict[str, Any]) -> None:
+        """The search stopped (a stage broke): no more sends; the drain runs from ``at_s``."""
+        self.load_stopped = True
+        self.plan.phases = stopped_plan(self.plan.phases, str(data["stage"]), float(data["at_s"]))
 
     # -- a user's life ------------------------------------------------------------------------------------
     def run_user(self) -> None:
@@ -296,11 +330,11 @@ class ProcessSide:
         env = self.env
         with PreciseTimer() as timer:
             for seq, t_rel in self.plan.send_times(sender):
-                if self.finished:
+                if self.finished or self.load_stopped:
                     return
                 intended = start + round(t_rel * 1e6)
                 timer.wait_until(self.local_ns(intended))
-                if self.finished:
+                if self.finished or self.load_stopped:
                     return
                 if conn.closed:  # as in `wsbench run`: each scheduled message of a closed sender is skipped
                     collector.send_skipped(sender, intended)
@@ -393,6 +427,8 @@ class ProcessSide:
     def stop(self) -> None:
         self.finished = True
         self._flusher.kill(block=False)
+        if self._verdicts is not None:
+            self._verdicts.kill(block=False)
         if self._prober is not None:
             self._prober.kill(block=False)
         self.monitor.stop()
