@@ -59,3 +59,16 @@ def test_closed_model_is_refused_with_a_reason() -> None:
 def test_churn_is_refused_with_a_reason() -> None:
     with pytest.raises(UsageError, match="no churn"):
         plan("clients: 4\nchurn: {rate: 1/s}\n")
+
+
+def test_a_capacity_search_needs_stages_on_the_interval_grid() -> None:
+    """Locust's records are whole intervals of one grid: a stage between two grid points could not be
+    judged on its own records, so it is refused, naming the stage and the fix."""
+    ramp = "clients: 4\nsteps: {start: 100/s, stop: 400/s, factor: 2, duration: %s}\nwarmup: %s\n"
+    ramp += "search: {thresholds: ['delivery.lost == 0']}\n"
+    assert [p.name for p in plan(ramp % ("2s", "1s")).phases][:3] == ["warmup", "step-1", "step-2"]
+    with pytest.raises(UsageError, match=r"stage step-1 runs from 0.5 s to 2 s; make warmup.duration"):
+        plan(ramp % ("1.5s", "0.5s"))
+    with pytest.raises(UsageError, match=r"stage step-1 runs from 1 s to 2.5 s"):
+        plan(ramp % ("1.5s", "1s"))
+    plan(ramp.replace("search: {thresholds: ['delivery.lost == 0']}\n", "") % ("1.5s", "1s"))  # no search: fine

@@ -27,7 +27,9 @@ from hdrh.histogram import HdrHistogram
 from wsbench.core import histograms
 from wsbench.core.accounting import NEVER, DeliveryAccounting, Receipts
 from wsbench.core.fanout import Completed, FanoutTracker
+from wsbench.core.recorder import PhaseTotals
 from wsbench.core.results import UNMEASURED_PHASES, ResultsWriter
+from wsbench.core.search import stopped_plan
 from wsbench.core.selfcheck import BottleneckCheck
 from wsbench.locust.capacity import MasterSearch
 from wsbench.locust.collector import Collector
@@ -312,6 +314,40 @@ class Aggregator:
             warning = self.bottleneck.check(record, worker)  # a saturated worker is named
             if warning is not None:
                 self.writer.event("warning", warning.pop("t_s"), **warning)
+
+    # -- the capacity search ------------------------------------------------------------------------------
+    def judge(self, now_us: int, final: bool = False) -> tuple[str, float] | None:
+        """Judge every stage whose verdict is due and whose numbers are all in (:mod:`wsbench.locust.capacity`)
+        with the core's rule, on the merged accounting and records, and write its ``threshold`` event, as
+        ``wsbench run`` does. ``final``: the run is over. Returns ``(stage, at_s)`` when a broken stage
+        stops the search: the plan now drains from ``at_s`` (seconds after the load start), and the
+        caller stops every process's sends."""
+        search = self.search
+        if search is None or self.load_start_s is None:
+            return None
+        while (phase := search.ready(self.processes, now_us, final)) is not None:
+            self.collect_fanout(now_us)  # fan-outs complete by now, into the stage's master records
+            self.write_master_records((now_us // self.interval_us) * self.interval_us)
+            t0, t1 = search.bounds_us(phase)
+            totals = self.acc.totals(t0, t1)  # a message of the stage not delivered by now is lost
+            verdict = search.core.judge(phase, totals, search.totals.get(phase.name, PhaseTotals()))
+            if verdict is None:
+                break
+            self.writer.event("threshold", now_us / 1e6, **verdict.event_fields())
+            stopped = None
+            if search.core.stopping and not final:
+                at_s = now_us / 1e6 - self.load_start_s
+                self.plan.phases = stopped_plan(self.plan.phases, phase.name, at_s)
+                search.stop(phase, self.plan.phases)
+                drain = self.plan.phases[-1].name
+                self.writer.event(
+                    "phase", now_us / 1e6, name=drain, phase_kind="drain", detail=search.core.stop_reason(verdict)
+                )
+                stopped = (phase.name, at_s)
+            self.release_held()
+            if stopped is not None:
+                return stopped
+        return None
 
     def master_interval(self, index: int, generator: dict[str, Any] | None) -> None:
         """The master process's own CPU for an interval (distributed runs: it merges and writes)."""

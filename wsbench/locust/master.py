@@ -21,10 +21,8 @@ import gevent.lock
 
 from wsbench.core import server_stats
 from wsbench.core.pacing import Phase
-from wsbench.core.recorder import PhaseTotals
 from wsbench.core.results import ResultsWriter, library_versions
 from wsbench.core.scenario import Scenario
-from wsbench.core.search import stopped_plan
 from wsbench.core.units import parse_duration
 from wsbench.errors import EXIT_RUN_BROKEN, WsbenchError
 from wsbench.locust import clock, summary_bridge
@@ -225,34 +223,14 @@ class Conductor:
 
     # -- the capacity search ------------------------------------------------------------------------------
     def _judge(self, now_us: int, final: bool = False) -> None:
-        """Judge every stage whose verdict is due and whose numbers are all in (wsbench.locust.capacity),
-        with the core's rule on the merged accounting and records, as ``wsbench run`` does."""
-        agg = self.aggregator
-        search = agg.search
-        if search is None:
+        """Judge the stages that are due (:meth:`Aggregator.judge`); a stop goes to every process."""
+        stopped = self.aggregator.judge(now_us, final)
+        if stopped is None:
             return
-        while (phase := search.ready(agg.processes, now_us, final)) is not None:
-            agg.collect_fanout(now_us)  # fan-outs complete by now, into the stage's master records
-            agg.write_master_records((now_us // agg.interval_us) * agg.interval_us)
-            t0, t1 = search.bounds_us(phase)
-            verdict = search.core.judge(phase, agg.acc.totals(t0, t1), search.totals.get(phase.name, PhaseTotals()))
-            if verdict is None:
-                break
-            self.writer.event("threshold", now_us / 1e6, **verdict.event_fields())
-            if search.core.stopping and not final:
-                self._stop_load(phase, search.core.stop_reason(verdict), now_us)
-            agg.release_held()
-
-    def _stop_load(self, broken: Phase, why: str, now_us: int) -> None:
-        """A stage broke with ``search.stop``: every process stops sending, the drain starts now."""
-        assert self.load_start_s is not None and self.aggregator.search is not None
-        t = now_us / 1e6 - self.load_start_s
-        self.plan.phases = stopped_plan(self.plan.phases, broken.name, t)
-        self.aggregator.search.stop(broken, self.plan.phases)
-        self._upcoming = []
-        self.writer.event("phase", now_us / 1e6, name=self.plan.phases[-1].name, phase_kind="drain", detail=why)
-        self.owner.send("wsbench_stop_load", {"stage": broken.name, "at_s": t})
-        log.info("wsbench: %s; the drain starts", why)
+        stage, at_s = stopped
+        self._upcoming = []  # the drain's phase event is written
+        self.owner.send("wsbench_stop_load", {"stage": stage, "at_s": at_s})
+        log.info("wsbench: stage %s broke the search thresholds; the drain starts", stage)
 
     def _sample_server(self, now_us: int) -> None:
         if not self.scenario.stats:

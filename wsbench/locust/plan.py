@@ -30,6 +30,25 @@ class RunPlan(CorePlan):
                 "use `wsbench run` for scenarios with churn (or remove the churn key)"
             )
         super().__post_init__()
+        if s.search is not None:
+            interval = float(s.interval)
+            off = [
+                p
+                for p in self.phases
+                if p.kind == "measure" and not (_on_grid(p.start_s, interval) and _on_grid(p.end_s, interval))
+            ]
+            if off:
+                raise UsageError(
+                    f"wsbench locust records whole intervals ({interval:g} s) on one grid for every worker, so a "
+                    f"capacity search needs stages that start and end on it: stage {off[0].name} runs from "
+                    f"{off[0].start_s:g} s to {off[0].end_s:g} s; make warmup.duration and steps.duration whole "
+                    "multiples of interval (or use `wsbench run`, which cuts its intervals at stage boundaries)"
+                )
+
+
+def _on_grid(t_s: float, interval_s: float) -> bool:
+    k = round(t_s / interval_s)
+    return abs(t_s - k * interval_s) < 1e-3
 
 
 def check_locust_limits(plan: CorePlan) -> None:
