@@ -12,9 +12,11 @@ senders: 2
 rate: 200/s
 size: 256B
 warmup: 1s
-duration: 4s
+duration: 5s
 drain: 0.5s
 interval: 0.5s
+# growth this fast is beyond doubt in seconds; by default a slope needs 5 minutes of samples
+drift_min_span: 4s
 thresholds:
   - server.rss_slope_mib_per_hour < 1000
   - delivery.lost == 0

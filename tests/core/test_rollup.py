@@ -163,12 +163,18 @@ def test_theil_sen_ignores_outliers_and_brackets_the_slope() -> None:
     assert theil_sen([1.0, 1.0], [1.0, 2.0]) is None
 
 
-def test_compare_and_html_read_long_runs_from_their_rollups(tmp_path: Path, small_rollups: None) -> None:
+def test_compare_and_html_read_long_runs_from_their_rollups(
+    tmp_path: Path, small_rollups: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``wsbench compare`` and the HTML report get the bounded rows too, with the summary's numbers."""
+    from wsbench.core import server_stats
     from wsbench.report.compare import compare_runs, load_runs
     from wsbench.report.html import render_report
 
-    a = read_results(write_run(tmp_path / "a.jsonl", measure_intervals=150, seed=1, base_ms=2.0))
+    monkeypatch.setattr(server_stats, "MIN_SLOPE_SAMPLES", 5)  # one fitted point per row, and rows are few here
+
+    # 150 s of samples: enough for a drift slope with drift_min_span 60 s (5 min by default)
+    a = read_results(write_run(tmp_path / "a.jsonl", measure_intervals=150, seed=1, base_ms=2.0, drift_min_span=60))
     b = read_results(write_run(tmp_path / "b.jsonl", measure_intervals=150, seed=2, base_ms=4.0, server="aiohttp"))
     assert len(a.intervals) <= 16 and len(b.intervals) <= 16
     comparison = compare_runs(load_runs([a, b]), resamples=200)

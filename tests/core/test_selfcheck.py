@@ -63,21 +63,24 @@ def test_sustained_cpu_with_a_large_measured_share_is_the_bottleneck() -> None:
 def test_one_busy_interval_in_fifteen_is_not_sustained() -> None:
     v = judge(signs(latency=pct(22.0, 40.0), delay=pct(20.5, 37.0), cpu_busy_ratio=1 / 15))
     assert not v.bottleneck and v.saturation == []
-    assert v.added is not None and "busy" not in v.added
+    assert v.added is not None and "saturation" not in v.added
 
 
-def test_a_busy_generator_whose_share_is_small_is_named_busy_but_not_the_bottleneck() -> None:
+def test_a_saturated_generator_whose_share_is_small_is_named_but_not_the_bottleneck() -> None:
     # a slow server: 200 ms of latency, 2 ms of it the generator's
     v = judge(signs(latency=pct(150.0, 200.0), delay=pct(0.5, 2.0), cpu_busy_ratio=0.9))
     assert not v.bottleneck and v.detail is None and v.saturation
     assert v.added is not None
-    assert v.added.endswith("but its own part stayed under 25% of the latency p99: not the bottleneck")
+    assert v.added.endswith(
+        "; it showed signs of saturation (its CPU was at 90% of a core or more in 90% of the measured intervals), "
+        "but its own part (receive delay, send lag) stayed under 25% of the latency p99: not the bottleneck"
+    )
 
 
 def test_a_send_schedule_falling_behind_is_the_bottleneck_with_or_without_probes() -> None:
     late = pct(12.0, 45.0)
     v = judge(signs(latency=pct(15.0, 60.0), send_lag=late))
-    assert v.bottleneck and v.saturation == ["its send schedule fell behind (send lag p99 45.00 ms)"]
+    assert v.bottleneck and v.saturation == ["its send schedule fell behind: send lag p99 45.00 ms"]
     blind = judge(Signs(latency=pct(15.0, 60.0), send_lag=late))
     assert blind.self_check == "estimated" and blind.added is None and blind.bottleneck
     assert blind.detail is not None and blind.detail.endswith(
@@ -101,7 +104,7 @@ def test_a_growing_receive_delay_is_the_bottleneck() -> None:
     v = judge(grew)
     assert v.bottleneck
     assert v.saturation == [
-        "its own receive delay grew over the run (p50 0.60 ms in the first third, 5.50 ms in the last)"
+        "its own receive delay grew over the run: p50 0.60 ms in the first third, 5.50 ms in the last"
     ]
     # doubling below a millisecond, or from too few deliveries, is not growth
     assert not judge(signs(delay_first=pct(0.3, 1.0, 300), delay_last=pct(0.7, 1.5, 300))).saturation

@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 
 from wsbench.core.results import ResultsWriter, read_results
-from wsbench.core.server_stats import cpu_per_interval, keep
+from wsbench.core.server_stats import (
+    MIN_DRIFT_SPAN_S,
+    cpu_per_interval,
+    drift,
+    drift_line,
+    keep,
+    min_span_of,
+)
 from wsbench.core.summary import summarize
+from wsbench.core.thresholds import evaluate
 
 
 def test_keep_takes_the_numeric_spec_keys_only() -> None:
@@ -68,3 +76,59 @@ def test_summary_without_cpu_s_says_none(tmp_path: Path) -> None:
     server = summarize(read_results(path))["server"]
     assert server["cpu_s_measured"] is None and server["cpu_us_per_delivery"] is None and server["cpu_pct_mean"] is None
     assert server["rss_bytes_max"] == 100
+
+
+def _stats_rows(n: int, interval_s: float, mib_per_s: float = 0.0) -> list[dict[str, object]]:
+    """``n`` measured rows with one ``/stats`` sample each: RSS growing ``mib_per_s``, CPU from cpu_spent_s."""
+    return [
+        {
+            "start_s": i * interval_s,
+            "end_s": (i + 1) * interval_s,
+            "phase": "measure",
+            "server": {
+                "t_s": (i + 1) * interval_s,
+                "rss_bytes": int((40 + mib_per_s * (i + 1) * interval_s) * 2**20),
+                "connections": 100,
+                "cpu_spent_s": 0.3 * interval_s,
+                "cpu_span_s": interval_s,
+            },
+        }
+        for i in range(n)
+    ]
+
+
+def test_drift_of_a_short_run_is_not_estimated_and_says_why() -> None:
+    d = drift(_stats_rows(16, 1.0, mib_per_s=0.1))  # the default job: 15 s measured + drain
+    assert d["rss_slope_mib_per_hour"] is None and d["cpu_pct_slope_per_hour"] is None
+    assert d["connections_slope_per_hour"] is None
+    assert d["drift_span_s"] == 15.0 and d["drift_samples"] == 16
+    assert d["drift_note"] == (
+        "too short to estimate drift (15 s, 16 samples; a slope needs 5 min and 10 samples: "
+        "scenario key drift_min_span)"
+    )
+    # long enough but too few samples (a long interval)
+    assert drift(_stats_rows(9, 60.0))["drift_note"].startswith("too short to estimate drift (8 min, 9 samples")
+
+
+def test_drift_over_a_long_enough_span_gives_the_slope_with_its_span() -> None:
+    d = drift(_stats_rows(169, 5.0, mib_per_s=0.01))  # 14 min at 5 s intervals
+    assert d["drift_note"] is None and d["drift_span_s"] == 840.0
+    assert d["rss_slope_mib_per_hour"] == pytest.approx(36.0, rel=1e-3)
+    assert d["cpu_pct_slope_per_hour"] == 0.0 and d["connections_slope_per_hour"] == 0.0
+    assert str(drift_line(d)).startswith(
+        "over 14 min (169 samples): RSS +36 MiB/h (95% +36 to +36, Theil-Sen)  connections +0/h  CPU +0 points/h"
+    )
+    # a scenario may shorten the minimum span (drift_min_span): a leak this fast is plain in seconds
+    quick = drift(_stats_rows(11, 0.5, mib_per_s=12.5), min_span_s=4.0)
+    assert quick["rss_slope_mib_per_hour"] == pytest.approx(45_000, rel=1e-3)
+    assert min_span_of({"drift_min_span": 4.0}) == 4.0 and min_span_of({}) == MIN_DRIFT_SPAN_S
+
+
+def test_a_threshold_on_a_slope_of_a_short_run_fails_saying_it_was_too_short() -> None:
+    summary = {"server": drift(_stats_rows(16, 1.0))}
+    (verdict,) = evaluate(["server.rss_slope_mib_per_hour_low < 5"], summary)
+    assert verdict["passed"] is False and verdict["observed"] is None
+    assert verdict["reason"].startswith("too short to estimate drift (15 s")
+    assert drift_line(summary["server"]) == summary["server"]["drift_note"]
+    (other,) = evaluate(["server.cpu_pct_mean < 50"], summary)
+    assert other["reason"] == "no data"

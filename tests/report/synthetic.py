@@ -48,6 +48,7 @@ def write_run(
     with_server_samples: bool = True,
     server_cpu_pct: float | None = None,
     generator_bottleneck: bool = False,
+    drift_min_span: float | None = None,
 ) -> Path:
     """Write a results file for a broadcast run; ``truncate_after`` intervals then stop with no footer.
 
@@ -67,6 +68,7 @@ def write_run(
                 "rate": rate,
                 # as a real run's header has them (the resolved scenario): the plan, in seconds
                 "interval": 1.0,
+                **({"drift_min_span": drift_min_span} if drift_min_span is not None else {}),
                 "warmup": {"duration": 2.0, "rate": None},
                 "drain": 1.0,
                 "resolved_stages": [

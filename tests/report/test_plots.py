@@ -111,8 +111,12 @@ def test_long_runs_are_drawn_in_exactly_merged_buckets(tmp_path: Path) -> None:
 
 
 def test_the_server_plot_draws_the_rss_slope_of_the_summary(tmp_path: Path) -> None:
-    results = read_results(write_run(tmp_path / "grow.jsonl", measure_intervals=60))  # RSS grows 0.2 MiB/s
+    # RSS grows 0.2 MiB/s; a minute is enough for this file (scenario drift_min_span), not by default
+    results = read_results(write_run(tmp_path / "grow.jsonl", measure_intervals=60, drift_min_span=30.0))
     slope = summarize(results)["server"]["rss_slope_mib_per_hour"]
     assert slope == pytest.approx(720.0, rel=0.02)
     svg = plots.server_over_time([RunData.from_results(results)]).svg or ""
     assert f"fit {slope:+,.3g} MiB/h" in svg
+    short = read_results(write_run(tmp_path / "short.jsonl", measure_intervals=60))
+    assert summarize(short)["server"]["rss_slope_mib_per_hour"] is None
+    assert "Theil-Sen fit" not in (plots.server_over_time([RunData.from_results(short)]).svg or "")

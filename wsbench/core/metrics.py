@@ -28,6 +28,17 @@ PERCENTILE_SECTIONS = (
     "connect",
     "connect_handshake",
 )
+#: keys that can be null for a reason the summary states: where it states it (a threshold's verdict says so)
+NOTE_OF = {
+    f"server.{leaf}": "server.drift_note"
+    for leaf in (
+        "rss_slope_mib_per_hour",
+        "rss_slope_mib_per_hour_low",
+        "rss_slope_mib_per_hour_high",
+        "connections_slope_per_hour",
+        "cpu_pct_slope_per_hour",
+    )
+}
 #: open-ended maps: any key below them is a count
 OPEN_MAPS = ("closes.by_code", "errors.by_kind")
 
@@ -83,6 +94,8 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "rss_slope_mib_per_hour_high",
         "connections_slope_per_hour",
         "cpu_pct_slope_per_hour",
+        "drift_span_s",
+        "drift_samples",
     ),
     "capacity": ("highest_rate_held", "broke_at_rate"),
     "probes": ("receivers", "delivered", "stamped", "coalesced", "clock_steps"),

@@ -357,6 +357,12 @@ class Scenario(_Model):
         "(latency_socket, generator_delay); 0: none",
     )
     stats: bool = Field(True, description="sample the server's /stats every interval")
+    drift_min_span: Duration = Field(
+        300.0,
+        ge=0,
+        description="the server's growth per hour (RSS, connections, CPU) is estimated only from /stats "
+        "samples spanning at least this long (and 10 samples); shorter runs say 'too short to estimate drift'",
+    )
     live: bool = Field(True, description="show the live view when the terminal allows")
 
     @model_validator(mode="after")

@@ -40,7 +40,8 @@ scheduling noise of a loaded machine) and at least :data:`DELAY_SHARE` (a quarte
 p99. Without kernel stamps (``self_check`` ``estimated``) the receive delay is not measured: sustained
 CPU alone is then enough, and the warning says the share was not measured. A saturated generator whose
 share stays small (a slow server: 200 ms of latency, 2 ms of it the generator's) is named in the
-informational line ("busy, but ...") and not warned about: the latencies are still the server's.
+informational line ("it showed signs of saturation (...), but ...") and not warned about: the
+latencies are still the server's.
 
 Event-loop lag is not a sign of its own at the run level: what it does to the numbers is measured
 directly (as send lag and as receive delay).
@@ -264,7 +265,7 @@ def saturation(s: Signs) -> list[str]:
             f"its CPU was at {CPU_PCT_LIMIT:.0f}% of a core or more in {s.cpu_busy_ratio:.0%} of the measured intervals"
         )
     if _counted(s.send_lag) and float(s.send_lag["p99"]) >= SEND_LAG_MS_LIMIT:
-        out.append(f"its send schedule fell behind (send lag p99 {_ms(s.send_lag['p99'])})")
+        out.append(f"its send schedule fell behind: send lag p99 {_ms(s.send_lag['p99'])}")
     first, last = s.delay_first, s.delay_last
     if (
         int(first.get("count") or 0) >= GROWTH_MIN_COUNT
@@ -275,7 +276,7 @@ def saturation(s: Signs) -> list[str]:
         a, b = float(first["p50"]), float(last["p50"])
         if b >= GROWTH_FACTOR * a and b - a >= GROWTH_MS:
             out.append(
-                f"its own receive delay grew over the run (p50 {_ms(a)} in the first third, {_ms(b)} in the last)"
+                f"its own receive delay grew over the run: p50 {_ms(a)} in the first third, {_ms(b)} in the last"
             )
     return out
 
@@ -302,8 +303,8 @@ def judge(s: Signs) -> Verdict:
     bottleneck = bool(found) and matters
     if found and not bottleneck and added is not None:
         added += (
-            f"; the generator was busy ({'; '.join(found)}) but its own part stayed under "
-            f"{DELAY_SHARE:.0%} of the latency p99: not the bottleneck"
+            f"; it showed signs of saturation ({'; '.join(found)}), but its own part (receive delay, send lag) "
+            f"stayed under {DELAY_SHARE:.0%} of the latency p99: not the bottleneck"
         )
     detail = None
     if bottleneck:

@@ -225,7 +225,7 @@ def summarize(results: Results) -> dict[str, Any]:
             "cpu_pct_mean": _ratio(server_cpu * 100 if server_cpu is not None else None, cpu_span),
             "cpu_us_per_delivery": _ratio(server_cpu * 1e6 if server_cpu is not None else None, cpu_delivered),
             "samples": sum(int(s.get("samples", 1)) for s in samples),
-            **server_stats.drift(measured),
+            **server_stats.drift(measured, server_stats.min_span_of(scenario)),
         }
 
     stages = _stages(results, scenario, kinds, acc.get("by_phase") or {})

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wsbench.core.metrics import METRICS as METRICS  # every numeric summary key, one table
-from wsbench.core.metrics import metric_kind, suggest
+from wsbench.core.metrics import NOTE_OF, metric_kind, suggest
 from wsbench.core.units import UnitError, parse_duration, parse_rate, parse_size
 
 UNIT_OF_KIND = {
@@ -116,6 +116,16 @@ def lookup(summary: Mapping[str, Any], metric: str) -> float | None:
     return float(node)
 
 
+def _note(summary: Mapping[str, Any], key: str | None) -> str | None:
+    """The summary's string at dotted ``key`` (why a value is null), if any."""
+    node: Any = summary
+    for part in key.split(".") if key else ():
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node if key and isinstance(node, str) else None
+
+
 def evaluate(thresholds: list[str], summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Verdicts in the results-file footer shape; a metric with no data fails."""
     out = []
@@ -131,7 +141,7 @@ def evaluate(thresholds: list[str], summary: Mapping[str, Any]) -> list[dict[str
             "observed": observed,
             "passed": t.check(observed),
         }
-        if observed is None:
-            verdict["reason"] = "no data"
+        if observed is None:  # fails, saying why when the summary says (e.g. too short to estimate drift)
+            verdict["reason"] = _note(summary, NOTE_OF.get(t.metric)) or "no data"
         out.append(verdict)
     return out

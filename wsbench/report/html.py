@@ -22,6 +22,7 @@ import yaml
 
 from wsbench import __version__
 from wsbench.core.results import Results
+from wsbench.core.server_stats import span_text
 from wsbench.errors import ResultsFileError
 from wsbench.report import plots
 from wsbench.report.compare import Comparison, ThresholdVerdict
@@ -108,7 +109,10 @@ def _threshold_table(summary: dict[str, Any]) -> TableView:
     rows = []
     for t in summary.get("thresholds") or []:
         verdict = "passed" if t.get("passed") else "failed"
-        rows.append([t.get("expr", ""), _observed(t.get("observed"), t.get("unit") or ""), _badge(verdict)])
+        observed = _observed(t.get("observed"), t.get("unit") or "")
+        if t.get("observed") is None and t.get("reason"):
+            observed = str(t["reason"])
+        rows.append([t.get("expr", ""), observed, _badge(verdict)])
     return TableView("Thresholds", ["threshold", "observed", "verdict"], rows, left=1, empty="no thresholds")
 
 
@@ -198,10 +202,13 @@ def _generator_table(summary: dict[str, Any]) -> TableView:
     ):
         if server.get(key) is not None:
             rows.append([title, f"{server[key] / 2**20:,.1f}"])
+    if server.get("drift_note"):
+        rows.append(["server growth", str(server["drift_note"])])
     if server.get("rss_slope_mib_per_hour") is not None:
         rows.append(
             [
-                "server RSS growth (MiB/h, Theil-Sen, 95% interval)",
+                f"server RSS growth (MiB/h over {span_text(float(server.get('drift_span_s') or 0.0))}, "
+                "Theil-Sen, 95% interval)",
                 f"{server['rss_slope_mib_per_hour']:+,.3g} [{server['rss_slope_mib_per_hour_low']:+,.3g}, "
                 f"{server['rss_slope_mib_per_hour_high']:+,.3g}]",
             ]

@@ -24,7 +24,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from wsbench.core.server_stats import rss_fit_line
+from wsbench.core.server_stats import min_span_of, rss_fit_line
 from wsbench.report.rundata import RunData, percentiles_ms
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -334,7 +334,7 @@ def _rss_fit(ax: Axes, runs: Sequence[RunData], run: RunData, index: int) -> Any
     if len(run.parts) != 1:
         return None
     measured = run.results.measured_intervals()
-    fit = rss_fit_line(measured)
+    fit = rss_fit_line(measured, min_span_of(run.results.header.get("scenario")))
     if fit is None:
         return None
     slope, intercept = fit

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from wsbench.console import make_console, print_table
+from wsbench.core.server_stats import drift_line
 
 STATUS_STYLE = {"completed": "green", "interrupted": "yellow", "broken": "bold red", "truncated": "yellow"}
 
@@ -166,20 +167,17 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
                 f"{_num(srv.get('cpu_us_per_delivery'), '{:.2f}')} us/delivery  "
                 f"mean {_num(srv.get('cpu_pct_mean'), '{:.0f}')}% of a core (measured intervals, from /stats cpu_s)"
             )
-        if srv.get("rss_slope_mib_per_hour") is not None:
-            c.print(
-                f"[bold]server growth[/] RSS {srv['rss_slope_mib_per_hour']:+,.4g} MiB/h "
-                f"(95% {srv['rss_slope_mib_per_hour_low']:+,.4g} to {srv['rss_slope_mib_per_hour_high']:+,.4g}, "
-                f"Theil-Sen)  connections {_num(srv.get('connections_slope_per_hour'), '{:+,.4g}')}/h  "
-                f"CPU {_num(srv.get('cpu_pct_slope_per_hour'), '{:+,.4g}')} points/h"
-            )
+        growth = drift_line(srv)
+        if growth:
+            c.print(f"[bold]server growth[/] {escape(growth)}")
     verdicts = summary.get("thresholds") or []
     if verdicts:
         c.print("[bold]thresholds[/]")
         for v in verdicts:
             mark = "[green]pass[/]" if v["passed"] else "[bold red]FAIL[/]"
             observed = v.get("observed")
-            obs = "no data" if observed is None else f"{observed:,.4g}{(' ' + v['unit']) if v.get('unit') else ''}"
+            unit = (" " + v["unit"]) if v.get("unit") else ""
+            obs = (v.get("reason") or "no data") if observed is None else f"{observed:,.4g}{unit}"
             c.print(f"  {mark}  {escape(v['expr'])}  [dim](observed {escape(obs)})[/]")
     for w in summary.get("warnings") or []:
         c.print(f"[yellow]warning:[/] {escape(str(w))}")
