@@ -250,3 +250,35 @@ def test_locust_refuses_an_unwritable_output_before_anything_starts(tmp_path: Pa
     assert proc.returncode == 2, proc.stderr
     assert f"cannot write the results file {out}" in " ".join(proc.stderr.split())
     assert "Locust pid" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_locust_on_a_full_disk_prints_the_whole_run_from_memory(tmp_path: Path) -> None:
+    """The Locust master keeps what it could not write and hands the whole run's summary to
+    `wsbench locust` (a file-size limit every process of the run inherits: EFBIG in the master)."""
+    out = tmp_path / "l.jsonl"
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12 * 1024, resource.RLIM_INFINITY))
+
+    argv = [sys.executable, "-m", "wsbench.cli", "locust", str(scenario(tmp_path, 2)), "--headless"]
+    proc = subprocess.run(
+        [*argv, "--server-cmd", relay_cmd(), "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+        preexec_fn=limit_file_size,
+    )
+    assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert_clean(proc.stderr)
+    said = " ".join(proc.stderr.split())
+    assert f"cannot write the results file {out}: File too large; it holds the first" in said
+    assert "the summary above is the whole run, from memory" in said
+    printed = " ".join(proc.stdout.split())
+    # the whole run: 2 s at 200/s to 9 readers each, and the losses, which only the footer (in memory) knows
+    assert "broken" in printed and "deliveries expected 3,600 delivered 3,600 lost 0" in printed, printed[-3000:]
+    from_file = summarize(read_results(out))
+    assert from_file["status"] == "truncated" and from_file["delivery"]["lost"] is None
+    assert from_file["delivery"]["delivered"] < 3600

@@ -21,11 +21,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from wsbench import metrics
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, RunBroken, ServerDied, UsageError
+from wsbench.locust.summary_bridge import SUMMARY_FD_ENV
 from wsbench.target import free_port
 
 LOCUSTFILE = Path(__file__).resolve().parent.parent / "locust" / "locustfile.py"
@@ -144,10 +146,13 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics:
         budget += metrics.linger_seconds(args.metrics_linger)
 
-    env = {**os.environ, TARGET_ENV: json.dumps(target)}
+    # a full disk: the master hands the whole run's summary over through this pipe (summary_bridge)
+    handed = _HandOver()
+    env = {**os.environ, TARGET_ENV: json.dumps(target), SUMMARY_FD_ENV: str(handed.write_fd)}
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(subprocess.Popen(master, env=env))
+        procs.append(subprocess.Popen(master, env=env, pass_fds=(handed.write_fd,)))
+        handed.started()
         procs.extend(subprocess.Popen(argv) for argv in workers)
         if own_cpus:
             for proc in procs:
@@ -180,8 +185,38 @@ def run(args: argparse.Namespace) -> int:
         died_message = server.death_message() if server is not None and server_died else ""
         if server is not None:
             server.stop()
+        handed.started()  # the parent's write end is closed whatever happened
 
-    return _report(output, master_code=procs[0].returncode if procs else None, server_died=died_message)
+    return _report(
+        output, master_code=procs[0].returncode if procs else None, server_died=died_message, handed=handed.take()
+    )
+
+
+class _HandOver:
+    """The read end of the summary pipe, drained by a thread (a summary can exceed a pipe's buffer)."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self._chunks: list[bytes] = []
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+        self._open = True
+
+    def _drain(self) -> None:
+        with os.fdopen(self.read_fd, "rb") as pipe:
+            while chunk := pipe.read(65536):
+                self._chunks.append(chunk)
+
+    def started(self) -> None:
+        """The master holds the write end now: this process closes its own (EOF when the master exits)."""
+        if self._open:
+            self._open = False
+            with contextlib.suppress(OSError):
+                os.close(self.write_fd)
+
+    def take(self) -> bytes:
+        self._thread.join(timeout=5.0)
+        return b"".join(self._chunks)
 
 
 def _latest(output: Path) -> Path:
@@ -194,10 +229,14 @@ def _latest(output: Path) -> Path:
     return max(numbered)[1] if numbered else output
 
 
-def _report(output: Path, master_code: int | None, server_died: str) -> int:
-    from wsbench.locust.summary_bridge import print_summary
+def _report(output: Path, master_code: int | None, server_died: str, handed: bytes = b"") -> int:
+    from wsbench.locust.summary_bridge import print_handed_over, print_summary
 
     output = _latest(output)
+    if handed:  # the results file could not be written to the end: the master's summary of the whole run
+        if server_died:
+            print(f"wsbench: {server_died}", file=sys.stderr)
+        return print_handed_over(handed, output)
     if not output.exists():
         if server_died:
             raise ServerDied(server_died)

@@ -309,12 +309,18 @@ class Conductor:
             "accounting": accounting,
             "clock": {"pair_bound_ms": clock.pair_bound_ns(self.clock_bounds) / 1e6},
         }
-        verdicts, exit_code = summary_bridge.verdicts(self.results_path, footer)
+        # after a full disk the file holds only part of the run: the verdicts come from the whole run
+        whole = self.writer.read() if self.writer.failure is not None else self.results_path
+        verdicts, exit_code = summary_bridge.verdicts(whole, footer)
         if status == "broken" or self.writer.failure is not None:
             exit_code = EXIT_RUN_BROKEN
         self.writer.footer(**footer, thresholds=verdicts, exit_code=exit_code)
         self.closed = True
         self.writer.close()
+        try:
+            summary_bridge.hand_over(self.writer)  # a full disk: the whole run's summary, from memory
+        except Exception:  # the results so far are written: a failed hand-over must not stop the exit
+            log.exception("wsbench: could not hand the summary over")
         self.exit_code = exit_code
         self.env.process_exit_code = exit_code
         log.info("wsbench results: %s (status %s, exit code %d)", self.results_path, status, exit_code)
