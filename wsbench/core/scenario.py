@@ -57,35 +57,24 @@ def _unit(parse: Any) -> Any:
     return validate
 
 
-Duration = Annotated[
-    float,
-    BeforeValidator(_unit(parse_duration)),
-    WithJsonSchema(
+def _with_unit(parse: Any, number: str, pattern: str, description: str) -> tuple[Any, Any]:
+    """The validator and JSON schema of a field written as a plain ``number`` or a string with a unit."""
+    return BeforeValidator(_unit(parse)), WithJsonSchema(
         {
-            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": DURATION_PATTERN}],
-            "description": "seconds, or a duration with a unit: 20s, 500ms, 2m",
+            "anyOf": [{"type": number, "minimum": 0}, {"type": "string", "pattern": pattern}],
+            "description": description,
         }
-    ),
+    )
+
+
+Duration = Annotated[
+    float, *_with_unit(parse_duration, "number", DURATION_PATTERN, "seconds, or a duration with a unit: 20s, 500ms, 2m")
 ]
 Rate = Annotated[
-    float,
-    BeforeValidator(_unit(parse_rate)),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": RATE_PATTERN}],
-            "description": "per second, or a rate with a unit: 2000/s, 120/min",
-        }
-    ),
+    float, *_with_unit(parse_rate, "number", RATE_PATTERN, "per second, or a rate with a unit: 2000/s, 120/min")
 ]
 ByteSize = Annotated[
-    int,
-    BeforeValidator(_unit(parse_size)),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": SIZE_PATTERN}],
-            "description": "bytes, or a size with a unit: 512B, 1KiB, 1MiB",
-        }
-    ),
+    int, *_with_unit(parse_size, "integer", SIZE_PATTERN, "bytes, or a size with a unit: 512B, 1KiB, 1MiB")
 ]
 
 

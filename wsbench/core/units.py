@@ -76,37 +76,33 @@ def _split(value: object, what: str, example: str) -> tuple[float, str]:
     return number, unit
 
 
+def _scaled(
+    value: object, kind: str, example: str, units: dict[str, float] | dict[str, int], use: str, fold: bool = False
+) -> float:
+    """``value`` in the base unit of ``units`` (keyed by the unit as written; ``fold``: lower-cased);
+    ``kind`` and ``example`` name what was expected, ``use`` the units to suggest."""
+    number, unit = _split(value, f"a {kind}", example)
+    factor = units.get(unit.lower() if fold else unit)
+    if factor is None:
+        raise UnitError(f"unknown {kind} unit {unit!r} in {value!r}: use {use}")
+    if number < 0:
+        raise UnitError(f"a {kind} cannot be negative, got {value!r}")
+    return number * factor
+
+
 def parse_duration(value: object) -> float:
     """Seconds. ``"500ms"`` -> 0.5; a plain number is seconds."""
-    number, unit = _split(value, "a duration", "20s, 500ms or 2m")
-    factor = DURATION_UNITS.get(unit)
-    if factor is None:
-        raise UnitError(f"unknown duration unit {unit!r} in {value!r}: use s, ms, us, m or h")
-    if number < 0:
-        raise UnitError(f"a duration cannot be negative, got {value!r}")
-    return number * factor
+    return _scaled(value, "duration", "20s, 500ms or 2m", DURATION_UNITS, "s, ms, us, m or h")
 
 
 def parse_rate(value: object) -> float:
     """Events per second. ``"2000/s"`` -> 2000.0; ``"120/min"`` -> 2.0; a plain number is per second."""
-    number, unit = _split(value, "a rate", "2000/s or 120/min")
-    factor = RATE_UNITS.get(unit)
-    if factor is None:
-        raise UnitError(f"unknown rate unit {unit!r} in {value!r}: use /s, /ms, /min or /h")
-    if number < 0:
-        raise UnitError(f"a rate cannot be negative, got {value!r}")
-    return number * factor
+    return _scaled(value, "rate", "2000/s or 120/min", RATE_UNITS, "/s, /ms, /min or /h")
 
 
 def parse_size(value: object) -> int:
     """Bytes. ``"1KiB"`` -> 1024, ``"2KB"`` -> 2000; a plain number is bytes."""
-    number, unit = _split(value, "a size", "512B, 1KiB or 1MiB")
-    factor = SIZE_UNITS.get(unit.lower())
-    if factor is None:
-        raise UnitError(f"unknown size unit {unit!r} in {value!r}: use B, KiB, MiB, KB or MB")
-    if number < 0:
-        raise UnitError(f"a size cannot be negative, got {value!r}")
-    result = number * factor
+    result = _scaled(value, "size", "512B, 1KiB or 1MiB", SIZE_UNITS, "B, KiB, MiB, KB or MB", fold=True)
     if abs(result - round(result)) > 1e-9:
         raise UnitError(f"a size must be a whole number of bytes, got {value!r}")
     return round(result)

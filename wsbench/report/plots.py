@@ -205,6 +205,16 @@ def _ms_log_axis(ax: Axes, label: str = "latency (ms)") -> None:
     ax.set_ylabel(label)
 
 
+def _distribution_step(
+    ax: Axes, runs: Sequence[RunData], i: int, dist: tuple[np.ndarray, ...], what: str, style: str = "-"
+) -> None:
+    """One run's percentile distribution (``RunData.distribution_ms``) as a step on the ``1/(1-p)`` axis."""
+    pcts, values = dist
+    if pcts.size:
+        x = 1.0 / (1.0 - pcts / 100.0)
+        ax.step(x, values, where="post", color=color(i), linestyle=style, label=_label(runs, runs[i], what))
+
+
 def latency_distribution(runs: Sequence[RunData]) -> Plot:
     plot_id, title = "latency-distribution", "Latency percentile distribution (corrected and uncorrected)"
     if not any(run.has_histogram("latency") for run in runs):
@@ -214,10 +224,7 @@ def latency_distribution(runs: Sequence[RunData]) -> Plot:
         ax = fig.subplots()
         for i, run in enumerate(runs):
             for name, style, what in (("latency", "-", "corrected"), ("latency_uncorrected", "--", "uncorrected")):
-                pcts, values = run.distribution_ms(name)
-                if pcts.size:
-                    x = 1.0 / (1.0 - pcts / 100.0)
-                    ax.step(x, values, where="post", color=color(i), linestyle=style, label=_label(runs, run, what))
+                _distribution_step(ax, runs, i, run.distribution_ms(name), what, style)
         _percentile_axis(ax)
         _ms_log_axis(ax)
         ax.legend(loc="upper left")
@@ -234,10 +241,7 @@ def connect_distribution(runs: Sequence[RunData]) -> Plot:
     def draw(fig: Figure) -> None:
         ax = fig.subplots()
         for i, run in enumerate(runs):
-            pcts, values = run.distribution_ms("connect", rows=np.ones(run.n, dtype=bool))
-            if pcts.size:
-                x = 1.0 / (1.0 - pcts / 100.0)
-                ax.step(x, values, where="post", color=color(i), label=_label(runs, run, "connect"))
+            _distribution_step(ax, runs, i, run.distribution_ms("connect", rows=np.ones(run.n, dtype=bool)), "connect")
         _percentile_axis(ax)
         _ms_log_axis(ax, "connect time (ms)")
         ax.legend(loc="upper left")
