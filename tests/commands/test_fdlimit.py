@@ -190,3 +190,40 @@ def test_locust_started_directly_refuses_a_local_run_it_cannot_hold(tmp_path: Pa
     said = " ".join(proc.stderr.split())
     assert "too few open files allowed: a Locust run of 300 clients needs" in said
     assert not (tmp_path / "l.jsonl").exists()
+
+
+def test_a_locust_worker_started_by_hand_refuses_a_share_it_cannot_hold(tmp_path: Path) -> None:
+    """``locust --worker`` started by hand (no ``wsbench locust`` to check for it) raises its own limit
+    for its share of the clients, or refuses: the master ends the run, broken, naming the worker, exit 2."""
+    from wsbench.commands.locust import LOCUSTFILE
+    from wsbench.core.results import read_results
+    from wsbench.target import free_port
+
+    port, out = free_port(), tmp_path / "l.jsonl"
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE)]
+    master = subprocess.Popen(
+        [*base, "--master", "--headless", "--expect-workers", "1", "--master-bind-host", "127.0.0.1",
+         "--master-bind-port", str(port), "--host", "http://127.0.0.1:9",
+         "--wsbench-scenario", str(_scenario(tmp_path, 300)), "--wsbench-results", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [*base, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limited(150, 150),
+    )  # fmt: skip
+    try:
+        _, master_err = master.communicate(timeout=60)
+        _, worker_err = worker.communicate(timeout=30)
+    finally:
+        for proc in (master, worker):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    said = " ".join(worker_err.split())
+    assert "too few open files allowed: this Locust worker's share of a run of 300 clients over 1 worker" in said
+    assert "may open at most 150" in said and "prlimit --pid $$ --nofile=" in said
+    assert master.returncode == 2, master_err[-3000:]
+    assert "worker-0 refused the run: too few open files allowed" in " ".join(master_err.split())
+    footer = read_results(out).footer
+    assert footer is not None and footer["status"] == "broken" and footer["exit_code"] == 2
+    assert footer["reason"].startswith("worker-0 refused the run: too few open files allowed")

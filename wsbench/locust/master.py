@@ -24,7 +24,7 @@ from wsbench.core.pacing import Phase
 from wsbench.core.results import ResultsWriter, library_versions
 from wsbench.core.scenario import Scenario
 from wsbench.core.units import parse_duration
-from wsbench.errors import EXIT_RUN_BROKEN, WsbenchError
+from wsbench.errors import EXIT_RUN_BROKEN, EXIT_USAGE, WsbenchError
 from wsbench.locust import clock, summary_bridge
 from wsbench.locust.aggregate import Aggregator, leave_pending
 from wsbench.locust.plan import RunPlan, check_locust_limits
@@ -63,6 +63,7 @@ class Conductor:
         self.finished = False
         self.closed = False  # the footer is written
         self.interrupted_by: str | None = None
+        self.refused_exit: int | None = None  # a worker refused the run (exit 2: its environment's limit)
         self.exit_code: int | None = None
         self.clock_bounds: dict[str, int] = {}
         self._upcoming: list[Phase] = []  # phases whose start event is not written yet
@@ -123,6 +124,7 @@ class Conductor:
             "epoch_ns": self.epoch_ns,
             "boot_id": clock.boot_id(),
             "url": self.url,
+            "workers": self.aggregator.processes,  # each worker checks its open-file limit for its share
         }
 
     # -- messages from processes ---------------------------------------------------------------------------
@@ -131,6 +133,16 @@ class Conductor:
         if client >= 0:
             self.next_id += 1
         self.owner.send("wsbench_id", {"req": data["req"], "client": client}, node_id)
+
+    def on_refused(self, data: dict[str, Any]) -> None:
+        """A worker cannot hold its share of the clients (its open-file limit): the run ends, broken."""
+        worker = str(data.get("worker"))
+        detail = f"{worker} refused the run: {data.get('detail')}"
+        log.error("wsbench: %s", detail)
+        self.broken = self.broken or detail
+        self.refused_exit = int(data.get("exit_code", EXIT_USAGE))
+        self.aggregator.finals.add(worker)  # no final part comes from it
+        self.plan_done = True
 
     def on_conn(self, data: dict[str, Any]) -> None:
         if data["ok"]:
@@ -313,7 +325,7 @@ class Conductor:
         whole = self.writer.read() if self.writer.failure is not None else self.results_path
         verdicts, exit_code = summary_bridge.verdicts(whole, footer)
         if status == "broken" or self.writer.failure is not None:
-            exit_code = EXIT_RUN_BROKEN
+            exit_code = EXIT_RUN_BROKEN if self.refused_exit is None else self.refused_exit
         self.writer.footer(**footer, thresholds=verdicts, exit_code=exit_code)
         self.closed = True
         self.writer.close()

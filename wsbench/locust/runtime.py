@@ -12,8 +12,8 @@ Messages (Locust custom messages; in a local run ``LocalRunner.send_message`` ca
 the same process): master -> workers ``wsbench_setup``, ``wsbench_id``, ``wsbench_load``,
 ``wsbench_clock_pong``, ``wsbench_stop_load`` (a capacity search stopped), ``wsbench_finish``; workers ->
 master ``wsbench_id_req``, ``wsbench_conn``, ``wsbench_clock_ping``, ``wsbench_part`` (a stage's verdict
-is due), ``wsbench_final``. Periodic parts ride in Locust's ``report_to_master`` data
-(key ``wsbench``), merged on ``worker_report``.
+is due), ``wsbench_refused`` (a worker cannot hold its share: its open-file limit), ``wsbench_final``.
+Periodic parts ride in Locust's ``report_to_master`` data (key ``wsbench``), merged on ``worker_report``.
 
 One module per role: :mod:`wsbench.locust.master` (the conductor), :mod:`wsbench.locust.worker` (a
 process's users and measurement); this one is the glue every process has (:class:`Node`: Locust's
@@ -23,6 +23,7 @@ events and messages to the right role, the scenario and the results path).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -88,6 +89,7 @@ class Node:
             runner.register_message("wsbench_final", self._h(lambda c, d, n: c.on_part(d)))
             runner.register_message("wsbench_part", self._h(lambda c, d, n: c.on_part(d)))  # a stage is due
             runner.register_message("wsbench_clock_ping", self._on_clock_ping)
+            runner.register_message("wsbench_refused", self._h(lambda c, d, n: c.on_refused(d)))
             env.events.worker_report.add_listener(self._on_worker_report)
         if self.role in ("worker", "local"):
             runner.register_message("wsbench_setup", self._on_setup)
@@ -198,7 +200,32 @@ class Node:
             if self.side.run_tag == str(msg.data["run_tag"]):
                 return  # the same run announced twice
             self.side.stop()
+            self.side = None
+        if self.role == "worker" and not self._open_files_ok(msg.data):
+            return
         self.side = ProcessSide(self, msg.data)
+
+    def _open_files_ok(self, setup: dict[str, Any]) -> bool:
+        """A worker (started by ``wsbench locust`` or by hand) raises its own open-file limit for its
+        share of the clients, or refuses the run: the master then ends it, broken, naming this worker."""
+        scenario = Scenario.model_validate(setup["scenario"])
+        workers = max(int(setup.get("workers", 1)), 1)
+        share = math.ceil(scenario.clients / workers)
+        in_flight = min(scenario.connect.concurrency, share)
+        over = f"{workers} worker" + ("s" if workers != 1 else "")
+        what = (
+            f"this Locust worker's share of a run of {scenario.clients:,} clients over {over} "
+            f"({share:,} clients, up to {in_flight} connecting at once)"
+        )
+        try:
+            ensure_open_files(needed_for_clients(share, in_flight), what, fewer="more workers")
+        except WsbenchError as exc:
+            self.error = str(exc)
+            log.error("wsbench: %s", exc)
+            self.env.process_exit_code = exc.exit_code
+            self.send("wsbench_refused", {"worker": self.label, "detail": str(exc), "exit_code": exc.exit_code})
+            return False
+        return True
 
     def _on_test_stopping(self, environment: Environment, **kw: Any) -> None:
         if self.role != "worker" and self.conductor is not None and not self.conductor.finished:
