@@ -131,3 +131,12 @@ def test_wsbench_report_html_option(truncated_file: Path, tmp_path: Path, capsys
     assert '"status": "truncated"' in captured.out  # --json output stays pure JSON on stdout
     html = out.read_text(encoding="utf-8")
     assert 'id="warnings"' in html and "no footer" in html
+
+
+def test_the_server_growth_names_its_span_or_why_there_is_none(tmp_path: Path) -> None:
+    short = render_report(read_results(write_run(tmp_path / "short.jsonl")))
+    assert re.search(r"<td>server growth</td><td[^>]*>too short to estimate drift \(10 s, 11 samples", short)
+    assert "server RSS growth" not in short
+    long = render_report(read_results(write_run(tmp_path / "long.jsonl", measure_intervals=60, drift_min_span=30)))
+    assert "server RSS growth (MiB/h over 60 s, Theil-Sen, 95% interval)" in long
+    assert "too short to estimate drift" not in long

@@ -1,8 +1,9 @@
 """Generator self-checks: its own CPU, event-loop lag, open file descriptors, how late it sends.
 
 A load generator that is itself saturated reports its own delays as the server's. Each interval
-records what the generator went through, and :func:`bottleneck_reasons` says when it, not the server,
-was the limit (the report prints a warning).
+records what the generator went through; :func:`bottleneck_reasons` says when one interval was at the
+limits (a ``generator_busy`` sign), and :mod:`wsbench.core.selfcheck` judges from the whole run whether
+the generator was the bottleneck (the report's warning).
 """
 
 from __future__ import annotations
