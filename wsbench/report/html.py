@@ -110,8 +110,8 @@ def _threshold_table(summary: dict[str, Any]) -> TableView:
     for t in summary.get("thresholds") or []:
         verdict = "passed" if t.get("passed") else "failed"
         observed = _observed(t.get("observed"), t.get("unit") or "")
-        if t.get("observed") is None and t.get("reason"):
-            observed = str(t["reason"])
+        if t.get("observed") is None and t.get("reason") and t["reason"] != "no data":
+            observed = f"no data: {t['reason']}"
         rows.append([t.get("expr", ""), observed, _badge(verdict)])
     return TableView("Thresholds", ["threshold", "observed", "verdict"], rows, left=1, empty="no thresholds")
 

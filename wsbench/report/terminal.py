@@ -177,8 +177,10 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
             mark = "[green]pass[/]" if v["passed"] else "[bold red]FAIL[/]"
             observed = v.get("observed")
             unit = (" " + v["unit"]) if v.get("unit") else ""
-            obs = (v.get("reason") or "no data") if observed is None else f"{observed:,.4g}{unit}"
-            c.print(f"  {mark}  {escape(v['expr'])}  [dim](observed {escape(obs)})[/]")
+            obs = f"observed {observed:,.4g}{unit}" if observed is not None else "observed no data"
+            if observed is None and v.get("reason") and v["reason"] != "no data":
+                obs = f"no data: {v['reason']}"  # why, where the summary says (e.g. too short to estimate drift)
+            c.print(f"  {mark}  {escape(v['expr'])}  [dim]({escape(obs)})[/]")
     for w in summary.get("warnings") or []:
         c.print(f"[yellow]warning:[/] {escape(str(w))}")
     c.print(f"[dim]results file:[/] {escape(str(summary.get('file')))}")
