@@ -166,3 +166,49 @@ def test_the_per_interval_sign_is_written_once_per_process_and_only_for_measured
     }
     assert check.check(busy, "w1") is None
     assert check.check(busy, "w2") is not None
+
+
+def _locust_file(path: Any, busy_worker: str | None) -> Any:
+    """A two-worker results file as the Locust master writes it, each record through the per-worker sign."""
+    from wsbench.core.results import ResultsWriter, read_results
+
+    check = BottleneckCheck(interval_s=1.0)
+    with ResultsWriter(path) as w:
+        w.header(driver="locust", interval_s=1.0)
+        for index in range(12):
+            for worker in ("a", "b"):
+                busy = worker == busy_worker
+                delay_us = 20_000 + 1_000 * index if busy else 300
+                lat, delay = histograms.new_histogram(), histograms.new_histogram()
+                histograms.record_many(lat, [2_000 + delay_us] * 50)
+                histograms.record_many(delay, [delay_us] * 10)
+                record = {
+                    "index": index,
+                    "start_s": float(index),
+                    "end_s": index + 1.0,
+                    "phase": "measure",
+                    "counters": {"sent": 1, "delivered": 50},
+                    "histograms": {"latency": lat, "generator_delay": delay, "latency_socket": lat},
+                    "generator": {"cpu_s": 0.97 if busy else 0.3, "cpu_pct": 97.0 if busy else 30.0},
+                    "worker": worker,
+                }
+                w.interval(record)
+                sign = check.check(record, worker)
+                if sign is not None:
+                    w.event("warning", sign.pop("t_s"), **sign)
+        w.footer(status="completed")
+    return read_results(path)
+
+
+def test_a_locust_run_names_the_saturated_worker_and_spares_a_quiet_run(tmp_path: Any) -> None:
+    from wsbench.core.summary import summarize
+
+    s = summarize(_locust_file(tmp_path / "busy.jsonl", busy_worker="b"))
+    g = s["generator"]
+    assert g["bottleneck"] and g["cpu_busy_ratio"] == 1.0 and g["self_check"] == "measured"
+    assert "(at its limits first at 1 s; workers b)" in g["bottleneck_detail"]
+    assert g["bottleneck_detail"] in s["warnings"]
+    quiet = summarize(_locust_file(tmp_path / "quiet.jsonl", busy_worker=None))
+    assert not quiet["generator"]["bottleneck"] and quiet["generator"]["cpu_busy_ratio"] == 0.0
+    assert not any("bottleneck" in w for w in quiet["warnings"])
+    assert quiet["generator"]["delay_detail"].startswith("the generator added p50 0.30 ms / p99 0.30 ms")
