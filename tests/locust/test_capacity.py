@@ -93,6 +93,8 @@ def test_the_master_judges_each_stage_on_every_process_numbers_and_stops_the_sea
         assert [p.name for p in plan.phases] == ["step-1", "step-2", "drain"]
         assert plan.phases[-1].start_s == pytest.approx(3.6)
         assert not agg.search.held
+        rows = {r["name"]: r["value"] for r in agg.live_view()["delivery"]}  # the web UI shows the verdicts
+        assert rows["search: stage step-1"] == "held at 10/s" and rows["search: stage step-2"] == "broke at 20/s"
         for k in (0, 1):
             agg.absorb(w.part(k, 5.0, receipts=True, final=True))
         agg.collect_fanout(5 * S, give_up_all=True)

@@ -449,6 +449,9 @@ class Aggregator:
                 {"name": "final: lost", "value": a["lost"]},
                 {"name": "final: pairs with loss", "value": a["pairs_with_loss"]},
             ]
+        if self.search is not None:  # the capacity search's verdicts so far
+            for v in self.search.core.verdicts:
+                delivery.append({"name": f"search: stage {v.stage}", "value": v.detail})
         for code, n in sorted(closes.items()):
             delivery.append({"name": f"close code {code}", "value": n})
         for kind, n in sorted(errors.items()):
