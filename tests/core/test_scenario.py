@@ -150,3 +150,16 @@ def test_server_options_are_checked_as_the_servers_check_them(options: str, prob
     """Issue 10: one definition of each SPEC 15.1 option (wsbench_servers.options), not a copied validator."""
     with pytest.raises(ScenarioError, match=re.escape(problem)):
         load_text(f"clients: 2\ntarget: {{options: {options}}}\n", "t.yaml")
+
+
+def test_a_drift_threshold_on_a_run_too_short_for_a_slope_is_warned_about_before_it_runs() -> None:
+    text = "clients: 10\nduration: {d}\ndrain: 2s\nthresholds:\n  - server.rss_slope_mib_per_hour_low < 5\n"
+    short = load_text(text.format(d="30s"), "s.yaml")
+    assert short.short_drift_warning() == (
+        "threshold 'server.rss_slope_mib_per_hour_low < 5' cannot be judged: the run measures about 32 s "
+        "(33 samples of /stats), a drift slope needs 5 min and 10 samples (drift_min_span); it will fail as "
+        "too short to estimate drift"
+    )
+    assert load_text(text.format(d="10m"), "s.yaml").short_drift_warning() is None
+    assert load_text(text.format(d="30s") + "drift_min_span: 20s\n", "s.yaml").short_drift_warning() is None
+    assert load_text("clients: 10\nduration: 5s\n", "s.yaml").short_drift_warning() is None  # no drift threshold

@@ -129,6 +129,11 @@ def _run_with_server(
         writer.on_failure = lambda failure: engine.request_stop("broken", str(failure))
         if not args.json and not live_ok:
             console.print(f"[dim]wsbench:[/] running {scenario.name} against {http_url} -> {out_path}")
+        short_drift = scenario.short_drift_warning()
+        if short_drift and not args.json:
+            from rich.markup import escape
+  # said before the run, not only in the threshold's verdict after it
+            console.print(f"[yellow]warning:[/] {escape(short_drift)}")
         outcome = _drive(engine, view)
         accounting = engine.final_accounting()
         status, reason = outcome.status, outcome.reason

@@ -44,4 +44,6 @@ def run(args: argparse.Namespace) -> int:
             f"{path}: ok ({s.name}: {s.clients} clients, {s.n_senders} senders, {s.model} model, "
             f"{len(stages)} stage{'s' if len(stages) != 1 else ''}, about {total:g} s after connecting)"
         )
+        for warning in filter(None, (s.short_drain_warning(), s.short_drift_warning())):
+            print(f"{path}: warning: {warning}")
     return EXIT_USAGE if failed else 0

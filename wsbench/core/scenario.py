@@ -406,6 +406,23 @@ class Scenario(_Model):
             "will be counted as lost"
         )
 
+    def short_drift_warning(self) -> str | None:
+        """A warning when a threshold on a drift slope cannot be judged in the planned run (``None`` otherwise):
+        the slopes need ``drift_min_span`` and 10 samples (``wsbench.core.server_stats.drift``)."""
+        from wsbench.core.metrics import NOTE_OF
+        from wsbench.core.server_stats import MIN_SLOPE_SAMPLES, span_text
+
+        on_drift = [t for t in self.thresholds if parse_threshold(t).metric in NOTE_OF]
+        span = sum(d for _, d, _, _ in self.stage_plan()) + float(self.drain)
+        samples = int(span / float(self.interval)) + 1
+        if not on_drift or (span >= float(self.drift_min_span) and samples >= MIN_SLOPE_SAMPLES):
+            return None
+        return (
+            f"threshold {on_drift[0]!r} cannot be judged: the run measures about {span_text(span)} ({samples} "
+            f"samples of /stats), a drift slope needs {span_text(float(self.drift_min_span))} and "
+            f"{MIN_SLOPE_SAMPLES} samples (drift_min_span); it will fail as too short to estimate drift"
+        )
+
     def resolved(self) -> dict[str, Any]:
         """Every default filled in, stages expanded: what the results header records."""
         data = self.model_dump(mode="json")
