@@ -50,7 +50,7 @@ def test_resolve_precedence() -> None:
     url = resolve(False, {})
     assert url == ServerOptions()  # a --url server is expected to run SPEC defaults unless told otherwise
     started = resolve(True, {})
-    assert started.ping_interval == GATE_DEFAULTS["ping_interval"] and started.max_connections == 40
+    assert started.ping_interval == GATE_DEFAULTS["ping_interval"] and started.max_connections == 64
     assert started.send_buffer_limit > started.max_message_size  # a max-size frame fits in the buffer
     cli = resolve(True, {"ping_interval": 3.0, "max_connections": 9})
     assert (cli.ping_interval, cli.max_connections, cli.ping_timeout) == (3.0, 9, 2.0)

@@ -104,6 +104,44 @@ def test_concurrent_cases_stay_within_the_connection_budget() -> None:
     assert peak == 2
 
 
+def test_a_background_case_runs_beside_the_phases_and_an_exclusive_one_alone() -> None:
+    spans: dict[str, tuple[float, float]] = {}
+
+    def timed(seconds: float):  # type: ignore[no-untyped-def]
+        async def check(ctx: CaseContext) -> Outcome:
+            t0 = asyncio.get_running_loop().time()
+            await asyncio.sleep(seconds)
+            spans[ctx.label + str(len(spans))] = (t0, asyncio.get_running_loop().time())
+            return Outcome(True, f"{seconds} s")
+
+        return check
+
+    def span(cid: str, check):  # type: ignore[no-untyped-def]
+        async def recorded(ctx: CaseContext) -> Outcome:
+            t0 = asyncio.get_running_loop().time()
+            out = await check(ctx)
+            spans[cid] = (t0, asyncio.get_running_loop().time())
+            return out
+
+        return recorded
+
+    cases = [
+        case("http.idle", span("http.idle", timed(1.2)), conns=0, background=True),
+        case("messaging.a", span("messaging.a", timed(0.2))),
+        case("messaging.b", span("messaging.b", timed(0.2))),
+        case("nodelay.x", span("nodelay.x", timed(0.3)), exclusive=True),
+        case("shutdown.x", span("shutdown.x", timed(0.0)), last=True),
+    ]
+    report = run_target(started_target(), cases)
+    assert [r.verdict for r in report.results] == ["pass"] * 5
+    idle, alone, last = spans["http.idle"], spans["nodelay.x"], spans["shutdown.x"]
+    others = [spans["messaging.a"], spans["messaging.b"]]
+    # the background case started with the concurrent ones and overlapped the exclusive one...
+    assert idle[0] <= min(s for s, _ in others) + 0.05 and idle[1] > alone[0]
+    # ...the exclusive case ran after every concurrent case, and the last case after the background one
+    assert alone[0] >= max(e for _, e in others) and last[0] >= idle[1]
+
+
 def test_a_server_that_dies_fails_the_rest_and_marks_the_run_broken() -> None:
     async def kill(ctx: CaseContext) -> Outcome:
         assert ctx.server is not None

@@ -124,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the implementation name baseline entries match (default: /stats 'server', or the target label); "
         "one target only",
     )  # fmt: skip
-    sel.add_argument("--concurrency", type=int, default=16, metavar="N", help="cases run at once (default 16)")
+    sel.add_argument("--concurrency", type=int, default=24, metavar="N", help="cases run at once (default 24)")
     add_option_arguments(p)
     p.set_defaults(func=run, targets=None)
 

@@ -332,6 +332,7 @@ def cases() -> list[Case]:
             http_slow_head,
             conns=0,
             duration_hint=5.5,
+            background=True,
         ),
         Case(
             "login.body_limit",

@@ -57,7 +57,10 @@ class Case:
     they fill the server); ``last`` cases run after all others (shutdown); ``needs_started`` cases
     run only on a server wsbench started (they signal the process). ``spawns`` cases start server
     processes of their own (start-up contract): they run together after the exclusive ones, so that
-    their CPU does not slow the timed cases of the concurrent phase.
+    their CPU does not slow the timed cases of the concurrent phase. ``background`` cases only wait on
+    the server's own timer, with a byte now and then on one HTTP connection (no ``/chat`` connection,
+    no CPU to speak of): they start first and run beside every phase but the last, so that a 5 s timer
+    does not hold up the concurrent phase.
     """
 
     id: str
@@ -71,6 +74,7 @@ class Case:
     last: bool = False
     needs_started: bool = False
     spawns: bool = False
+    background: bool = False
     timeout: float = 15.0
     duration_hint: float = 0.5
     #: the Autobahn testsuite case(s) this one corresponds to ("7.3.5", "4.1.2-4.1.5"), if any

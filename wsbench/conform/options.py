@@ -72,7 +72,8 @@ GATE_DEFAULTS: Mapping[str, object] = {
     "ping_interval": 1.0,
     # 2 s, not 1: every client of every case must pong in time, even while the gate process is busy
     "ping_timeout": 2.0,
-    "max_connections": 40,
+    # 64: 48 connections for the concurrent cases (75 %), so that 24 of them run at once (runner.py)
+    "max_connections": 64,
     # above one max-size frame (64 KiB + header), or every receiver of a 64 KiB message is "slow"
     "send_buffer_limit": 262144,
     "allowed_origin": ("https://chat.example",),

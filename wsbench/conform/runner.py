@@ -202,8 +202,10 @@ class _Runner:
         return self._result(case, verdict, observed, reason, _now() - start)
 
     async def run(self, cases: Sequence[Case]) -> list[CaseResult]:
+        background = [c for c in cases if c.background and not c.exclusive and not c.last and not c.spawns]
         concurrent = sorted(
-            (c for c in cases if not c.exclusive and not c.last and not c.spawns), key=lambda c: -c.duration_hint
+            (c for c in cases if not c.exclusive and not c.last and not c.spawns and c not in background),
+            key=lambda c: -c.duration_hint,
         )
         exclusive = [c for c in cases if c.exclusive and not c.last]
         spawning = [c for c in cases if c.spawns and not c.exclusive and not c.last]
@@ -238,6 +240,7 @@ class _Runner:
                         in_use -= need
                         room.notify_all()
 
+        behind = [asyncio.ensure_future(self.execute(c)) for c in background if self.not_echo is None]
         await asyncio.gather(*(one(c) for c in concurrent))
         for case in exclusive:
             if not self.server_gone:
@@ -245,6 +248,11 @@ class _Runner:
             results[case.id] = await self.execute(case)
         for case, result in zip(spawning, await asyncio.gather(*(self.execute(c) for c in spawning)), strict=True):
             results[case.id] = result
+        for case, result in zip(background, await asyncio.gather(*behind), strict=False):
+            results[case.id] = result
+        for case in background:
+            if case.id not in results:  # the echo probe failed before they could start
+                results[case.id] = await self.execute(case)
         for case in last:
             if not self.server_gone:
                 await _settle(self.endpoint)
@@ -256,7 +264,7 @@ def run_target(
     target: Target,
     cases: Sequence[Case],
     *,
-    concurrency: int = 16,
+    concurrency: int = 24,
     on_result: Callable[[CaseResult, TargetReport], None] | None = None,
 ) -> TargetReport:
     """Start (or reach) ``target``, run ``cases`` against it, stop what was started.
