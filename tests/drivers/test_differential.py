@@ -90,13 +90,13 @@ def test_one_frame_stream_through_both_receive_paths_gives_identical_records(tmp
     with ResultsWriter(tmp_path / "x.jsonl") as writer:
         engine = Engine(scenario, "http://127.0.0.1:9", writer)
     plan = RunPlan(scenario)
-    collector = Collector(plan, engine.tag, distributed=False)
+    collector = Collector(plan, engine.roster.nicknames.tag, distributed=False)
     phase = {0: "connect", 1: "measure", 2: "measure", 3: "drain"}
     collector.phase_of = lambda t_s: phase.get(int(t_s), "drain")
     for c in range(5):
         engine.rec.connected(c, 500_000 + c, 1000, 900)
         collector.connected(c, 500_000 + c, 1000, 900)
-    rows = stream(engine.nicknames.of)
+    rows = stream(engine.roster.nicknames.of)
     probes = engine.probes.ids
     assert probes == {2, 4}  # receiver 4 gets seq 30 1.3 s late: sent in the measure phase, arrives in the drain
     stamped: dict[int, int] = {}
@@ -119,7 +119,7 @@ def test_one_frame_stream_through_both_receive_paths_gives_identical_records(tmp
             collector.sent(sender, seq, at, at + 40)
         # the engine's receive path: the one shared buffer (bytes, ns, owner), then its batch
         engine.rx.frames.append(frame)
-        engine.rx.times.append(engine.epoch_ns + t * 1000)
+        engine.rx.times.append(engine.clock.epoch_ns + t * 1000)
         engine.rx.owners.append(receiver)
         if receiver in probes:  # a probe receiver: its frame's kernel stamp beside it, as probe.py adds it
             kernel_us, shared = probe_stamp(receiver, t)
@@ -129,7 +129,7 @@ def test_one_frame_stream_through_both_receive_paths_gives_identical_records(tmp
             if shared:
                 pf.own[-1] = 0
             pf.position.append(len(engine.rx.frames) - 1)
-            pf.kernel_ns.append(engine.epoch_ns + kernel_us * 1000 + engine.probes.clock.offset.ns)
+            pf.kernel_ns.append(engine.clock.epoch_ns + kernel_us * 1000 + engine.probes.clock.offset.ns)
             pf.own.append(1)
             collector.on_probe_text(receiver, frame, t, kernel_us, shared)
         else:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-import numpy as np
 from picows import WSCloseCode
 
 from wsbench.drivers.chat_client import ClientState, LoginFailed, login, open_chat
@@ -26,48 +25,48 @@ class Connecting(_Base):
 
     # -- connect phase ---------------------------------------------------------------------------------
     async def _connect_phase(self) -> bool:
-        s = self.s
+        s, progress, tally = self.s, self.progress, self.roster.tally
         sem = asyncio.Semaphore(s.connect.concurrency)
         start = _clock()
         tasks = []
-        for st in self.clients:
+        for st in self.roster.clients:
             due = st.connect_due_ns = start + int(st.cid / s.connect.rate * 1e9)
             delay = (due - _clock()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
-            if self.stop_reason is not None:
+            if progress.stop_reason is not None:
                 break
             await sem.acquire()
             task = asyncio.ensure_future(self._connect_one(st))
             task.add_done_callback(lambda _t: sem.release())
             tasks.append(task)
-            if self.conn.failed > s.connect.max_errors:
+            if tally.failed > s.connect.max_errors:
                 break
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self.stop_reason is not None:
+        if progress.stop_reason is not None:
             return False
-        if self.conn.failed > s.connect.max_errors:
-            detail = f"; first error: {self.conn.first_error}" if self.conn.first_error else ""
+        if tally.failed > s.connect.max_errors:
+            detail = f"; first error: {tally.first_error}" if tally.first_error else ""
             self.request_stop(
                 "broken",
-                f"{self.conn.failed} of {s.clients} clients could not connect to {self.http_url}{detail}",
+                f"{tally.failed} of {s.clients} clients could not connect to {self.endpoint.http_url}{detail}",
             )
             return False
         # the barrier: everyone online, and every sender has seen the join lines of later clients
         # (waiting while they keep coming, up to barrier_timeout; JOIN_SETTLE_S without progress ends it)
         hard = _clock() + int(s.connect.barrier_timeout * 1e9)
         last_missing, last_progress = -1, _clock()
-        while self.stop_reason is None:
+        while progress.stop_reason is None:
             self._ingest_tick()
-            missing = self._missing_join_lines()
+            missing = self.roster.missing_join_lines(self.acc)
             if missing == 0:
                 break
             now = _clock()
             if missing != last_missing:
                 last_missing, last_progress = missing, now
             if now > hard or now - last_progress > JOIN_SETTLE_S * 1e9:
-                self.writer.event(
+                self.out.writer.event(
                     "warning",
                     self.t_s(),
                     detail=f"{missing} join lines (SPEC 7.1) never arrived; the delivery accounting uses "
@@ -75,33 +74,18 @@ class Connecting(_Base):
                 )
                 break
             await asyncio.sleep(0.01)
-        return self.stop_reason is None
-
-    def _missing_join_lines(self) -> int:
-        online = np.array([st.connected_ns > 0 and st.closed_ns == 0 for st in self.clients])
-        n = len(online)
-        receivers = online & self.acc.is_receiver[:n]
-        missing = 0
-        for si, cid in enumerate(self.sender_ids):
-            if not online[cid]:
-                continue
-            seen = (self.acc.obs[si, :n] >= 0) | self.acc.r_saw[si, :n]
-            want = receivers.copy()
-            want[cid] = False
-            missing += int(np.count_nonzero(want & ~seen))
-        return missing
+        return progress.stop_reason is None
 
     async def _connect_one(self, st: ClientState) -> None:
-        assert self.session is not None
+        endpoint, timeout = self.endpoint, self.s.connect.timeout
+        assert endpoint.session is not None
         st.connect_start_ns = _clock()
         try:
-            cookie = await asyncio.wait_for(
-                login(self.session, self.http_url, st.nickname), timeout=self.s.connect.timeout
-            )
-            remaining = self.s.connect.timeout - (_clock() - st.connect_start_ns) / 1e9
+            cookie = await asyncio.wait_for(login(endpoint.session, endpoint.http_url, st.nickname), timeout=timeout)
+            remaining = timeout - (_clock() - st.connect_start_ns) / 1e9
             opener = self.probes.open if st.cid in self.probes.ids else open_chat
             await asyncio.wait_for(
-                opener(self.ws_url, cookie, st, self._on_client_closed, timeout=max(remaining, 0.1), rx=self.rx),
+                opener(endpoint.ws_url, cookie, st, self._on_client_closed, timeout=max(remaining, 0.1), rx=self.rx),
                 timeout=max(remaining, 0.1) + 1.0,
             )
         except (TimeoutError, LoginFailed) as exc:
@@ -114,7 +98,7 @@ class Connecting(_Base):
             return
         now = _clock()
         st.connected_ns = now
-        self.conn.connected += 1
+        self.roster.tally.connected += 1
         # connect time from when the schedule wanted the client connected: queueing for a slot counts
         due = st.connect_due_ns or st.connect_start_ns
         self.rec.connected(st.cid, self.us(now), (now - due) // 1000, (now - st.connect_start_ns) // 1000)
@@ -123,30 +107,33 @@ class Connecting(_Base):
 
     def _connect_error(self, st: ClientState, kind: str, detail: str) -> None:
         st.error = detail
-        self.conn.failed += 1
-        self.conn.by_kind[kind] += 1
+        tally = self.roster.tally
+        tally.failed += 1
+        tally.by_kind[kind] += 1
         self.rec.connect_failed(self.us(_clock()))
-        self.errors_total += 1
-        if self.conn.first_error is None:
-            self.conn.first_error = f"{kind}: {detail}"
-        self.writer.event("error", self.t_s(), error=kind, client=st.cid, detail=detail)
-        if self.server is not None and not self.server.alive():
-            self.request_stop("broken", self.server.death_message())
+        self.roster.errors += 1
+        if tally.first_error is None:
+            tally.first_error = f"{kind}: {detail}"
+        self.out.writer.event("error", self.t_s(), error=kind, client=st.cid, detail=detail)
+        death = self.endpoint.death()
+        if death is not None:
+            self.request_stop("broken", death)
 
     def _on_client_closed(self, st: ClientState) -> None:
         if st.connected_ns == 0:
             return  # closed during the handshake: reported as a connect error
         now = st.closed_ns or _clock()
         self.rec.left(st.cid, self.us(now))
-        if self.closing or st.we_closed:
+        if self.progress.closing or st.we_closed:
             return
+        writer = self.out.writer
         self.rec.count("closes", self.us(now))
         if st.close_code is not None:
-            self.writer.event(
+            writer.event(
                 "close", self.t_s(now), client=st.cid, code=st.close_code, reason=st.close_reason, role=st.role
             )
         elif st.role == "stalled":  # SPEC 11.1 allows dropping a slow consumer without a close frame
-            self.writer.event(
+            writer.event(
                 "close",
                 self.t_s(now),
                 client=st.cid,
@@ -157,8 +144,8 @@ class Connecting(_Base):
             )
         else:
             self.rec.count("errors", self.us(now))
-            self.errors_total += 1
-            self.writer.event(
+            self.roster.errors += 1
+            writer.event(
                 "error",
                 self.t_s(now),
                 error="disconnect",
@@ -166,31 +153,26 @@ class Connecting(_Base):
                 role=st.role,
                 detail="the connection ended without a close frame",
             )
-        if self.load_start_ns is not None and not any(
-            c.connected_ns and not c.closed_ns and c.role != "stalled" for c in self.clients
-        ):
-            self.request_stop("broken", self._why_everyone_left())
-
-    def _why_everyone_left(self) -> str:
-        if self.server is not None and not self.server.alive():
-            return self.server.death_message()
-        return f"every client lost its connection to {self.http_url}"
+        if self.progress.started and not self.roster.anyone_reading():
+            death = self.endpoint.death()
+            self.request_stop("broken", death or f"every client lost its connection to {self.endpoint.http_url}")
 
     # churn ----------------------------------------------------------------------------------------------
     def _schedule_churn(self, k: int) -> None:
-        assert self.load_start_ns is not None
-        if k < len(self.churn_at):
-            at = self.load_start_ns + int(self.churn_at[k] * 1e9)
-            self._handles.append(self._call_later(max((at - _clock()) / 1e9, 0.0), self._churn, k))
+        start, churn_at = self.progress.load_start_ns, self.roster.churn_at
+        assert start is not None
+        if k < len(churn_at):
+            self.timers.at_ns(start + int(churn_at[k] * 1e9), self._churn, k)
 
     def _churn(self, k: int) -> None:
         """Replacement ``k``: the oldest plain receiver closes with 1000, a new client joins."""
-        if self.stop_reason is not None or self.stopping_load or self.closing:
+        progress, roster = self.progress, self.roster
+        if progress.stop_reason is not None or progress.stopping or progress.closing:
             return
         try:
             self._schedule_churn(k + 1)
-            while self.churnable:
-                victim = self.clients[self.churnable.popleft()]
+            while roster.churnable:
+                victim = roster.clients[roster.churnable.popleft()]
                 if victim.transport is not None and victim.connected_ns and not victim.closed_ns:
                     now = _clock()
                     victim.we_closed = True
@@ -199,10 +181,7 @@ class Connecting(_Base):
                     with contextlib.suppress(Exception):
                         victim.transport.send_close(WSCloseCode.OK)
                     break
-            cid = len(self.clients)
-            st = ClientState(cid=cid, nickname=self.nicknames.of(cid), role="receiver", connect_due_ns=_clock())
-            self.clients.append(st)
-            self._tasks.append(asyncio.ensure_future(self._churn_join(st)))
+            self.timers.spawn(self._churn_join(roster.replacement()))
         except Exception as exc:
             self._crash(exc)
 
@@ -210,4 +189,4 @@ class Connecting(_Base):
         await self._connect_one(st)
         if st.connected_ns and not st.closed_ns:
             self.rec.count("churn_joined", self.us(_clock()))
-            self.churnable.append(st.cid)
+            self.roster.churnable.append(st.cid)

@@ -1,5 +1,5 @@
-"""The engine's background and end: the /stats sampler and the teardown (a mixin of
-:class:`wsbench.drivers.engine.Engine`)."""
+"""The end of the engine's run: timers stopped, the last records written, every client closed (a mixin
+of :class:`wsbench.drivers.engine.Engine`)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import termios
 import time
 from typing import TYPE_CHECKING
 
-import aiohttp
 from picows import WSCloseCode
 
-from wsbench.core import server_stats
 from wsbench.drivers.chat_client import ClientState
 
 if TYPE_CHECKING:
@@ -27,32 +25,7 @@ _clock = time.monotonic_ns
 
 
 class Teardown(_Base):
-    """``/stats`` sampling while the run goes, and the end of the run."""
-
-    # -- stats ---------------------------------------------------------------------------------------------
-    async def _stats_loop(self) -> None:
-        assert self.session is not None
-        misses = 0
-        while not self.finished.is_set() and self.stats_ok:
-            try:
-                async with self.session.get(
-                    self.http_url + "/stats", timeout=aiohttp.ClientTimeout(total=max(self.s.interval, 0.5))
-                ) as resp:
-                    if resp.status == 200:
-                        data = await resp.json(content_type=None)
-                        if isinstance(data, dict):
-                            self.last_stats = server_stats.keep(data)
-                            self.last_stats["t_s"] = round(self.t_s(), 3)
-                            misses = 0
-                    elif resp.status == 404:
-                        self.stats_ok = False
-                        self.writer.event("warning", self.t_s(), detail="the server offers no /stats")
-                        return
-            except (TimeoutError, aiohttp.ClientError, ValueError):
-                misses += 1
-                if misses == 3:
-                    self.writer.event("warning", self.t_s(), detail="/stats did not answer three times in a row")
-            await asyncio.sleep(self.s.interval)
+    """The end of the run."""
 
     # -- teardown -----------------------------------------------------------------------------------------
     async def _finish(self) -> None:
@@ -61,15 +34,9 @@ class Teardown(_Base):
         if self.sends.timer is not None:
             self.sends.timer.close()
             self.sends.timer = None
-        for h in self._handles:
-            h.cancel()
-        handle = getattr(self, "_interval_handle", None)
-        if handle is not None:
-            handle.cancel()
-        if self.lag is not None:
-            self.lag.stop()
-        for task in self._tasks:
-            task.cancel()
+        self.timers.cancel()
+        if self.meter.lag is not None:
+            self.meter.lag.stop()
         await self._unstall()
         # the last, partial interval (unless the last boundary was just written), and every record left
         self._ingest()
@@ -79,9 +46,9 @@ class Teardown(_Base):
             self._write_records(now, final=True)
         except Exception as exc:  # the teardown goes on: every client is still closed below
             self._crash(exc)
-        self.closing = True
+        self.progress.closing = True
         self.rx.clear()
-        open_clients = [c for c in self.clients if c.transport is not None and not c.closed_ns]
+        open_clients = [c for c in self.roster.clients if c.transport is not None and not c.closed_ns]
         for c in open_clients:
             c.we_closed = True
             with contextlib.suppress(Exception):
@@ -91,11 +58,10 @@ class Teardown(_Base):
             waits = [c.transport.wait_disconnected() for c in open_clients if c.transport is not None]
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), timeout=2.0)
-        for task in self._tasks:
+        for task in self.timers.tasks:
             with contextlib.suppress(BaseException):
                 await task
-        if self.session is not None:
-            await self.session.close()
+        await self.endpoint.close_session()
 
     async def _unstall(self) -> None:
         """Read the stalled clients again (discarding the backlog) to see how the server treated them.
@@ -103,7 +69,8 @@ class Teardown(_Base):
         A client that does not read cannot see its close frame: the server's verdict (SPEC 11.1: 1008)
         sits behind megabytes of unread frames. They are read now, for up to two seconds.
         """
-        stalled = [c for c in self.clients if c.role == "stalled" and c.transport is not None and not c.closed_ns]
+        clients = self.roster.clients
+        stalled = [c for c in clients if c.role == "stalled" and c.transport is not None and not c.closed_ns]
         if not stalled:
             return
         for c in stalled:
