@@ -6,10 +6,16 @@ delivery to each receiver, or stalls periodically; each test checks wsbench repo
 
 from __future__ import annotations
 
+import json
+import sys
+import urllib.request
+
 import pytest
 
-from tests.drivers.conftest import relay_cmd
+from tests.drivers.conftest import RELAY, relay_cmd
+from wsbench.core import histograms
 from wsbench.report.html import render_report
+from wsbench.target import command_server_argv, start_server
 
 BASE = """
 name: t
@@ -30,14 +36,32 @@ def scenario(clients: int = 5, senders: int = 1, rate: int = 200, duration: floa
 
 
 def test_known_delay_is_reported_within_a_millisecond(run_scenario) -> None:
-    run = run_scenario(scenario(rate=100), "--server-cmd", relay_cmd("--delay-ms", "20"))
+    """The relay holds every message 20 ms. The truth is what the relay itself measured: its dwell, from
+    the kernel stamp of a message's arrival to its write (the 20 ms plus its own timer's lateness). What
+    wsbench reports on top of that is the generator's own, which it measures: the lateness of its sends
+    (``send_lag``) and of its reads (``generator_delay``, the probes' user-space minus kernel time). So
+    the user-space p50 is within a millisecond of the relay's dwell plus those, and never below it. On a
+    loaded machine both grow (a p50 of 21.5 ms was measured with 3 busy processes on the 2 cores, the
+    dwell 20.4, send lag and receive delay the rest), which is why the bound is not 20 + 1."""
+    argv = command_server_argv(f"{sys.executable} {RELAY} --delay-ms 20 --stamp-in")
+    with start_server(argv, label="relay") as server:
+        run = run_scenario(scenario(rate=100), "--url", server.url)
+        with urllib.request.urlopen(f"{server.url}/stats", timeout=5) as resp:
+            dwell = json.loads(resp.read())["dwell_us"]
     s = run.summary
     assert run.code == 0, s
     assert s["status"] == "completed"
-    assert 20.0 <= s["latency"]["p50"] <= 21.0, s["latency"]
-    assert 20.0 <= s["latency_uncorrected"]["p50"] <= 21.0, s["latency_uncorrected"]
-    assert s["latency"]["min"] >= 20.0
     assert s["delivery"]["lost"] == 0
+    truth = dwell["p50"] / 1000
+    assert 20.0 <= truth < 25.0, dwell
+    assert s["latency"]["min"] >= 20.0 and s["latency_uncorrected"]["min"] >= 20.0
+    send_lag = histograms.value_ms(run.results.histogram("send_lag"), 50)
+    receive_delay = s["generator_delay"]["p50"]
+    # a user-space receive time taken at the batch (every 10 ms), not on receipt, would show here (~5 ms)
+    assert 0 <= receive_delay < 2.0, s["generator_delay"]
+    unc, lat = s["latency_uncorrected"]["p50"], s["latency"]["p50"]
+    assert truth - 0.1 <= unc <= truth + receive_delay + 1.0, (unc, truth, receive_delay)
+    assert unc <= lat <= truth + receive_delay + send_lag + 1.0, (lat, truth, receive_delay, send_lag)
 
 
 @pytest.mark.parametrize("k", [7, 10])
@@ -132,18 +156,25 @@ def test_stalled_client_is_closed_by_the_server_and_others_are_unaffected(run_sc
 
 
 def test_a_receiver_leaving_mid_run_is_accounted(run_scenario) -> None:
-    """The relay closes one receiver 1.5 s in: what was sent to it before counts, nothing after."""
-    run = run_scenario(scenario(clients=4, rate=200, duration=3), "--server-cmd", relay_cmd("--kick-after", "1.5"))
+    """The relay closes one receiver 1.5 s after the first message: what was sent to it before counts,
+    nothing after. The kick is timed from the load (not from the first connect, which a loaded machine
+    may take longer to get past), and the share the receiver got is judged against when it left."""
+    rate, duration = 200, 3
+    text = scenario(clients=4, rate=rate, duration=duration)
+    run = run_scenario(text, "--server-cmd", relay_cmd("--kick-after", "1.5"))
     s = run.summary
     sent = s["messages"]["sent"]
     kicked = [e for e in run.results.events if e["kind"] == "close"]
     assert [(e["code"], e["reason"]) for e in kicked] == [(4000, "kicked")]
     assert s["closes"]["unexpected"] == 1
     assert s["delivery"]["lost"] == 0
-    # two receivers got everything; the kicked one about half (sent before it left)
-    got = s["delivery"]["delivered"] - 2 * sent
-    assert 0.3 * sent < got < 0.7 * sent
     assert s["delivery"]["expected"] == s["delivery"]["delivered"]
+    # two receivers got everything; the kicked one what was sent before it left
+    start = next(e["t_s"] for e in run.results.events_of("phase") if e.get("name") == "measure")
+    left = kicked[0]["t_s"] - start
+    assert 1.4 < left < duration, left
+    got = s["delivery"]["delivered"] - 2 * sent
+    assert abs(got - rate * left) <= 0.1 * rate + 0.05 * got, (got, left)
 
 
 def test_closed_model_sends_when_the_last_message_arrived(run_scenario) -> None:
@@ -259,3 +290,25 @@ def test_a_server_that_stops_relaying_loses_everything_after_that_even_with_a_sh
     assert d["delivered"] % receivers == 0 and d["lost"] == d["expected"] - d["delivered"], d
     assert d["lost"] >= receivers * 0.8 * 300, d  # about a second of sends, all of it at the end
     assert any("drain is 0.2 s" in w for w in s["warnings"]), s["warnings"]
+
+
+def test_the_engines_state_is_a_few_objects_each_about_one_thing(tmp_path) -> None:
+    """Issue 10: no class with dozens of attributes (the brief's ~15), the engine's state objects included."""
+    import dataclasses
+
+    from wsbench.core.results import ResultsWriter
+    from wsbench.core.scenario import load_text
+    from wsbench.drivers.engine import Engine
+
+    text = scenario(clients=5, extra="churn: {rate: 1/s}\n")
+    with ResultsWriter(tmp_path / "x.jsonl") as writer:
+        engine = Engine(load_text(text, "t.yaml"), "http://[::1]:9", writer)
+    parts = vars(engine)
+    assert len(parts) <= 15, sorted(parts)
+    ours = [p for p in parts.values() if type(p).__module__.startswith("wsbench.drivers")]
+    state = [p for p in ours if dataclasses.is_dataclass(p)]
+    assert len(state) >= 7
+    for part in state:
+        assert len(dataclasses.fields(part)) <= 15, type(part).__name__
+    assert engine.endpoint.ws_url == "ws://[::1]:9/chat"
+    assert len(engine.roster.clients) == 5 and engine.roster.churn_at
