@@ -13,7 +13,6 @@ import urllib.request
 import pytest
 
 from tests.drivers.conftest import RELAY, relay_cmd
-from wsbench.core import histograms
 from wsbench.report.html import render_report
 from wsbench.target import command_server_argv, start_server
 
@@ -37,31 +36,40 @@ def scenario(clients: int = 5, senders: int = 1, rate: int = 200, duration: floa
 
 def test_known_delay_is_reported_within_a_millisecond(run_scenario) -> None:
     """The relay holds every message 20 ms. The truth is what the relay itself measured: its dwell, from
-    the kernel stamp of a message's arrival to its write (the 20 ms plus its own timer's lateness). What
-    wsbench reports on top of that is the generator's own, which it measures: the lateness of its sends
-    (``send_lag``) and of its reads (``generator_delay``, the probes' user-space minus kernel time). So
-    the user-space p50 is within a millisecond of the relay's dwell plus those, and never below it. On a
-    loaded machine both grow (a p50 of 21.5 ms was measured with 3 busy processes on the 2 cores, the
-    dwell 20.4, send lag and receive delay the rest), which is why the bound is not 20 + 1."""
+    the kernel stamp of a message's arrival to its write (the 20 ms, plus its timer's lateness, less
+    when its timer fires early). wsbench reports it within a millisecond at the socket, from the actual
+    send (``latency_socket_uncorrected``, against the dwell of the probes' deliveries), however busy
+    the machine. The user-space ``latency`` is never
+    below it, and what it adds is the generator's own, which the probes measure: ``latency`` (all
+    receivers) is the probes' user-space latency, the socket latency plus ``generator_delay`` per
+    delivery. (With 3 busy processes on the 2 cores: user-space p50 21.6-31.8 ms, the dwell 20.6-23.8,
+    the socket from the actual send within 0.13 ms of it; a p50 of a sum is not the sum of p50s, so the
+    user-space p50 is not bounded by the dwell plus the delays' p50s.)"""
     argv = command_server_argv(f"{sys.executable} {RELAY} --delay-ms 20 --stamp-in")
     with start_server(argv, label="relay") as server:
         run = run_scenario(scenario(rate=100), "--url", server.url)
-        with urllib.request.urlopen(f"{server.url}/stats", timeout=5) as resp:
-            dwell = json.loads(resp.read())["dwell_us"]
+        nicks = run.results.events_of("probes")[0]["nicknames"]
+        with urllib.request.urlopen(f"{server.url}/stats?dwell={','.join(nicks)}", timeout=5) as resp:
+            stats = json.loads(resp.read())
     s = run.summary
     assert run.code == 0, s
     assert s["status"] == "completed"
     assert s["delivery"]["lost"] == 0
+    assert s["probes"]["kernel_stamps"] is True, s["probes"]
+    dwell = stats["dwell_us"]  # every delivery; the probes' own below (a busy relay's later writes wait longer)
     truth = dwell["p50"] / 1000
-    assert 20.0 <= truth < 25.0, dwell
-    assert s["latency"]["min"] >= 20.0 and s["latency_uncorrected"]["min"] >= 20.0
-    send_lag = histograms.value_ms(run.results.histogram("send_lag"), 50)
-    receive_delay = s["generator_delay"]["p50"]
+    assert truth >= 20.0, dwell
+    socket, probes_dwell = s["latency_socket_uncorrected"], stats["dwell_us_of_all"]
+    assert abs(socket["p50"] - probes_dwell["p50"] / 1000) < 1.0, (socket, probes_dwell)
+    # never below the truth: per delivery, the latency from the actual send contains the relay's dwell
+    # (0.05 ms: the histograms' precision at 20 ms)
+    unc, lat = s["latency_uncorrected"], s["latency"]
+    assert unc["p50"] >= truth - 0.05 and unc["min"] >= dwell["min"] / 1000 - 0.05, (unc, dwell)
+    assert lat["p50"] >= unc["p50"] and lat["min"] >= unc["min"] - 0.05, (lat, unc)
+    # the probes are receivers like the others: all receivers' user-space latency is theirs
+    assert abs(lat["p50"] - s["latency_probes"]["p50"]) < 1.0, (lat, s["latency_probes"])
     # a user-space receive time taken at the batch (every 10 ms), not on receipt, would show here (~5 ms)
-    assert 0 <= receive_delay < 2.0, s["generator_delay"]
-    unc, lat = s["latency_uncorrected"]["p50"], s["latency"]["p50"]
-    assert truth - 0.1 <= unc <= truth + receive_delay + 1.0, (unc, truth, receive_delay)
-    assert unc <= lat <= truth + receive_delay + send_lag + 1.0, (lat, truth, receive_delay, send_lag)
+    assert 0 <= s["generator_delay"]["p50"] < 2.0, s["generator_delay"]
 
 
 @pytest.mark.parametrize("k", [7, 10])
