@@ -266,9 +266,26 @@ def test_churn_replaces_receivers_and_loses_nothing(run_scenario, kind: str) -> 
     assert 0.9 * 9 * sent <= d["expected"] <= 9 * sent
     assert d["pairs"] == 2 * (10 + 11 - 1)
     joins = sum(int(r["counters"].get("join_lines", 0)) for r in run.results.intervals)
-    # every join announced to the others online (SPEC 7.1): 0+1+...+9 in the connect phase, then 9 per joiner
-    assert joins >= 45 + 11 * 9
+    # every join announced to the others online (SPEC 7.1): 0+1+...+9 in the connect phase, then 9 per
+    # joiner, less one for each victim that left while a joiner was still connecting (a connect slower
+    # than the churn period, 0.25 s, as a loaded machine's can be: measured, from the churn moment)
+    assert joins >= 45 + 11 * 9 - victims_missed(run, period_us=250_000), joins
     assert 'receivers replaced (churn): left / joined</td><td class="num">11 / 11' in render_report(run.results)
+
+
+def victims_missed(run, period_us: int) -> int:
+    """Churn victims that left while a replacement was still connecting: per replacement, its connect
+    time (from the churn moment: the ``connect`` histograms after the load started) over the period."""
+    from wsbench.core.rollup import Counts
+
+    counts = Counts()
+    for r in run.results.intervals:
+        if r["phase"] != "connect":
+            counts.add(r["histograms"].get("connect"))
+    return sum(
+        item.count_at_value_iterated_to * (item.value_iterated_to // period_us)
+        for item in counts.histogram().get_recorded_iterator()
+    )
 
 
 def test_churn_with_drops_counts_each_receivers_losses(run_scenario) -> None:
