@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from wsbench.conform.checks import cookie_attributes, sized_text, tamper
+from wsbench.conform.checks import cookie_attributes, tamper
+from wsbench.conform.ws_checks import sized_text
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 1024, 65536, 65537])

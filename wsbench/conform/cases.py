@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from wsbench.conform import checks as c
 from wsbench.conform import hostile as h
 from wsbench.conform import measure as m
+from wsbench.conform import ws_checks as w
 from wsbench.conform.decisions import DECISION_CASES
 from wsbench.conform.model import Case
 from wsbench.conform.options import ServerOptions
@@ -307,7 +308,7 @@ def _cases() -> list[Case]:
             "7.1",
             "join line",
             "the others get ~~~N进入了聊天室~~~ once; the joiner gets nothing for its own join",
-            c.messaging_join,
+            w.messaging_join,
             conns=2,
             duration_hint=1.0,
         ),
@@ -316,7 +317,7 @@ def _cases() -> list[Case]:
             "7.2",
             "ASCII text",
             "relayed as N说：M byte for byte",
-            c.relay("hello, world", "ASCII"),
+            w.relay("hello, world", "ASCII"),
             conns=2,
         ),
         Case(
@@ -324,7 +325,7 @@ def _cases() -> list[Case]:
             "7.2",
             "non-ASCII text",
             "relayed byte for byte",
-            c.relay("你好，世界 — ünïcödé ½", "non-ASCII"),
+            w.relay("你好，世界 — ünïcödé ½", "non-ASCII"),
             conns=2,
         ),
         Case(
@@ -332,18 +333,18 @@ def _cases() -> list[Case]:
             "7.2",
             "emoji",
             "relayed byte for byte",
-            c.relay("😀👍🏽🇫🇷 family: 👨‍👩‍👧", "emoji"),
+            w.relay("😀👍🏽🇫🇷 family: 👨‍👩‍👧", "emoji"),
             conns=2,
         ),
         Case(
-            "messaging.relay_empty", "7.2", "empty message", "relayed as N说：", c.relay("", "empty message"), conns=2
+            "messaging.relay_empty", "7.2", "empty message", "relayed as N说：", w.relay("", "empty message"), conns=2
         ),
         Case(
             "messaging.no_echo",
             "7.2",
             "nothing back to the sender",
             "the sender receives none of its messages",
-            c.messaging_no_echo,
+            w.messaging_no_echo,
             conns=2,
             duration_hint=1.0,
         ),
@@ -352,7 +353,7 @@ def _cases() -> list[Case]:
             "7.3",
             "per-sender order",
             "2 x 100 messages all received, each sender's in order",
-            c.messaging_order,
+            w.messaging_order,
             conns=3,
             duration_hint=1.0,
         ),
@@ -361,7 +362,7 @@ def _cases() -> list[Case]:
             "7.5",
             "leave after a close handshake",
             "leave line exactly once; nickname free again",
-            c.leave("close"),
+            w.leave("close"),
             conns=2,
             duration_hint=1.0,
         ),
@@ -370,7 +371,7 @@ def _cases() -> list[Case]:
             "7.5",
             "leave after FIN without close frame",
             "leave line exactly once; nickname free again",
-            c.leave("fin"),
+            w.leave("fin"),
             conns=2,
             duration_hint=1.0,
         ),
@@ -379,7 +380,7 @@ def _cases() -> list[Case]:
             "7.5",
             "leave after a TCP reset",
             "leave line exactly once; nickname free again",
-            c.leave("rst"),
+            w.leave("rst"),
             conns=2,
             duration_hint=1.0,
         ),
@@ -389,7 +390,7 @@ def _cases() -> list[Case]:
             "9.1",
             "exactly max_message_size",
             lambda o: f"{_max(o)} relayed byte for byte",
-            c.size_limit(0),
+            w.size_limit(0),
             conns=2,
             rfc="RFC 6455 §5.2",
         ),
@@ -398,7 +399,7 @@ def _cases() -> list[Case]:
             "9.1",
             "max_message_size + 1",
             lambda o: f"{o.max_message_size + 1} bytes: close 1009, nothing relayed",
-            c.size_limit(1),
+            w.size_limit(1),
             conns=2,
             rfc="RFC 6455 §7.4.1",
         ),
@@ -407,7 +408,7 @@ def _cases() -> list[Case]:
             "9.1",
             "max_message_size + 1 bytes of 2- and 3-byte characters",
             "close 1009 (bytes count, not characters), nothing relayed",
-            c.size_limit(1, multibyte=True),
+            w.size_limit(1, multibyte=True),
             conns=2,
             rfc="RFC 6455 §7.4.1",
         ),
@@ -416,7 +417,7 @@ def _cases() -> list[Case]:
             "9.1",
             "exactly max_message_size in 3 fragments",
             lambda o: f"{_max(o)} relayed after reassembly",
-            c.size_limit(0, fragments=3),
+            w.size_limit(0, fragments=3),
             conns=2,
             rfc="RFC 6455 §5.4",
         ),
@@ -425,7 +426,7 @@ def _cases() -> list[Case]:
             "9.1",
             "max_message_size + 1 in 3 fragments",
             "close 1009, nothing relayed",
-            c.size_limit(1, fragments=3),
+            w.size_limit(1, fragments=3),
             conns=2,
             rfc="RFC 6455 §5.4",
         ),
@@ -434,7 +435,7 @@ def _cases() -> list[Case]:
             "8.1",
             "binary message",
             "close 1003, nothing relayed",
-            c.limits_binary,
+            w.limits_binary,
             conns=2,
             rfc="RFC 6455 §7.4.1",
         ),
@@ -444,7 +445,7 @@ def _cases() -> list[Case]:
             "8.2",
             "invalid UTF-8 text",
             "close 1007, nothing relayed",
-            c.invalid_utf8([b"ab\xff\xfecd"]),
+            w.invalid_utf8([b"ab\xff\xfecd"]),
             conns=2,
             rfc="RFC 6455 §8.1",
         ),
@@ -453,7 +454,7 @@ def _cases() -> list[Case]:
             "8.2",
             "invalid UTF-8 split across fragments",
             "close 1007, nothing relayed",
-            c.invalid_utf8([b"ab\xf0\x9f", b"\x28cd"]),
+            w.invalid_utf8([b"ab\xf0\x9f", b"\x28cd"]),
             conns=2,
             rfc="RFC 6455 §8.1",
         ),
@@ -462,7 +463,7 @@ def _cases() -> list[Case]:
             "8.2",
             "an emoji split across fragments",
             "relayed intact",
-            c.utf8_valid_split,
+            w.utf8_valid_split,
             conns=2,
             rfc="RFC 6455 §5.6",
         ),
@@ -471,7 +472,7 @@ def _cases() -> list[Case]:
             "8.3",
             "reserved data opcode 0x3",
             PROTOCOL_ERROR,
-            c.protocol_violation(c.frame(0x3), "opcode 0x3"),
+            w.protocol_violation(w.frame(0x3), "opcode 0x3"),
             rfc="RFC 6455 §5.2",
         ),
         Case(
@@ -479,7 +480,7 @@ def _cases() -> list[Case]:
             "8.3",
             "reserved control opcode 0xB",
             PROTOCOL_ERROR,
-            c.protocol_violation(c.frame(0xB), "opcode 0xB"),
+            w.protocol_violation(w.frame(0xB), "opcode 0xB"),
             rfc="RFC 6455 §5.2",
         ),
         Case(
@@ -487,7 +488,7 @@ def _cases() -> list[Case]:
             "8.3",
             "RSV1 without an extension",
             PROTOCOL_ERROR,
-            c.protocol_violation(c.frame(OP_TEXT, rsv=RSV1), "text frame with RSV1"),
+            w.protocol_violation(w.frame(OP_TEXT, rsv=RSV1), "text frame with RSV1"),
             rfc="RFC 6455 §5.2",
         ),
         Case(
@@ -495,7 +496,7 @@ def _cases() -> list[Case]:
             "8.3",
             "RSV2 set",
             PROTOCOL_ERROR,
-            c.protocol_violation(c.frame(OP_TEXT, rsv=RSV2), "text frame with RSV2"),
+            w.protocol_violation(w.frame(OP_TEXT, rsv=RSV2), "text frame with RSV2"),
             rfc="RFC 6455 §5.2",
         ),
         Case(
@@ -503,7 +504,7 @@ def _cases() -> list[Case]:
             "8.3",
             "RSV3 set",
             PROTOCOL_ERROR,
-            c.protocol_violation(c.frame(OP_TEXT, rsv=RSV3), "text frame with RSV3"),
+            w.protocol_violation(w.frame(OP_TEXT, rsv=RSV3), "text frame with RSV3"),
             rfc="RFC 6455 §5.2",
         ),
         Case(
@@ -511,7 +512,7 @@ def _cases() -> list[Case]:
             "8.3",
             "unmasked client frame",
             PROTOCOL_ERROR,
-            c.protocol_violation(c.frame(OP_TEXT, b"unmasked", mask=False), "unmasked text frame"),
+            w.protocol_violation(w.frame(OP_TEXT, b"unmasked", mask=False), "unmasked text frame"),
             rfc="RFC 6455 §5.1",
         ),
         Case(
@@ -519,8 +520,8 @@ def _cases() -> list[Case]:
             "8.3",
             "fragmented ping",
             PROTOCOL_ERROR,
-            c.protocol_violation(
-                c.frames_of(c.frame(OP_PING, b"ab", fin=False), c.frame(OP_CONTINUATION, b"cd")), "ping in 2 fragments"
+            w.protocol_violation(
+                w.frames_of(w.frame(OP_PING, b"ab", fin=False), w.frame(OP_CONTINUATION, b"cd")), "ping in 2 fragments"
             ),
             rfc="RFC 6455 §5.5",
         ),
@@ -529,7 +530,7 @@ def _cases() -> list[Case]:
             "8.3",
             "126-byte ping",
             PROTOCOL_ERROR,
-            c.protocol_violation(c.frame(OP_PING, b"p" * 126), "126-byte ping"),
+            w.protocol_violation(w.frame(OP_PING, b"p" * 126), "126-byte ping"),
             rfc="RFC 6455 §5.5",
         ),
         Case(
@@ -537,7 +538,7 @@ def _cases() -> list[Case]:
             "8.3",
             "continuation with no message in progress",
             PROTOCOL_ERROR,
-            c.protocol_violation(c.frame(OP_CONTINUATION, b"x"), "stray continuation frame"),
+            w.protocol_violation(w.frame(OP_CONTINUATION, b"x"), "stray continuation frame"),
             rfc="RFC 6455 §5.4",
         ),
         Case(
@@ -545,8 +546,8 @@ def _cases() -> list[Case]:
             "8.3",
             "new data frame inside a fragmented message",
             PROTOCOL_ERROR,
-            c.protocol_violation(
-                c.frames_of(c.frame(OP_TEXT, b"a", fin=False), c.frame(OP_TEXT, b"b")),
+            w.protocol_violation(
+                w.frames_of(w.frame(OP_TEXT, b"a", fin=False), w.frame(OP_TEXT, b"b")),
                 "text frame inside a fragmented message",
             ),
             rfc="RFC 6455 §5.4",
@@ -558,7 +559,7 @@ def _cases() -> list[Case]:
                 "8.4",
                 f"client closes with {code}",
                 "a close frame (the same code SHOULD be echoed), then the server closes TCP",
-                c.close_valid(code),
+                w.close_valid(code),
                 rfc="RFC 6455 §7.4",
             )
             for code in VALID_CLOSE_CODES
@@ -568,7 +569,7 @@ def _cases() -> list[Case]:
             "8.4",
             "a text message after the server's close frame",
             "ignored: nothing relayed",
-            c.close_data_after_server_close,
+            w.close_data_after_server_close,
             conns=2,
             rfc="RFC 6455 §5.5.1",
         ),
@@ -577,7 +578,7 @@ def _cases() -> list[Case]:
             "8.4",
             "client close frame without payload",
             "a close frame, then the server closes TCP",
-            c.close_valid(None),
+            w.close_valid(None),
             rfc="RFC 6455 §5.5.1",
         ),
         *[
@@ -586,7 +587,7 @@ def _cases() -> list[Case]:
                 "8.5",
                 f"client closes with invalid code {code}",
                 PROTOCOL_ERROR,
-                c.close_invalid(code),
+                w.close_invalid(code),
                 rfc="RFC 6455 §7.4",
             )
             for code in INVALID_CLOSE_CODES
@@ -596,7 +597,7 @@ def _cases() -> list[Case]:
             "8.5",
             "1-byte close payload",
             PROTOCOL_ERROR,
-            c.close_invalid(None, payload=b"\x03"),
+            w.close_invalid(None, payload=b"\x03"),
             rfc="RFC 6455 §5.5.1",
         ),
         Case(
@@ -604,7 +605,7 @@ def _cases() -> list[Case]:
             "8.5",
             "close reason that is not UTF-8",
             "close 1007 (or 1002, or the connection dropped)",
-            c.close_invalid(None, payload=b"\x03\xe8\xff\xfe", also_ok=1007),
+            w.close_invalid(None, payload=b"\x03\xe8\xff\xfe", also_ok=1007),
             rfc="RFC 6455 §5.5.1",
         ),
         # --- pings
@@ -617,7 +618,7 @@ def _cases() -> list[Case]:
                 if o.ping_interval
                 else "no pings (ping_interval 0)"
             ),
-            c.pings_interval,
+            w.pings_interval,
             duration_hint=3.0,
         ),
         Case(
@@ -628,7 +629,7 @@ def _cases() -> list[Case]:
                 f"close 1011 no sooner than {o.ping_timeout:g} s after the ping (SPEC 10.2), TCP closed within "
                 f"{o.ping_timeout + 1:g} s of it; leave line to the others"
             ),
-            c.pings_timeout,
+            w.pings_timeout,
             conns=2,
             duration_hint=4.0,
             rfc="RFC 6455 §5.5.2",
@@ -638,7 +639,7 @@ def _cases() -> list[Case]:
             "10.2",
             "client talks but never pongs",
             lambda o: f"still closed with 1011 within {o.ping_timeout + 1:g} s of the ping: only a pong counts",
-            c.pings_text_is_not_pong,
+            w.pings_text_is_not_pong,
             duration_hint=4.0,
             rfc="RFC 6455 §5.5.3",
         ),
@@ -647,7 +648,7 @@ def _cases() -> list[Case]:
             "10.3",
             "client pongs",
             "stays connected however long it is silent",
-            c.pings_pong_keeps,
+            w.pings_pong_keeps,
             duration_hint=3.0,
         ),
         Case(
@@ -655,7 +656,7 @@ def _cases() -> list[Case]:
             "8.6",
             "client pings",
             "a pong with the same payload",
-            c.pings_client_ping,
+            w.pings_client_ping,
             rfc="RFC 6455 §5.5.2",
         ),
         # --- slow consumer (one shared measurement)
@@ -714,7 +715,7 @@ def _cases() -> list[Case]:
             "12.1",
             "SIGTERM",
             "every client gets close 1001, no leave lines; exit status 0 as soon as all answered (within 3 s)",
-            c.shutdown_sigterm,
+            w.shutdown_sigterm,
             conns=3,
             last=True,
             needs_started=True,
@@ -725,7 +726,7 @@ def _cases() -> list[Case]:
             "15.2",
             "started with --max-message-size 0",
             "exit status 2 with a one-line message on stderr (no traceback, no listening line)",
-            c.startup_bad_option,
+            w.startup_bad_option,
             conns=0,
             needs_started=True,
             duration_hint=1.0,

@@ -18,12 +18,14 @@ from wsbench_servers.policy import DEFAULT_PORTS, canonical_origin, parse_origin
 
 from wsbench.conform import checks as c
 from wsbench.conform import spawn
+from wsbench.conform import ws_checks as w
 from wsbench.conform.model import Case, Outcome
 from wsbench.conform.session import (
     REPLY_TIMEOUT,
     SAID,
     CaseContext,
     CaseSkipped,
+    join_room,
     leave_line,
     server_close_frame,
 )
@@ -242,7 +244,7 @@ async def handshake_subprotocol(ctx: CaseContext) -> Outcome:
 
 async def leave_on_close_frame(ctx: CaseContext) -> Outcome:
     """SPEC 7.6: the client's close frame is the close (TCP stays open on the client's side)."""
-    leaver, observer = await c.join_room(ctx, 2)
+    leaver, observer = await join_room(ctx, 2)
     t = await leaver.ws.send_close(1000, b"bye")
     got = await observer.wait_line(leave_line(leaver.nick))
     left_after = next((m.t for m in observer.ws.messages if m.text == leave_line(leaver.nick)), None)
@@ -265,7 +267,7 @@ async def leave_on_close_frame(ctx: CaseContext) -> Outcome:
 
 async def server_close_grace(ctx: CaseContext) -> Outcome:
     """SPEC 8.7: the issue's measurement: max_message_size + 1 bytes, and the close frame never answered."""
-    sender, observer = await c.join_room(ctx, 2)
+    sender, observer = await join_room(ctx, 2)
     sender.ws.reply_close = False
     t = await sender.ws.send_text(b"x" * (ctx.options.max_message_size + 1))
     frame = await server_close_frame(sender.ws, t, "an oversize message to leave unanswered")
@@ -296,7 +298,7 @@ async def server_close_grace(ctx: CaseContext) -> Outcome:
 
 
 async def pong_answers_earlier(ctx: CaseContext) -> Outcome:
-    interval, timeout = c.require_pings(ctx)
+    interval, timeout = w.require_pings(ctx)
     if not timeout > interval:
         raise CaseSkipped(
             f"ping_timeout {timeout:g} s is not longer than ping_interval {interval:g} s, so no two pings are "

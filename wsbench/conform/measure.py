@@ -14,9 +14,17 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from wsbench.conform.checks import join_room
 from wsbench.conform.model import Outcome
-from wsbench.conform.session import REPLY_TIMEOUT, SAID, CaseContext, CaseSkipped, Peer, join_line, leave_line
+from wsbench.conform.session import (
+    REPLY_TIMEOUT,
+    SAID,
+    CaseContext,
+    CaseSkipped,
+    Peer,
+    join_line,
+    join_room,
+    leave_line,
+)
 from wsbench.conform.wire import OP_TEXT, CloseObservation, encode_frame, fmt_duration, now
 from wsbench.core import histograms
 

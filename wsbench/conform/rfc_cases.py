@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 
 from wsbench.conform import checks as c
 from wsbench.conform import rfc as r
+from wsbench.conform import ws_checks as w
 from wsbench.conform.model import Case
 from wsbench.conform.rfc import F, cont, ping, pong, script, text
 from wsbench.conform.wire import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT
@@ -378,18 +379,18 @@ def utf8_cases() -> Iterator[Case]:
 def close_cases() -> Iterator[Case]:
     yield case(
         "close.valid.1002", "8.4", "client closes with 1002",
-        "a close frame (the same code SHOULD be echoed), then the server closes TCP", c.close_valid(1002),
+        "a close frame (the same code SHOULD be echoed), then the server closes TCP", w.close_valid(1002),
         rfc="RFC 6455 §7.4", autobahn="7.7.3", conns=1,
     )  # fmt: skip
     yield case(
         "close.reason_123", "8.4", "close reason of exactly 123 bytes (a 125-byte payload)",
-        "a close frame, then the server closes TCP", c.close_valid(1000, reason=b"*" * 123),
+        "a close frame, then the server closes TCP", w.close_valid(1000, reason=b"*" * 123),
         rfc="RFC 6455 §5.5", autobahn="7.3.5", conns=1,
     )  # fmt: skip
     yield case(
         "close.payload_126", "8.5", "close payload of 126 bytes (over the control-frame limit)",
         "close 1002, or the connection dropped (non-strict)",
-        c.close_invalid(None, payload=(1000).to_bytes(2, "big") + b"*" * 124), rfc="RFC 6455 §5.5",
+        w.close_invalid(None, payload=(1000).to_bytes(2, "big") + b"*" * 124), rfc="RFC 6455 §5.5",
         autobahn="7.3.6", conns=1,
     )  # fmt: skip
     hello = text("Hello, world!")
