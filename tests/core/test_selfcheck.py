@@ -212,3 +212,48 @@ def test_a_locust_run_names_the_saturated_worker_and_spares_a_quiet_run(tmp_path
     assert not quiet["generator"]["bottleneck"] and quiet["generator"]["cpu_busy_ratio"] == 0.0
     assert not any("bottleneck" in w for w in quiet["warnings"])
     assert quiet["generator"]["delay_detail"].startswith("the generator added p50 0.30 ms / p99 0.30 ms")
+
+
+def test_a_capacity_search_whose_deciding_stage_was_generator_bound_says_so(tmp_path: Any) -> None:
+    from wsbench.core.results import ResultsWriter, read_results
+    from wsbench.core.summary import generator_bound, summarize
+
+    path = tmp_path / "search.jsonl"
+    plan = [("step-1", 10, 100.0), ("step-2", 2, 400.0)]  # the top stage: 2 of 12 measured intervals
+    scenario = {
+        "search": {"thresholds": ["latency.p99 < 10ms"]},
+        "resolved_stages": [{"name": n, "duration": float(d), "rate": r, "rate_to": None} for n, d, r in plan],
+    }
+    with ResultsWriter(path) as w:
+        w.header(driver="asyncio", interval_s=1.0, scenario=scenario)
+        index = 0
+        for name, duration, _rate in plan:
+            w.event("phase", float(index), name=name, phase_kind="measure")
+            busy = name == "step-2"
+            for _ in range(duration):
+                delay_us = 30_000 if busy else 200
+                lat, delay = histograms.new_histogram(), histograms.new_histogram()
+                histograms.record_many(lat, [1_500 + delay_us] * 50)
+                histograms.record_many(delay, [delay_us] * 10)
+                w.interval(
+                    {
+                        "index": index,
+                        "start_s": float(index),
+                        "end_s": index + 1.0,
+                        "phase": name,
+                        "counters": {"sent": 1, "delivered": 50},
+                        "histograms": {"latency": lat, "generator_delay": delay, "latency_socket": lat},
+                        "generator": {"cpu_s": 0.98 if busy else 0.2, "cpu_pct": 98.0 if busy else 20.0},
+                    }
+                )
+                index += 1
+            w.event("threshold", float(index), stage=name, rate=_rate, passed=not busy, verdicts=[])
+        w.footer(status="completed")
+    s = summarize(read_results(path))
+    assert not s["generator"]["bottleneck"]  # 2 busy intervals of 12: not the run as a whole
+    top = s["stages"][1]
+    assert [st["generator_bottleneck"] for st in s["stages"]] == [False, True]
+    assert top["generator_detail"].startswith("the generator was the bottleneck: its CPU was at 90% of a core")
+    assert f"in stage step-2: {top['generator_detail']}" in s["warnings"]
+    assert s["capacity"]["stage_broke"] == "step-2" and generator_bound(s)
+    assert not generator_bound({**s, "stages": [{**st, "generator_bottleneck": False} for st in s["stages"]]})

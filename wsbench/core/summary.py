@@ -232,6 +232,10 @@ def summarize(results: Results) -> dict[str, Any]:
     capacity = None
     if scenario.get("search"):
         capacity = _capacity(stages)
+    if not generator["bottleneck"]:  # the run as a whole was not, but a stage was (a search's top stage)
+        bound = next((st for st in stages if st["generator_bottleneck"]), None)
+        if bound is not None and len(stages) > 1:
+            warnings.append(f"in stage {bound['name']}: {bound['generator_detail']}")
 
     summary: dict[str, Any] = {
         "summary_version": SUMMARY_VERSION,
@@ -322,10 +326,24 @@ def _stages(
         if name not in order and name not in UNMEASURED_PHASES and kinds.get(name, "measure") != "drain":
             order.append(name)
     out = []
+    signs = [e for e in results.events_of("warning") if e.get("warning") in selfcheck.BUSY_EVENTS]
     for name in order:
         plan = planned.get(name, {})
         m = stage_metrics(results, name, by_phase.get(name))
         v = verdicts.get(name)
+        rows = [r for r in results.intervals if r.get("phase") == name]
+        start = min((float(r.get("start_s", 0.0)) for r in rows), default=0.0)
+        end = max((float(r.get("end_s", 0.0)) for r in rows), default=0.0)
+        # the self-check of this stage alone: a search's top stages are where a generator saturates
+        check = selfcheck.judge(
+            selfcheck.signs_from_rows(
+                rows,
+                m["latency"],
+                m,
+                _latency(results.histogram("send_lag", [name])),
+                [e for e in signs if start <= float(e.get("t_s", -1.0)) <= end],
+            )
+        )
         out.append(
             {
                 "name": name,
@@ -343,6 +361,8 @@ def _stages(
                 "lost": m["delivery"].get("lost"),
                 "errors": m["errors"]["total"],
                 "passed": None if v is None else bool(v.get("passed")),
+                "generator_bottleneck": check.bottleneck,
+                "generator_detail": check.detail,
             }
         )
     return out
@@ -365,3 +385,11 @@ def _capacity(stages: list[dict[str, Any]]) -> dict[str, Any]:
         "broke_at_rate": broke["rate_target"] if broke else None,
         "stage_broke": broke["name"] if broke else None,
     }
+
+
+def generator_bound(summary: dict[str, Any]) -> bool:
+    """The capacity search's deciding stage (the one that broke, else the highest that held) had the
+    generator as its bottleneck: the capacity found may be the generator's, not the server's."""
+    cap = summary.get("capacity") or {}
+    deciding = cap.get("stage_broke") or cap.get("stage_held")
+    return any(st.get("name") == deciding and st.get("generator_bottleneck") for st in summary.get("stages") or [])

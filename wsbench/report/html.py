@@ -23,6 +23,7 @@ import yaml
 from wsbench import __version__
 from wsbench.core.results import Results
 from wsbench.core.server_stats import span_text
+from wsbench.core.summary import generator_bound
 from wsbench.errors import ResultsFileError
 from wsbench.report import plots
 from wsbench.report.compare import Comparison, ThresholdVerdict
@@ -255,6 +256,8 @@ def _stages_table(summary: dict[str, Any]) -> TableView | None:
     title = "Stages"
     if capacity.get("highest_rate_held") is not None:
         title += f" (highest rate that held: {capacity['highest_rate_held']:,.0f}/s, stage {capacity['stage_held']})"
+    if generator_bound(summary):
+        title += " (the generator was the bottleneck in the deciding stage: the limit may be its own)"
     return TableView(
         title, ["stage", "target rate", "deliveries", "p50 ms", "p99 ms", "max ms", "lost", "verdict"], rows
     )

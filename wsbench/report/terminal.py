@@ -11,6 +11,7 @@ from rich.text import Text
 
 from wsbench.console import make_console, print_table
 from wsbench.core.server_stats import drift_line
+from wsbench.core.summary import generator_bound
 
 STATUS_STYLE = {"completed": "green", "interrupted": "yellow", "broken": "bold red", "truncated": "yellow"}
 
@@ -140,6 +141,10 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
             )
         else:
             c.print("[bold]capacity:[/] [red]no stage held[/]")
+        if generator_bound(summary):
+            c.print(
+                "[yellow]capacity:[/] the generator was the bottleneck in the deciding stage: the limit may be its own"
+            )
 
     g = summary.get("generator") or {}
     c.print(
