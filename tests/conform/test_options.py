@@ -10,6 +10,7 @@ from wsbench_servers.options import build_parser, check_option
 from wsbench_servers.policy import origin_allowed
 
 from wsbench.conform.checks import make_origin
+from wsbench.conform.http_client import Endpoint
 from wsbench.conform.options import (
     GATE_DEFAULTS,
     ServerOptions,
@@ -19,7 +20,6 @@ from wsbench.conform.options import (
     resolve,
 )
 from wsbench.conform.session import CaseContext
-from wsbench.conform.wire import Endpoint
 from wsbench.errors import UsageError
 from wsbench.target import option_flags
 

@@ -20,14 +20,14 @@ from wsproto.events import (
     TextMessage,
 )
 
-from wsbench.conform import wire
+from wsbench.conform import http_client, wire
+from wsbench.conform.http_client import Endpoint
 from wsbench.conform.wire import (
     OP_CLOSE,
     OP_CONTINUATION,
     OP_PING,
     OP_TEXT,
     RSV1,
-    Endpoint,
     FrameParser,
     apply_mask,
     encode_frame,
@@ -253,7 +253,7 @@ def test_unreachable_server_gives_no_status() -> None:
         sock.close()  # nothing listens there now
         hs = await ws_connect(Endpoint("127.0.0.1", port), timeout=1)
         assert hs.status is None and hs.ws is None and "cannot connect" in (hs.response.error or "")
-        r = await wire.http_request(Endpoint("127.0.0.1", port), "GET", "/", timeout=1)
+        r = await http_client.http_request(Endpoint("127.0.0.1", port), "GET", "/", timeout=1)
         assert r.status is None
 
     asyncio.run(body())
@@ -264,14 +264,14 @@ def test_login_and_chat_against_a_reference_server(start_reference_server) -> No
 
     async def body() -> None:
         ep = Endpoint.from_url(server.url)
-        result = await wire.login(ep, "wire-test ✓")
+        result = await http_client.login(ep, "wire-test ✓")
         assert result.response.status == 303 and result.cookie and result.cookie.startswith("nickname=")
         hs = await ws_connect(ep, cookie=result.cookie)
         assert hs.status == 101 and hs.ws is not None
         t = await hs.ws.send_frame(OP_CLOSE, wire.close_payload(4000))
         obs = await hs.ws.observe_close(t, 2)
         assert (obs.kind, obs.code) == ("close", 4000)
-        page = await wire.http_request(ep, "GET", "/", headers=[("Cookie", result.cookie)])
+        page = await http_client.http_request(ep, "GET", "/", headers=[("Cookie", result.cookie)])
         assert page.status == 200 and "text/html" in (page.header("content-type") or "")
 
     asyncio.run(body())

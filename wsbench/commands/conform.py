@@ -34,6 +34,7 @@ from wsbench.conform.baseline import (
     load_baseline,
 )
 from wsbench.conform.cases import BY_ID, CATEGORIES, select
+from wsbench.conform.http_client import Endpoint
 from wsbench.conform.junit import write_junit
 from wsbench.conform.model import PROFILES, Case, CaseResult
 from wsbench.conform.options import add_option_arguments, given_options, parse_server_args, resolve
@@ -41,7 +42,6 @@ from wsbench.conform.preflight import ensure_open_files_for_gate
 from wsbench.conform.runner import Target, TargetReport, run_target
 from wsbench.conform.spec import SPEC_VERSION
 from wsbench.conform.table import counts, render
-from wsbench.conform.wire import Endpoint
 from wsbench.console import make_console
 from wsbench.core.results import ResultsWriter, default_results_path, library_versions
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, EXIT_THRESHOLD_FAILED, RunBroken, UsageError

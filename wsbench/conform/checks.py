@@ -18,6 +18,7 @@ from collections.abc import Callable
 from wsbench_servers.options import OPTION_TYPES
 from wsbench_servers.policy import parse_origin, serialized_origin
 
+from wsbench.conform.http_client import HttpResponse, http_request
 from wsbench.conform.model import Check, Outcome
 from wsbench.conform.session import (
     REPLY_TIMEOUT,
@@ -30,10 +31,6 @@ from wsbench.conform.session import (
     join_room,
     leave_line,
     message_line,
-)
-from wsbench.conform.wire import (
-    HttpResponse,
-    http_request,
 )
 
 #: Longest ping interval the gate waits for; a server started with longer pings is skipped, with the reason.

@@ -19,6 +19,7 @@ from wsbench_servers.policy import DEFAULT_PORTS, canonical_origin, parse_origin
 from wsbench.conform import checks as c
 from wsbench.conform import spawn
 from wsbench.conform import ws_checks as w
+from wsbench.conform.http_client import Endpoint, fmt_duration, http_request, now
 from wsbench.conform.model import Case, Outcome
 from wsbench.conform.session import (
     REPLY_TIMEOUT,
@@ -29,15 +30,7 @@ from wsbench.conform.session import (
     leave_line,
     server_close_frame,
 )
-from wsbench.conform.wire import (
-    OP_PONG,
-    OP_TEXT,
-    RSV1,
-    Endpoint,
-    fmt_duration,
-    http_request,
-    now,
-)
+from wsbench.conform.wire import OP_PONG, OP_TEXT, RSV1
 
 #: SPEC 8.7: how long a server may wait for the client's close answer before dropping TCP.
 CLOSE_WAIT = 2.0

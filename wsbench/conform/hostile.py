@@ -17,21 +17,11 @@ import time
 from collections.abc import Sequence
 
 from wsbench.conform import rfc as r
+from wsbench.conform.http_client import Endpoint, fmt_duration, open_socket
 from wsbench.conform.model import Case, Outcome
 from wsbench.conform.rfc import F, cont, text
 from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, open_link, server_close_frame
-from wsbench.conform.wire import (
-    OP_BINARY,
-    OP_PING,
-    OP_TEXT,
-    RSV1,
-    RSV2,
-    Endpoint,
-    encode_frame,
-    fmt_duration,
-    handshake_key,
-    open_socket,
-)
+from wsbench.conform.wire import OP_BINARY, OP_PING, OP_TEXT, RSV1, RSV2, encode_frame, handshake_key
 from wsbench.conform.wire import upgrade_headers as ws_upgrade_headers
 
 #: The request-head bound of SPEC 16.1, and how much later than it a close still passes.

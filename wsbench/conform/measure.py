@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
+from wsbench.conform.http_client import fmt_duration, now
 from wsbench.conform.model import Outcome
 from wsbench.conform.session import (
     REPLY_TIMEOUT,
@@ -25,7 +26,7 @@ from wsbench.conform.session import (
     join_room,
     leave_line,
 )
-from wsbench.conform.wire import OP_TEXT, CloseObservation, encode_frame, fmt_duration, now
+from wsbench.conform.wire import OP_TEXT, CloseObservation, encode_frame
 from wsbench.core import histograms
 
 #: Broadcast used to find a slow consumer: message size (capped by max_message_size), rate, duration.

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from wsbench.conform.checks import MAX_FILL
+from wsbench.conform.http_client import Endpoint, HttpResponse, login
 from wsbench.conform.session import unique_nick
-from wsbench.conform.wire import Endpoint, HttpResponse, login, ws_connect
+from wsbench.conform.wire import ws_connect
 from wsbench.errors import NotAChatServer
 from wsbench.fdlimit import OpenFiles, ensure_open_files, needed_for_clients
 

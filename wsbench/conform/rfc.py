@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from wsbench.conform.http_client import fmt_duration, now
 from wsbench.conform.model import Check, Outcome
 from wsbench.conform.session import (
     REPLY_TIMEOUT,
@@ -37,9 +38,7 @@ from wsbench.conform.wire import (
     WsConnection,
     close_payload,
     encode_frame,
-    fmt_duration,
     fragment_frames,
-    now,
     split_payload,
 )
 

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from wsbench.conform.http_client import Endpoint, http_request
 from wsbench.conform.model import Case, CaseResult
 from wsbench.conform.options import ServerOptions
 from wsbench.conform.preflight import CONCURRENT_BUDGET, chat_preflight
 from wsbench.conform.session import CaseContext, CaseFailed, CaseSkipped
-from wsbench.conform.wire import Endpoint, http_request
 from wsbench.errors import ConnectError, ServerStartError
 from wsbench.target import LOOPBACK_HOSTS, ServerProcess, start_server
 

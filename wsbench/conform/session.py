@@ -16,18 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wsbench.conform.http_client import Endpoint, LoginResult, http_request, login
 from wsbench.conform.options import ServerOptions
-from wsbench.conform.wire import (
-    CloseFrame,
-    Endpoint,
-    Handshake,
-    LoginResult,
-    Message,
-    WsConnection,
-    http_request,
-    login,
-    ws_connect,
-)
+from wsbench.conform.wire import CloseFrame, Handshake, Message, WsConnection, ws_connect
 from wsbench.core.chat import JOIN_SUFFIX as JOIN_SUFFIX  # the SPEC 7 grammar lives in the core; re-exported
 from wsbench.core.chat import LEAVE_SUFFIX as LEAVE_SUFFIX
 from wsbench.core.chat import SAID as SAID

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from wsbench.conform.http_client import Endpoint, login
 from wsbench.conform.session import CaseContext, CaseFailed, CaseSkipped
-from wsbench.conform.wire import Endpoint, WsConnection, login, ws_connect
+from wsbench.conform.wire import WsConnection, ws_connect
 
 #: How long a started server may take to print its listening line or exit (Python imports under load).
 START_TIMEOUT = 15.0

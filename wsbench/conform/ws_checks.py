@@ -17,6 +17,7 @@ from typing import Any
 
 from wsbench.conform import spawn
 from wsbench.conform.checks import MAX_PING_WAIT, PER_MB, expect_nothing_from, failed, passed, short
+from wsbench.conform.http_client import fmt_duration, now
 from wsbench.conform.model import Check, Outcome
 from wsbench.conform.rfc import end_outcome
 from wsbench.conform.session import (
@@ -38,8 +39,6 @@ from wsbench.conform.wire import (
     OP_TEXT,
     CloseObservation,
     encode_frame,
-    fmt_duration,
-    now,
     split_payload,
 )
 
