@@ -294,11 +294,9 @@ def test_run_and_locust_with_two_workers_find_the_same_capacity(tmp_path: Path) 
             ("step-3", False, "broke at 400/s"),
         ]
         # step-3 is judged a grace after its end; what step-4 sent meanwhile is the drain's, then it stops
-        measured = s["messages"]["sent_measured"]
-        if s["driver"] == "locust":  # records on the epoch's grid: a stage holds its own sends exactly
-            assert measured == 700, s["stages"]
-        else:  # the engine cuts a stage when its timer fires: on a loaded machine a few ms of step-4 late
-            assert 700 - 3 <= measured <= 700 + 0.15 * 800, s["stages"]
+        # a stage holds exactly its own sends, however late the timers ran (Locust: records on the epoch's
+        # grid; the engine: cut at the scheduled boundary, before any send intended after it)
+        assert s["messages"]["sent_measured"] == 700, s["stages"]
         assert 700 + 0.2 * 800 <= s["messages"]["sent"] < 700 + 800, s["messages"]
         acc = driver["footer"]["accounting"]
         assert acc["expected"] == 3 * s["messages"]["sent"], acc

@@ -222,7 +222,7 @@ search:
     # step-3 is judged on its own messages, a grace (0.2 s) after its end: step 4 ran at least that long
     # (its sends belong to the drain; a loaded machine judges a little later), step 5 never ran
     assert 600 + 0.2 * 400 - 15 <= s["messages"]["sent"] < 600 + 400
-    assert s["messages"]["sent_measured"] == pytest.approx(600, abs=3)
+    assert s["messages"]["sent_measured"] == 600  # exactly the stages' own sends, however late a timer ran
     assert s["delivery"]["lost"] == 0
 
 

@@ -97,6 +97,7 @@ class Connecting(_Base):
             self._connect_error(st, "connect", f"{type(exc).__name__}: {exc}")
             return
         now = _clock()
+        self._advance(now)  # what happens at a time goes to that time's interval (engine._advance)
         st.connected_ns = now
         self.roster.tally.connected += 1
         # connect time from when the schedule wanted the client connected: queueing for a slot counts
@@ -110,7 +111,9 @@ class Connecting(_Base):
         tally = self.roster.tally
         tally.failed += 1
         tally.by_kind[kind] += 1
-        self.rec.connect_failed(self.us(_clock()))
+        now = _clock()
+        self._advance(now)
+        self.rec.connect_failed(self.us(now))
         self.roster.errors += 1
         if tally.first_error is None:
             tally.first_error = f"{kind}: {detail}"
@@ -123,6 +126,7 @@ class Connecting(_Base):
         if st.connected_ns == 0:
             return  # closed during the handshake: reported as a connect error
         now = st.closed_ns or _clock()
+        self._advance(now)
         self.rec.left(st.cid, self.us(now))
         if self.progress.closing or st.we_closed:
             return
@@ -175,6 +179,7 @@ class Connecting(_Base):
                 victim = roster.clients[roster.churnable.popleft()]
                 if victim.transport is not None and victim.connected_ns and not victim.closed_ns:
                     now = _clock()
+                    self._advance(now)
                     victim.we_closed = True
                     self.rec.left(victim.cid, self.us(now))
                     self.rec.count("churn_left", self.us(now))

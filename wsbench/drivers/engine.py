@@ -72,6 +72,7 @@ CLOSED_TICK_S = 0.002
 HOLD_S = 1.0  # an interval's record is written this long after it ended (a search: its grace)
 _TEXT = WSMsgType.TEXT
 _clock = time.monotonic_ns
+_NEVER = 1 << 62  # no interval boundary pending
 
 
 @dataclass
@@ -174,6 +175,7 @@ class Engine(Connecting, Stages, Teardown):
         # walk it (a 25 ms pause otherwise, counted as latency).
         gc.collect()
         gc.freeze()
+        self._advance(_clock())
         self._cut_interval(_clock())
         now = _clock()
         progress = self.progress
@@ -272,8 +274,16 @@ class Engine(Connecting, Stages, Teardown):
             if q.upto_s < (now - start) / 1e9 + SCHEDULE_CHUNK_S / 2:
                 self._extend_schedule((now - start) / 1e9 + SCHEDULE_CHUNK_S)
             send = self._send_one
+            cut_at = self.timers.interval_end_ns or _NEVER
             while pending and pending[0][0] <= now:
                 due, si, size = pending.popleft()
+                if due >= cut_at:  # its interval is not cut yet (a late timer): cut it first
+                    pending.appendleft((due, si, size))
+                    self._advance(due)
+                    if progress.stop_reason is not None or progress.stopping or progress.finished.is_set():
+                        return
+                    cut_at = self.timers.interval_end_ns or _NEVER
+                    continue
                 send(si, due, size)
                 if not pending:
                     now = _clock()
@@ -309,18 +319,26 @@ class Engine(Connecting, Stages, Teardown):
     # closed model -----------------------------------------------------------------------------------
     def _closed_tick(self) -> None:
         closed, progress = self.sends.closed, self.progress
-        if progress.stopping or closed is None or not progress.phases[progress.index].sends:
+        if progress.stopping or closed is None:
             return
         now = _clock()
-        self._ingest_tick()
+        self._ingest_tick()  # cuts the boundaries up to now first
+        if progress.stopping or progress.finished.is_set() or not progress.phases[progress.index].sends:
+            return
         t = self.t_s(now)
         for si in closed.due(t):
+            at = _clock()  # the intended time is the actual one: its interval must be open
+            if at >= (self.timers.interval_end_ns or _NEVER):
+                self._advance(at)
+                if progress.stopping or progress.finished.is_set() or not progress.phases[progress.index].sends:
+                    return
             closed.sent(si)
-            self._send_one(si, _clock(), self.plan.size_of(si, self.sends.next_seq[si]))
+            self._send_one(si, at, self.plan.size_of(si, self.sends.next_seq[si]))
 
     # -- receiving ----------------------------------------------------------------------------------------
     def _ingest_tick(self) -> None:
         try:
+            self._advance(_clock())
             t0 = time.perf_counter()
             self._ingest()
             self.meter.ingest_s += time.perf_counter() - t0
@@ -359,9 +377,31 @@ class Engine(Connecting, Stages, Teardown):
     def _schedule_interval_end(self, at_ns: int) -> None:
         self.timers.set_interval_end(at_ns, self._interval_end)
 
+    def _advance(self, now: int) -> None:
+        """Cut every pending interval boundary at or before ``now`` whose timer has not run yet.
+
+        The interval (phase, stage) of a message is that of its intended send time on the *scheduled*
+        grid, however late the loop runs the boundary's timer: under load the timer fires tens of ms
+        late, and asyncio runs the sender's timerfd (an I/O callback) before timers, so the next stage's
+        first sends would be recorded in the current stage's open interval. So whatever records something
+        at a time (a send, a batch of frames, a connect, a close) first calls this: the boundaries that
+        have passed are cut, at their scheduled time, synchronously, and their timers are cancelled (a
+        boundary is cut once). This is the Locust collector's rule too (``Collector.advance``: cut the grid
+        up to ``t`` before recording at ``t``), and it keeps the core's :class:`Recorder` simple: its
+        current interval is open-ended, and a driver never records past a boundary it has not cut.
+        (The alternative, the recorder placing intended times by a planned grid, would need the plan's
+        every boundary in the core, and an interval opened before its cut has no phase, info or verdict
+        yet: the cut is where the engine changes phase and judges stages.)"""
+        at = self.timers.interval_end_ns
+        while at is not None and at <= now:
+            self._interval_end(at)
+            at = self.timers.interval_end_ns
+
     def _interval_end(self, at_ns: int) -> None:
+        """The interval boundary ``at_ns``: cut exactly there (not when the timer ran), change phase."""
         try:
-            now = max(_clock(), at_ns)
+            self.timers.take_interval_end()
+            now = at_ns
             self._cut_interval(now)
             death = self.endpoint.death()
             if death is not None:
@@ -389,18 +429,22 @@ class Engine(Connecting, Stages, Teardown):
             self._crash(exc)
 
     def _cut_interval(self, now: int) -> None:
-        """Close the current interval at ``now`` and open the next; write the records that are final."""
-        self._ingest()
-        self._collect_fanout()
+        """Close the current interval at ``now`` and open the next; write the records that are final.
+
+        Frames are taken in after the cut: their deliveries go to their messages' intervals and what
+        happened at their receipt (join lines, frames without a trailer) to the interval of its time,
+        either side of ``now``."""
         probes = self.probes
-        if self.progress.started and probes and not probes.warned and probes.unstamped_reason():
-            self._warn_no_stamps(now, str(probes.unstamped_reason()))
         generator = self.meter.interval_fields()
         if probes:
             generator.update(probes.take_interval())
         info = {"clients_connected": self.roster.online(), "generator": generator, "server": self.endpoint.last_stats}
         self.rec.cut(self.us(now), self.progress.current_name() or self.rec.current_phase, info=info)
-        self._write_records(now)
+        self._ingest()
+        self._collect_fanout()
+        if self.progress.started and probes and not probes.warned and probes.unstamped_reason():
+            self._warn_no_stamps(now, str(probes.unstamped_reason()))
+        self._write_records(max(_clock(), now))
 
     def _write_records(self, now: int, final: bool = False, late: bool = True) -> None:
         """Write the interval records that are final (docs/results-format.md), then judge finished stages."""

@@ -222,7 +222,8 @@ class Timers:
     loop: asyncio.AbstractEventLoop | None = None
     handles: list[asyncio.TimerHandle] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    interval_end: asyncio.TimerHandle | None = None  # the one pending interval boundary
+    interval_end: asyncio.TimerHandle | None = None  # the one pending interval boundary's timer
+    interval_end_ns: int | None = None  # when that boundary is (None: no boundary pending)
 
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
         assert self.loop is not None
@@ -250,16 +251,22 @@ class Timers:
 
     def set_interval_end(self, at_ns: int, fn: Callable[[int], None]) -> None:
         """The next interval boundary (replacing the pending one)."""
+        self.take_interval_end()
+        self.interval_end = self.call_later(max((at_ns - _clock()) / 1e9, 0.0), fn, at_ns)
+        self.interval_end_ns = at_ns
+
+    def take_interval_end(self) -> None:
+        """The pending boundary is being cut (by its timer or ahead of it): its timer must not run again."""
         if self.interval_end is not None:
             self.interval_end.cancel()
-        self.interval_end = self.call_later(max((at_ns - _clock()) / 1e9, 0.0), fn, at_ns)
+        self.interval_end = None
+        self.interval_end_ns = None
 
     def cancel(self) -> None:
         """Cancel every handle and task (the teardown then awaits the tasks)."""
         for h in self.handles:
             h.cancel()
-        if self.interval_end is not None:
-            self.interval_end.cancel()
+        self.take_interval_end()
         for task in self.tasks:
             task.cancel()
 

@@ -63,3 +63,8 @@ class Stages(_Base):
         self.out.writer.event("phase", self.t_s(now), name="drain", phase_kind="drain", detail=why)
         # what the next stage sent while the broken one's verdict was awaited is not that stage's
         self.rec.relabel_open(drain.name)
+        # the drain ends its duration after now: a boundary, unless one pending comes first
+        pending = self.timers.interval_end_ns
+        nxt = self.progress.next_boundary(now, self.clock.interval_ns)
+        if pending is not None and nxt < pending:
+            self._schedule_interval_end(nxt)

@@ -34,6 +34,7 @@ class Teardown(_Base):
         if self.sends.timer is not None:
             self.sends.timer.close()
             self.sends.timer = None
+        self._advance(now)  # boundaries whose timers are late are cut where they were due
         self.timers.cancel()
         if self.meter.lag is not None:
             self.meter.lag.stop()
@@ -41,7 +42,9 @@ class Teardown(_Base):
         # the last, partial interval (unless the last boundary was just written), and every record left
         self._ingest()
         try:
-            if self.us(now) - self.rec.current_start_us > 10_000:
+            ended = self.progress.load_end_ns
+            after_load = ended is not None and self.rec.current_start_us >= self.us(ended)
+            if self.us(now) - self.rec.current_start_us > 10_000 and not after_load:
                 self._cut_interval(now)
             self._write_records(now, final=True)
         except Exception as exc:  # the teardown goes on: every client is still closed below
