@@ -10,7 +10,9 @@ no-op transports, and measures with ``time.process_time``:
 
 * ``send``: ``Engine._send_one`` per message (the payload, the transport call, ``Recorder.sent``);
 * ``ingest``: ``Engine._ingest`` per received frame, in batches of 10 messages x 90 receivers (the
-  shared receive buffer, decoding, accounting, the latency histograms).
+  shared receive buffer, decoding, accounting, the latency histograms);
+* ``tick``: ``Engine._send_tick`` per message, 100,000 messages due at once (the open model's send loop
+  around ``_send_one``: the queue, the check against the pending interval boundary).
 
 With ``--base``, each round runs this script in the base tree and then in this one (each tree's own
 ``wsbench`` package, from its directory), and prints the medians and their ratios.
@@ -34,8 +36,9 @@ class _NoTransport:
         pass
 
 
-def measure(messages: int = 100_000, batches: int = 200) -> tuple[float, float]:
-    """(us per sent message, us per ingested frame) of the ``wsbench`` package importable from here."""
+def measure(messages: int = 100_000, batches: int = 200) -> tuple[float, float, float]:
+    """(us per sent message, us per ingested frame, us per message sent by the send tick) of the
+    ``wsbench`` package importable from here."""
     from wsbench.core import payload
     from wsbench.core.chat import message_line
     from wsbench.core.results import ResultsWriter
@@ -74,15 +77,44 @@ def measure(messages: int = 100_000, batches: int = 200) -> tuple[float, float]:
                 rx.owners.append(r)
             n_frames += 90
         engine._ingest()
-    return send_us, (time.process_time() - t0) / n_frames * 1e6
+    ingest_us = (time.process_time() - t0) / n_frames * 1e6
+    return send_us, ingest_us, _tick(engine, epoch, messages)
+
+
+class _NoTimer:
+    def arm(self, at_ns: int) -> None:
+        pass
+
+
+def _tick(engine: object, epoch: int, messages: int) -> float:
+    """us per message through ``_send_tick`` (every message due now, a boundary pending later)."""
+    from wsbench.core.pacing import OpenSchedule
+
+    progress = getattr(engine, "progress", engine)
+    q = getattr(engine, "sends", engine)
+    progress.load_start_ns = epoch
+    schedule = OpenSchedule(progress.phases, 10)
+    sends = q if hasattr(q, "pending") else None
+    if sends is None:  # not this tree's layout
+        return float("nan")
+    sends.schedule, sends.upto_s, sends.timer = schedule, 1e9, _NoTimer()
+    timers = getattr(engine, "timers", None)
+    if timers is not None and hasattr(timers, "interval_end_ns"):
+        timers.interval_end_ns = time.monotonic_ns() + 3600 * 10**9
+    due = time.monotonic_ns() - messages - 1_000_000  # every message due (the tick reads the real clock)
+    sends.pending.extend((due + k, k % 10, 100) for k in range(messages))
+    t0 = time.process_time()
+    engine._send_tick()  # type: ignore[attr-defined]
+    assert not sends.pending
+    return (time.process_time() - t0) / messages * 1e6
 
 
 def _in_tree(tree: Path) -> tuple[float, float]:
     here = str(ROOT / "tests" / "drivers")
     code = f"import sys; sys.path.insert(0, {here!r}); import bench_engine_hot_paths as b; print(*b.measure())"
     out = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, check=True).stdout
-    send, ingest = out.split()
-    return float(send), float(ingest)
+    send, ingest, tick = out.split()
+    return float(send), float(ingest), float(tick)
 
 
 def main() -> None:
@@ -91,21 +123,25 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     trees = ([("base", args.base.resolve())] if args.base else []) + [("this", ROOT)]
-    got: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in trees}
+    got: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in trees}
     for r in range(args.rounds):
         for name, tree in trees:
-            send, ingest = _in_tree(tree)
-            got[name].append((send, ingest))
-            print(f"round {r + 1} {name}: send {send:.3f} us/message, ingest {ingest:.3f} us/frame", flush=True)
-    med = {name: (statistics.median(s for s, _ in v), statistics.median(i for _, i in v)) for name, v in got.items()}
+            send, ingest, tick = _in_tree(tree)
+            got[name].append((send, ingest, tick))
+            print(
+                f"round {r + 1} {name}: send {send:.3f} us/message, ingest {ingest:.3f} us/frame, "
+                f"tick {tick:.3f} us/message",
+                flush=True,
+            )
+    med = {name: tuple(statistics.median(x[k] for x in v) for k in range(3)) for name, v in got.items()}
     print()
-    print("| tree | send us/message (median) | ingest us/frame (median) |")
-    print("|---|---|---|")
-    for name, (send, ingest) in med.items():
-        print(f"| {name} | {send:.3f} | {ingest:.3f} |")
+    print("| tree | send us/message (median) | ingest us/frame (median) | send tick us/message (median) |")
+    print("|---|---|---|---|")
+    for name, (send, ingest, tick) in med.items():
+        print(f"| {name} | {send:.3f} | {ingest:.3f} | {tick:.3f} |")
     if args.base:
-        (bs, bi), (ts, ti) = med["base"], med["this"]
-        print(f"| this / base | {ts / bs:.2f}x | {ti / bi:.2f}x |")
+        (bs, bi, bt), (ts, ti, tt) = med["base"], med["this"]
+        print(f"| this / base | {ts / bs:.2f}x | {ti / bi:.2f}x | {tt / bt:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -238,7 +238,11 @@ class Recorder:
 
     def cut(self, t_us: int, phase: str, index: int | None = None, info: dict[str, Any] | None = None) -> None:
         """Close the current interval at ``t_us`` (``info``: its ``clients_connected``, ``generator`` and
-        ``server``), open the next one (``index``: default the next number) in ``phase``."""
+        ``server``), open the next one (``index``: default the next number) in ``phase``.
+
+        The current interval is open-ended: whatever is recorded at or after its start goes into it. So a
+        driver cuts every boundary up to ``t`` (at the boundary's scheduled time, not when its timer ran)
+        before it records anything at ``t``: the Locust collector's ``advance``, the engine's ``_advance``."""
         pos = len(self._index) - 1
         self._end[pos] = t_us
         self._info[pos] = info or {}
