@@ -131,8 +131,11 @@ class InstantServer:
                 rx.owners.append(c.cid)
 
 
-def run_late(tmp: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Engine, InstantServer, Any]:
-    """The scenario's load on the fake loop, blocked for ``LATE_NS`` across every interval boundary."""
+def run_late(
+    tmp: Path, text: str, monkeypatch: pytest.MonkeyPatch, stop_after: int | None = None
+) -> tuple[Engine, InstantServer, Any]:
+    """The scenario's load on the fake loop, blocked for ``LATE_NS`` across every interval boundary
+    (``stop_after``: a stop is requested as the loop wakes after that many, before anything else runs)."""
     clock = FakeClock()
     for module in (engine_mod, run_state, stages, teardown, connecting):
         monkeypatch.setattr(module, "_clock", clock)
@@ -160,10 +163,13 @@ def run_late(tmp: Path, text: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Eng
         if pending and pending[0] - 3 * MS <= clock.ns < pending[0]:
             clock.ns = pending[0] + LATE_NS  # the loop is blocked from just before the boundary to well after it
             boundaries_blocked += 1
+            if boundaries_blocked == stop_after:
+                eng.request_stop("interrupted", "Ctrl-C")  # the signal's callback runs first
+                break
         else:
             clock.ns += MS
         loop.step()
-    assert boundaries_blocked >= 3
+    assert boundaries_blocked >= min(3, stop_after or 3)
     clock.ns += 5 * MS
     asyncio.run(eng._finish())
     writer.footer(status="completed", accounting=eng.final_accounting())
@@ -276,3 +282,13 @@ def test_the_closed_model_under_late_timers_records_each_send_in_its_own_interva
     assert_each_interval_holds_its_own_messages(eng, server, results)
     phases = {r["phase"] for r in results.intervals}
     assert {"warmup", "measure"} <= phases
+
+
+def test_a_stop_that_comes_before_a_late_boundary_is_cut_still_ends_the_stage_on_it(tmp_path, monkeypatch) -> None:
+    """Ctrl-C handled before the late timer of step-2's end: the teardown cuts at that boundary, not at
+    the stop, so step-2 holds its 200 sends over exactly its second and nothing else."""
+    eng, server, results = run_late(tmp_path, STEPS, monkeypatch, stop_after=2)
+    assert_each_interval_holds_its_own_messages(eng, server, results)
+    step2 = [r for r in results.intervals if r["phase"] == "step-2" and not r.get("late")]
+    assert sum(r["counters"]["sent"] for r in step2) == 200
+    assert step2[-1]["end_s"] == pytest.approx(eng.t_s(eng.progress.bounds_ns(1)[1]), abs=1e-6)
