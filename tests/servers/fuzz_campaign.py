@@ -49,7 +49,7 @@ from tests.servers.fuzz_model import (
     predict,
 )
 from tests.servers.hostile import LoggedServer, health_problems, logged_server, request_bytes, rss_of, status_of
-from tests.servers.wsclient import Dropped, WsClient, host_port, login_cookie, said_line, unique
+from tests.servers.wsclient import Dropped, WsClient, build_frame, host_port, login_cookie, said_line, unique
 
 LIMIT = 300  # --max-message-size of the fuzzed server: small, so 9.1's boundary is hit often
 SERVER_OPTIONS = {"max_message_size": LIMIT, "ping_interval": 0, "max_connections": 200}
@@ -57,20 +57,7 @@ CLOSE_WAIT = 3.0
 
 
 def encode(frame: Frame) -> bytes:
-    first = (0x80 if frame.fin else 0) | (frame.rsv & 7) << 4 | frame.opcode & 0xF
-    n = len(frame.payload)
-    mask_bit = 0x80 if frame.masked else 0
-    if n < 126:
-        head = struct.pack("!BB", first, mask_bit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", first, mask_bit | 126, n)
-    else:
-        head = struct.pack("!BBQ", first, mask_bit | 127, n)
-    if not frame.masked:
-        return head + frame.payload
-    key = os.urandom(4)
-    data = bytes(b ^ key[i % 4] for i, b in enumerate(frame.payload))
-    return head + key + data
+    return build_frame(frame.opcode, frame.payload, fin=frame.fin, rsv=frame.rsv, mask=frame.masked)
 
 
 # ---- generators ---------------------------------------------------------------------------------
