@@ -137,12 +137,14 @@ def test_an_injected_write_error_breaks_the_run_cleanly_and_loses_nothing(tmp_pa
     assert out.read_bytes().endswith(b"\n")  # cut back to the last whole record
 
 
+def limit_file_size() -> None:
+    """A child's file-size quota of 12 KiB: writes past it fail with EFBIG (a full disk, without root)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (12 * 1024, resource.RLIM_INFINITY))
+
+
 def test_a_file_size_limit_breaks_the_run_cleanly_and_loses_nothing(tmp_path: Path) -> None:
     """A quota that works everywhere, without root: RLIMIT_FSIZE (writes past it fail with EFBIG)."""
     out = tmp_path / "r.jsonl"
-
-    def limit_file_size() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (12 * 1024, resource.RLIM_INFINITY))
 
     argv = [sys.executable, "-m", "wsbench.cli", "run", str(scenario(tmp_path, 2)), "--server-cmd", relay_cmd()]
     proc = subprocess.run(
@@ -257,9 +259,6 @@ def test_locust_on_a_full_disk_prints_the_whole_run_from_memory(tmp_path: Path) 
     """The Locust master keeps what it could not write and hands the whole run's summary to
     `wsbench locust` (a file-size limit every process of the run inherits: EFBIG in the master)."""
     out = tmp_path / "l.jsonl"
-
-    def limit_file_size() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (12 * 1024, resource.RLIM_INFINITY))
 
     argv = [sys.executable, "-m", "wsbench.cli", "locust", str(scenario(tmp_path, 2)), "--headless"]
     proc = subprocess.run(
