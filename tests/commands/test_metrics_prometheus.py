@@ -102,9 +102,13 @@ def test_a_run_is_watched_live_in_prometheus(prometheus, tmp_path: Path) -> None
     assert delivered == summary["delivery"]["delivered"] > 0
     assert _query(api, "max_over_time(wsbench_sent_total[5m])") == summary["messages"]["sent"]
     assert _query(api, "max_over_time(wsbench_lost_total[5m])") == summary["delivery"]["lost"] == 0
-    # live: scraped every second while the run went, the counter growing
-    assert (_query(api, "count_over_time(wsbench_delivered_total[5m])") or 0) >= 5
+    # live: scraped while the run went, the counter growing. Prometheus is asked for a scrape every
+    # second, but a starved machine skips some (a scrape that times out is not stored), so the count of
+    # samples is not pinned; what must hold is a sample taken mid-run, below the final count, and the
+    # counter rising between samples.
+    assert (_query(api, "count_over_time(wsbench_delivered_total[5m])") or 0) >= 3
     assert (_query(api, "min_over_time(wsbench_delivered_total[5m])") or 0) < delivered
+    assert (_query(api, "changes(wsbench_delivered_total[5m])") or 0) >= 1
     assert _query(api, "max_over_time(wsbench_clients_connected[5m])") == 10
     assert (_query(api, "max_over_time(wsbench_server_rss_bytes[5m])") or 0) > 1e6
 
