@@ -103,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, args.overrides)
     plan = RunPlan(scenario)  # refuses what the Locust driver cannot run, before anything starts
     check_locust_limits(plan)
+    short_drift = scenario.short_drift_warning()
+    if short_drift:  # said before the run, as `wsbench run` says it, not only in the threshold's verdict
+        print(f"wsbench: warning: {short_drift}", file=sys.stderr, flush=True)
     # the target as `wsbench run` resolves and starts it (same flags, same defaults)
     scenario, extra = apply_cli_target(scenario, args)
     if scenario.target.mode == "url":

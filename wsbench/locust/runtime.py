@@ -34,7 +34,7 @@ import gevent
 import gevent.event
 import gevent.lock
 from locust.env import Environment
-from locust.runners import STATE_STOPPED, LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 from wsbench.core.results import default_results_path
 from wsbench.core.scenario import Scenario, load_scenario
@@ -254,16 +254,8 @@ class Node:
     def _on_clock_ping(self, environment: Environment, msg: Any, **kw: Any) -> None:
         self.send("wsbench_clock_pong", {"t0": msg.data["t0"], "tm": time.monotonic_ns()}, msg.node_id)
 
-    def is_stopped(self) -> bool:
-        runner = self.env.runner
-        return runner is None or runner.state == STATE_STOPPED
-
 
 def install(env: Environment) -> Node:
     global NODE
     NODE = Node(env)
     return NODE
-
-
-def local_runner(env: Environment) -> bool:
-    return isinstance(env.runner, LocalRunner)
