@@ -8,13 +8,8 @@ import pytest
 from tests.report.synthetic import write_run
 from wsbench.core.results import read_results
 from wsbench.errors import UsageError
-from wsbench.report.compare import (
-    Comparison,
-    RatioThreshold,
-    compare_runs,
-    evaluate_thresholds,
-    load_runs,
-)
+from wsbench.report.compare import Comparison, compare_runs, load_runs
+from wsbench.report.compare_thresholds import RatioThreshold, evaluate_thresholds
 
 
 def _compare(*paths: Path, labels: list[str | None] | None = None) -> Comparison:

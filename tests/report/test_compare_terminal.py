@@ -7,8 +7,9 @@ from rich.console import Console
 
 from tests.report.golden import assert_golden
 from wsbench.core.results import read_results
-from wsbench.report.compare import RatioThreshold, compare_runs, evaluate_thresholds, load_runs
+from wsbench.report.compare import compare_runs, load_runs
 from wsbench.report.compare_terminal import format_ratio, format_value, render_comparison
+from wsbench.report.compare_thresholds import RatioThreshold, evaluate_thresholds
 
 
 def _render(paths: list[Path], thresholds: list[str] = (), width: int = 120) -> Console:

@@ -7,7 +7,8 @@ import pytest
 
 from tests.report.synthetic import write_run
 from wsbench.core.results import read_results
-from wsbench.report.compare import RatioThreshold, compare_runs, evaluate_thresholds, load_runs
+from wsbench.report.compare import compare_runs, load_runs
+from wsbench.report.compare_thresholds import RatioThreshold, evaluate_thresholds
 from wsbench.report.html import render_comparison, render_report, write_html
 
 MAX_BYTES = 600_000  # small enough to attach to a CI run

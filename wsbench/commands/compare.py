@@ -29,8 +29,10 @@ from rich.console import Console
 from wsbench.console import make_console
 from wsbench.core.results import read_results
 from wsbench.errors import EXIT_OK, EXIT_RUN_BROKEN, EXIT_THRESHOLD_FAILED, EXIT_USAGE, RunBroken, UsageError
-from wsbench.report.compare import RESAMPLES, RatioThreshold, compare_runs, evaluate_thresholds, load_runs
+from wsbench.report.compare import compare_runs, load_runs
+from wsbench.report.compare_stats import RESAMPLES
 from wsbench.report.compare_terminal import render_comparison
+from wsbench.report.compare_thresholds import RatioThreshold, evaluate_thresholds
 
 SCENARIO_SUFFIXES = (".yaml", ".yml")
 

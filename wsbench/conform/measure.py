@@ -98,7 +98,6 @@ class SlowConsumerRun:
     stats_before: dict[str, object] | None
     stats_after: dict[str, object] | None
     rss_before: int | None
-    rss_peak: int | None
     rss_samples: list[tuple[float, int]]  # (seconds into the stall, RSS bytes)
     stall_s: float  # how long the stall (loaded phase) lasted
     unbounded_bytes: int  # what a queue without a bound would hold for the slow client at the end
@@ -113,12 +112,6 @@ class SlowConsumerRun:
             return None
         a, b = self.stats_before.get("slow_consumer_closes"), self.stats_after.get("slow_consumer_closes")
         return int(b) - int(a) if isinstance(a, int) and isinstance(b, int) else None
-
-    @property
-    def rss_growth(self) -> int | None:
-        if self.rss_before is None or self.rss_peak is None:
-            return None
-        return self.rss_peak - self.rss_before
 
 
 def _rss(stats: dict[str, object] | None) -> int | None:
@@ -183,18 +176,15 @@ async def run_slow_consumer(ctx: CaseContext) -> SlowConsumerRun:
     slow = await ctx.join(tag="slow", read=False, auto_pong=False, rcvbuf=SLOW_RCVBUF)
     await receivers[0].wait_line(join_line(slow.nick), 1.0)
 
-    rss_peak = _rss(stats_before)
     samples: list[tuple[float, int]] = []
     sampling = True
     t0 = now()
 
     async def sample() -> None:
-        nonlocal rss_peak
         while sampling:
             rss = _rss(await ctx.stats())
             if rss is not None:
                 samples.append((now() - t0, rss))
-                rss_peak = rss if rss_peak is None else max(rss_peak, rss)
             await asyncio.sleep(RSS_PERIOD)
 
     sampler = asyncio.get_running_loop().create_task(sample())
@@ -209,7 +199,6 @@ async def run_slow_consumer(ctx: CaseContext) -> SlowConsumerRun:
     rss = _rss(stats_after)
     if rss is not None:
         samples.append((now() - t0, rss))
-        rss_peak = rss if rss_peak is None else max(rss_peak, rss)
     frame_bytes = len((sender.nick + SAID).encode()) + size + 4  # relayed line plus a 4-byte frame header
     line = leave_line(slow.nick)
     leave_times = [m.t for m in receivers[0].ws.messages if m.text == line]
@@ -224,7 +213,6 @@ async def run_slow_consumer(ctx: CaseContext) -> SlowConsumerRun:
         stats_before=stats_before,
         stats_after=stats_after,
         rss_before=_rss(stats_before),
-        rss_peak=rss_peak,
         rss_samples=samples,
         stall_s=stall_s,
         unbounded_bytes=loaded.sent * frame_bytes,

@@ -180,9 +180,6 @@ class CaseContext:
                 self.shared[key] = await make()
             return self.shared[key]
 
-    def server_exited(self) -> bool:
-        return self.server is not None and not self.server.alive()
-
     async def cleanup(self) -> None:
         for ws in self.connections:
             with contextlib.suppress(Exception):

@@ -15,47 +15,42 @@ Metrics (ratio = run / baseline):
   ``latency_socket``: the server's latency without the generator's own delay), only when every run
   has it; the comparison says whether it was compared (lower is better).
 
-How noise is measured (also printed under every comparison): a run is a sequence of 1-second
-intervals, and each interval is a small repetition of the same experiment. For every metric and
-every run we draw ``resamples`` bootstrap resamples of its intervals (with replacement, in contiguous
-blocks of intervals when there are more than :data:`MAX_BLOCKS`, to keep slow drifts together) and
-recompute the metric on each resample - for percentiles by merging the resampled intervals' HdrHistogram
-counts exactly, not by averaging per-interval percentiles. Resampling each run independently gives
-the distribution of the ratio run/baseline; its central 95 % interval is the ratio's confidence
-interval. A difference is **within noise** (``≈``) when that interval contains 1.0, or when the
-ratio is within :data:`SAME_WITHIN` of 1 (too small to matter). Loss counts are few and not spread
-evenly over intervals, so their uncertainty is drawn instead from the Jeffreys posterior of a Poisson
-rate, ``Gamma(lost + 1/2) / expected``. Resampling is seeded, so a comparison is reproducible.
-
-The bootstrap is written here with numpy rather than taken from a library (``scipy.stats.bootstrap``)
-because the statistic is a percentile of *merged histograms*: each resample is one weight vector
-times the per-interval counts matrix (:class:`~wsbench.report.rundata.HistogramMatrix`), which a
-generic bootstrap over 1-D samples cannot express cheaply, and scipy would be a large dependency for
-twenty lines.
+How the noise is measured (also printed under every comparison): see :mod:`wsbench.report.compare_stats`.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from wsbench.core.results import Results
 from wsbench.core.summary import summarize
 from wsbench.errors import UsageError
-from wsbench.report.rundata import RunData, percentiles_ms, unique_labels
+from wsbench.report.compare_stats import (
+    CONFIDENCE,
+    MAX_BLOCKS,
+    RESAMPLES,
+    SAME_WITHIN,
+    Statistic,
+    bootstrap_weights,
+    cpu_source_of,
+    loss_counts,
+    metric_statistics,
+    ratio,
+    ratio_interval,
+    resample_seed,
+    rows_for,
+)
+from wsbench.report.rundata import RunData, unique_labels
 
-RESAMPLES = 2000
-CONFIDENCE = 0.95
-MAX_BLOCKS = 60
-SAME_WITHIN = 0.005
-SEED = 20260401
+if TYPE_CHECKING:
+    from wsbench.report.compare_thresholds import ThresholdVerdict
+
 
 NOISE_METHOD = (
     f"Noise: each run's 1-second intervals are bootstrap-resampled ({RESAMPLES} resamples, in at most "
@@ -100,22 +95,6 @@ SOCKET_COMPARED = (
     "latency without the generator's own delay) is compared too: every run has it."
 )
 SOCKET_NOT_COMPARED = " Latency at the socket is not compared: {missing} has no kernel-stamped probe deliveries."
-
-METRIC_ALIASES = {
-    "throughput": "throughput",
-    "deliveries": "throughput",
-    "p50": "p50",
-    "p99": "p99",
-    "p99_9": "p99_9",
-    "p99.9": "p99_9",
-    "p999": "p99_9",
-    "loss": "loss",
-    "cpu": "cpu_per_delivery",
-    "cpu_per_delivery": "cpu_per_delivery",
-    "rss": "rss",
-    "socket_p50": "socket_p50",
-    "socket_p99": "socket_p99",
-}
 
 
 @dataclass
@@ -276,158 +255,23 @@ class Comparison:
         return f"Faster: {who}. Latency, run / base as in the table: {'; '.join(clauses)}."
 
 
-# -- the statistics ------------------------------------------------------------------------------
-Statistic = Callable[[RunData, np.ndarray, np.ndarray], np.ndarray]
-"""``(run, rows, weights)`` -> the metric for each weight vector; ``weights`` is ``(B, len(rows))``."""
-
-
-def _ratio_of_sums(num: np.ndarray, den: np.ndarray, weights: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    top, bottom = weights @ num, weights @ den
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(bottom > 0, scale * top / bottom, np.nan)
-
-
-def _throughput(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return _ratio_of_sums(run.counters["delivered"][rows], run.duration_s[rows], weights)
-
-
-def _percentile(p: float, name: str = "latency") -> Statistic:
-    def statistic(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        matrix = run.histogram(name)
-        merged = weights @ matrix.counts[rows]
-        return percentiles_ms(merged, matrix.values_us, [p])[:, 0]
-
-    return statistic
-
-
-def _cpu_source(runs: Sequence[RunData]) -> str:
-    return "server" if all(run.has_samples("server", "cpu_s_interval") for run in runs) else "generator"
-
-
-def _cpu_column(run: RunData, source: str) -> np.ndarray | None:
-    """CPU seconds per interval: the server's (from its cumulative /stats ``cpu_s``) or the generator's."""
-    return run.server.get("cpu_s_interval") if source == "server" else run.generator.get("cpu_s")
-
-
-def _cpu_per_delivery(source: str) -> Statistic:
-    def statistic(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        cpu = _cpu_column(run, source)
-        assert cpu is not None
-        return _ratio_of_sums(np.nan_to_num(cpu[rows]), run.counters["delivered"][rows], weights, scale=1e6)
-
-    return statistic
-
-
-def _rss(run: RunData, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    rss = run.server.get("rss_bytes_mean", run.server["rss_bytes"])
-    return _ratio_of_sums(rss[rows], np.ones(rows.size), weights, scale=1.0 / 2**20)
-
-
-def _rows_for(key: str, run: RunData, cpu_source: str) -> np.ndarray:
-    """The intervals a metric is computed over (indexes)."""
-    if key == "throughput":
-        mask = run.sending
-    elif key == "rss":
-        column = run.server.get("rss_bytes")
-        mask = run.measured & np.isfinite(column) if column is not None else np.zeros(run.n, dtype=bool)
-    elif key == "cpu_per_delivery":
-        column = _cpu_column(run, cpu_source)
-        mask = run.measured & np.isfinite(column) if column is not None else np.zeros(run.n, dtype=bool)
-    else:
-        mask = run.measured
-    return np.flatnonzero(mask)
-
-
-def _block_weights(n: int, resamples: int, rng: np.random.Generator, scale: np.ndarray | None = None) -> np.ndarray:
-    """``(resamples, n)`` interval weights: multinomial resampling of contiguous blocks of intervals.
-
-    ``scale`` (one factor per resample) multiplies the weights: how often a repeat was drawn.
-    """
-    blocks = min(n, MAX_BLOCKS)
-    edges = np.linspace(0, n, blocks + 1).round().astype(int)
-    picks = rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=resamples).astype(np.float64)  # (B, blocks)
-    if scale is not None:
-        picks *= scale[:, None]
-    return np.repeat(picks, np.diff(edges), axis=1)
-
-
-def _weights(run: RunData, rows: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap weights over ``rows``: blocks of intervals, and with repeats, repeats first (two stages).
-
-    With several repeats of a run, each resample first draws repeats with replacement, then blocks of
-    intervals within each drawn repeat, so that differences between repeats (the machine was busier
-    during one of them) widen the interval as they should.
-    """
-    groups = run.repeat[rows]
-    present = np.unique(groups)
-    if present.size <= 1:
-        return _block_weights(rows.size, resamples, rng)
-    drawn = rng.multinomial(present.size, np.full(present.size, 1.0 / present.size), size=resamples)
-    weights = np.zeros((resamples, rows.size))
-    for k, group in enumerate(present):
-        columns = np.flatnonzero(groups == group)
-        weights[:, columns] = _block_weights(columns.size, resamples, rng, scale=drawn[:, k].astype(np.float64))
-    return weights
-
-
-def _seed(key: str, index: int) -> int:
-    return SEED + zlib.crc32(f"{key}:{index}".encode())
-
-
-def _loss(run: RunData) -> tuple[float, float]:
-    """``(lost, expected)``: each repeat's final accounting (footer), else what its intervals show."""
-    lost_total = expected_total = 0.0
-    for i, part in enumerate(run.parts):
-        accounting = (part.footer or {}).get("accounting") or {}
-        if "lost" in accounting and accounting.get("expected"):
-            lost_total += float(accounting["lost"])
-            expected_total += float(accounting["expected"])
-            continue
-        rows = run.measured & (run.repeat == i)
-        expected = float(run.counters["expected"][rows].sum())
-        delivered = float(run.counters["delivered"][rows].sum())
-        lost_total += max(expected - delivered, 0.0)
-        expected_total += expected
-    return lost_total, expected_total
-
-
 def _cell_bootstrap(key: str, run: RunData, index: int, statistic: Statistic, rows: np.ndarray, resamples: int) -> Cell:
     if rows.size == 0:
         return Cell(value=None)
     point = statistic(run, rows, np.ones((1, rows.size)))[0]
     if not np.isfinite(point):
         return Cell(value=None)
-    weights = _weights(run, rows, resamples, np.random.default_rng(_seed(key, index)))
+    weights = bootstrap_weights(run, rows, resamples, np.random.default_rng(resample_seed(key, index)))
     return Cell(value=float(point), samples=statistic(run, rows, weights))
 
 
 def _cell_loss(run: RunData, index: int, resamples: int) -> Cell:
-    lost, expected = _loss(run)
+    lost, expected = loss_counts(run)
     if expected <= 0:
         return Cell(value=None)
-    rng = np.random.default_rng(_seed("loss", index))
+    rng = np.random.default_rng(resample_seed("loss", index))
     samples = rng.gamma(lost + 0.5, 1.0, size=resamples) / expected * 100.0
     return Cell(value=100.0 * lost / expected, samples=samples)
-
-
-def _ratio_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float] | None:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = b / a
-    ratios = ratios[np.isfinite(ratios)]
-    if ratios.size < 10:
-        return None
-    tail = (1.0 - CONFIDENCE) / 2.0 * 100.0
-    low, high = np.percentile(ratios, [tail, 100.0 - tail])
-    return float(low), float(high)
-
-
-def ratio(value: float | None, base: float | None) -> float | None:
-    """``value / base``; 1.0 when both are zero; ``inf`` when only the base is zero; None when unknown."""
-    if value is None or base is None:
-        return None
-    if base == 0:
-        return 1.0 if value == 0 else math.inf
-    return value / base
 
 
 def _judge(spec: MetricSpec, cell: Cell, base: Cell) -> None:
@@ -440,7 +284,7 @@ def _judge(spec: MetricSpec, cell: Cell, base: Cell) -> None:
         cell.verdict = "same"
         return
     interval = (
-        _ratio_interval(base.samples, cell.samples) if cell.samples is not None and base.samples is not None else None
+        ratio_interval(base.samples, cell.samples) if cell.samples is not None and base.samples is not None else None
     )
     if interval is not None:
         cell.low, cell.high = interval
@@ -465,7 +309,7 @@ def _winner(spec: MetricSpec, row: MetricRow) -> None:
     row.winner = best_i
     r = ratio(second.value, best.value)
     interval = (
-        _ratio_interval(best.samples, second.samples)
+        ratio_interval(best.samples, second.samples)
         if best.samples is not None and second.samples is not None
         else None
     )
@@ -494,17 +338,8 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
     scenarios = {str((part.header.get("scenario") or {}).get("name", "")) for run in runs for part in run.parts}
     if len(scenarios) > 1:
         warnings.append(f"the runs come from different scenarios ({', '.join(sorted(scenarios))}): ratios may mislead")
-    cpu_source = _cpu_source(runs)
-    statistics: dict[str, Statistic] = {
-        "throughput": _throughput,
-        "p50": _percentile(50.0),
-        "p99": _percentile(99.0),
-        "p99_9": _percentile(99.9),
-        "cpu_per_delivery": _cpu_per_delivery(cpu_source),
-        "rss": _rss,
-        "socket_p50": _percentile(50.0, "latency_socket"),
-        "socket_p99": _percentile(99.0, "latency_socket"),
-    }
+    cpu_source = cpu_source_of(runs)
+    statistics = metric_statistics(cpu_source)
     without_socket = [run.label for run in runs if not _has_socket_latency(run)]
     rows: list[MetricRow] = []
     for spec in METRICS + (SOCKET_METRICS if not without_socket else ()):
@@ -512,7 +347,7 @@ def compare_runs(runs: Sequence[RunData], resamples: int = RESAMPLES) -> Compari
             cells = [_cell_loss(run, i, resamples) for i, run in enumerate(runs)]
         else:
             cells = [
-                _cell_bootstrap(spec.key, run, i, statistics[spec.key], _rows_for(spec.key, run, cpu_source), resamples)
+                _cell_bootstrap(spec.key, run, i, statistics[spec.key], rows_for(spec.key, run, cpu_source), resamples)
                 for i, run in enumerate(runs)
             ]
         title = (
@@ -566,57 +401,3 @@ def load_runs(results: Sequence[Results], labels: Sequence[str | None] | None = 
     for run, label in zip(defaults, unique, strict=True):
         run.label = label
     return runs
-
-
-# -- thresholds on ratios ------------------------------------------------------------------------
-_THRESHOLD_RE = re.compile(r"^\s*(?:compare\.)?([A-Za-z0-9_.]+?)\s*(<=|>=|<|>)\s*([0-9]*\.?[0-9]+)\s*x?\s*$")
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-@dataclass(frozen=True)
-class RatioThreshold:
-    """``compare.p99 < 1.1x``: the ratio run/baseline of a metric against a limit."""
-
-    expr: str
-    metric: str
-    op: str
-    limit: float
-
-    @classmethod
-    def parse(cls, expr: str) -> RatioThreshold:
-        m = _THRESHOLD_RE.match(expr)
-        if not m:
-            raise UsageError(
-                f"threshold {expr!r}: expected 'compare.METRIC OP NUMBERx' such as 'compare.p99 < 1.1x' "
-                f"(OP one of <, <=, >, >=)"
-            )
-        name, op, number = m.groups()
-        metric = METRIC_ALIASES.get(name)
-        if metric is None:
-            raise UsageError(f"threshold {expr!r}: unknown metric {name!r}; choose one of {', '.join(METRIC_ALIASES)}")
-        return cls(expr=expr.strip(), metric=metric, op=op, limit=float(number))
-
-
-@dataclass
-class ThresholdVerdict:
-    threshold: RatioThreshold
-    run: str
-    observed: float | None
-    within_noise: bool | None
-    passed: bool
-
-
-def evaluate_thresholds(comparison: Comparison, thresholds: Sequence[RatioThreshold]) -> list[ThresholdVerdict]:
-    """Each threshold against every run but the baseline. An unknown ratio fails (nothing to vouch for)."""
-    verdicts: list[ThresholdVerdict] = []
-    for threshold in thresholds:
-        row = comparison.row(threshold.metric)
-        for run, cell in zip(comparison.runs[1:], row.cells[1:], strict=True):
-            passed = cell.ratio is not None and _OPS[threshold.op](cell.ratio, threshold.limit)
-            verdicts.append(ThresholdVerdict(threshold, run.label, cell.ratio, cell.within_noise, passed))
-    return verdicts

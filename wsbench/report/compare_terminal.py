@@ -12,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from wsbench.console import make_console
-from wsbench.report.compare import Cell, Comparison, MetricRow, ThresholdVerdict
+from wsbench.report.compare import Cell, Comparison, MetricRow
+from wsbench.report.compare_thresholds import ThresholdVerdict
 
 NOISE_MARK = "≈"
 STYLE_OF_VERDICT = {"better": "green", "worse": "red", "noise": "dim", "same": "dim", "n/a": "dim"}

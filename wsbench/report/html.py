@@ -26,8 +26,9 @@ from wsbench.core.server_stats import span_text
 from wsbench.core.summary import generator_bound
 from wsbench.errors import ResultsFileError
 from wsbench.report import plots
-from wsbench.report.compare import Comparison, ThresholdVerdict
+from wsbench.report.compare import Comparison
 from wsbench.report.compare_terminal import NOISE_MARK, format_ratio, format_value, metric_title
+from wsbench.report.compare_thresholds import ThresholdVerdict
 from wsbench.report.rundata import RunData
 
 HISTOGRAM_ROWS = (
