@@ -42,7 +42,7 @@ def measure(messages: int = 100_000, batches: int = 200) -> tuple[float, float, 
     from wsbench.core import payload
     from wsbench.core.chat import message_line
     from wsbench.core.results import ResultsWriter
-    from wsbench.core.scenario import load_text
+    from wsbench.core.scenario_loading import load_text
     from wsbench.drivers.engine import Engine
 
     scenario = load_text("clients: 100\nsenders: 10\nrate: 1000/s\nduration: 60s\nwarmup: 0s\nprobes: 0\n", "b.yaml")

@@ -25,7 +25,7 @@ import pytest
 from wsbench.core import histograms, payload
 from wsbench.core.chat import join_line, message_line
 from wsbench.core.results import ResultsWriter, read_results
-from wsbench.core.scenario import load_text
+from wsbench.core.scenario_loading import load_text
 from wsbench.core.summary import summarize
 from wsbench.drivers.engine import Engine
 from wsbench.locust.collector import Collector

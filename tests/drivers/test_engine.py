@@ -323,7 +323,7 @@ def test_the_engines_state_is_a_few_objects_each_about_one_thing(tmp_path) -> No
     import dataclasses
 
     from wsbench.core.results import ResultsWriter
-    from wsbench.core.scenario import load_text
+    from wsbench.core.scenario_loading import load_text
     from wsbench.drivers.engine import Engine
 
     text = scenario(clients=5, extra="churn: {rate: 1/s}\n")

@@ -22,7 +22,7 @@ import pytest
 from wsbench.core import payload
 from wsbench.core.chat import message_line
 from wsbench.core.results import ResultsWriter, read_results
-from wsbench.core.scenario import load_text
+from wsbench.core.scenario_loading import load_text
 from wsbench.core.summary import summarize
 from wsbench.drivers import connecting, run_state, stages, teardown
 from wsbench.drivers import engine as engine_mod

@@ -6,7 +6,7 @@ from typing import Any
 
 from wsbench.core import histograms, payload
 from wsbench.core.results import ResultsWriter, read_results
-from wsbench.core.scenario import load_text
+from wsbench.core.scenario_loading import load_text
 from wsbench.locust.aggregate import Aggregator, pack_part
 from wsbench.locust.collector import Collector
 from wsbench.locust.plan import RunPlan

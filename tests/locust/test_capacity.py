@@ -9,7 +9,7 @@ import pytest
 
 from wsbench.core import payload
 from wsbench.core.results import ResultsWriter, read_results
-from wsbench.core.scenario import load_text
+from wsbench.core.scenario_loading import load_text
 from wsbench.core.summary import summarize
 from wsbench.locust.aggregate import Aggregator, pack_part
 from wsbench.locust.collector import Collector

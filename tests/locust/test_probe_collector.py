@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests.locust.test_aggregate import TAG, text
 from wsbench.core import histograms
-from wsbench.core.scenario import load_text
+from wsbench.core.scenario_loading import load_text
 from wsbench.locust.collector import Collector
 from wsbench.locust.plan import RunPlan
 

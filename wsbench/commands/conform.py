@@ -214,7 +214,7 @@ def build_targets(items: Sequence[tuple[str, str]], given: dict[str, Any]) -> li
 
 def scenario_target(path: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """The server options and the target of a scenario file (``wsbench run``'s format)."""
-    from wsbench.core.scenario import load_scenario
+    from wsbench.core.scenario_loading import load_scenario
 
     target = load_scenario(path).target
     options: dict[str, Any] = {}

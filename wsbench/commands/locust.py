@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise UsageError("--workers must be 0 or more")
     from wsbench.core.results import check_writable, default_results_path
-    from wsbench.core.scenario import load_scenario
+    from wsbench.core.scenario_loading import load_scenario
     from wsbench.locust.plan import RunPlan, check_locust_limits
     from wsbench.scenario_target import (
         apply_cli_target,

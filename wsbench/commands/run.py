@@ -19,7 +19,8 @@ from typing import Any
 
 from wsbench import metrics
 from wsbench.core.results import ResultsWriter, check_writable, default_results_path, library_versions
-from wsbench.core.scenario import Scenario, load_scenario
+from wsbench.core.scenario import Scenario
+from wsbench.core.scenario_loading import load_scenario
 from wsbench.core.summary import summarize
 from wsbench.errors import ResultsWriteError, RunBroken
 from wsbench.scenario_target import (

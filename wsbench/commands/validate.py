@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from wsbench.core.scenario import load_scenario, schema_json
+from wsbench.core.scenario import schema_json
+from wsbench.core.scenario_loading import load_scenario
 from wsbench.errors import EXIT_USAGE, UsageError
 
 

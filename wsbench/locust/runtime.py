@@ -37,7 +37,8 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from wsbench.core.results import default_results_path
-from wsbench.core.scenario import Scenario, load_scenario
+from wsbench.core.scenario import Scenario
+from wsbench.core.scenario_loading import load_scenario
 from wsbench.errors import WsbenchError
 from wsbench.fdlimit import ensure_open_files, needed_for_clients
 from wsbench.locust.master import FINAL_WAIT_S as FINAL_WAIT_S  # the roles, one module each
