@@ -10,8 +10,8 @@ import xmlschema
 
 from tests.conform.test_faults import fault_command
 from wsbench.conform.cases import CASES
-from wsbench.conform.decisions import has_ipv6_loopback
 from wsbench.conform.rfc_cases import rfc_cases
+from wsbench.conform.spawned_checks import has_ipv6_loopback
 from wsbench.conform.spec import SPEC_VERSION
 from wsbench.core.results import read_results
 

@@ -3,7 +3,7 @@
 
 One copy of "start the target's command with extra flags", "stop it (SIGTERM, then SIGKILL)" and the
 SPEC 15.2 judgement of a refused start, for the cases of :mod:`~wsbench.conform.checks` and
-:mod:`~wsbench.conform.decisions`.
+:mod:`~wsbench.conform.spawned_checks`.
 """
 
 from __future__ import annotations
