@@ -200,11 +200,6 @@ class DeliveryAccounting:
             raise ValueError(f"sender {sender}: sequence {seq} sent after {len(times)} messages")
         times.append(t_us)
 
-    def sent_count(self, sender: int | None = None) -> int:
-        if sender is None:
-            return sum(len(t) for t in self.send_times)
-        return len(self.send_times[self.sender_index[sender]])
-
     # -- receipt -------------------------------------------------------------------------------------
     def ingest(self, receivers: np.ndarray, senders: np.ndarray, seqs: np.ndarray) -> IngestResult:
         """A batch of deliveries (client ids and sequence numbers), in arrival order per receiver."""

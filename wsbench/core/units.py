@@ -118,10 +118,6 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def format_rate(per_second: float) -> str:
-    return f"{per_second:g}/s"
-
-
 def format_size(n: int) -> str:
     for unit, factor in (("MiB", 1024**2), ("KiB", 1024)):
         if n >= factor and n % factor == 0:
