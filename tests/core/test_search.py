@@ -7,8 +7,9 @@ import numpy as np
 from wsbench.core import histograms, payload
 from wsbench.core.accounting import DeliveryAccounting, Totals
 from wsbench.core.chat import Nicknames, message_line
+from wsbench.core.intervals import PhaseTotals
 from wsbench.core.pacing import Phase
-from wsbench.core.recorder import PhaseTotals, Recorder
+from wsbench.core.recorder import Recorder
 from wsbench.core.scenario import Search
 from wsbench.core.search import CapacitySearch, judge_stage, stopped_plan
 

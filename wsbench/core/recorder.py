@@ -20,61 +20,26 @@ messages intended in it. What is not about a message (connects, closes, errors, 
 frames without a trailer, deliveries back to their sender, the generator's own figures) belongs to the
 interval in which it happened.
 
-When a record is final
-----------------------
-An interval's record is taken ``hold_us`` after the interval ended (so that nearly every delivery of
-its messages is in it) and at the end of the run. Deliveries of its messages that arrive after that
-come in a *supplement*: a later record with the same ``index`` and ``"late": true`` holding only what
-arrived late (taken at the next interval boundary). Readers merge records of one index exactly, so
-the file still streams (a crash loses at most the last ``hold_us`` and one interval) and an interval's
-numbers are complete once the footer is written.
+When a record is final: an interval's record is taken ``hold_us`` after the interval ended, later
+deliveries of its messages come in a late supplement (:mod:`wsbench.core.intervals`, which keeps the
+intervals and takes their records).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
 from wsbench.core import histograms, payload
 from wsbench.core.accounting import DeliveryAccounting
 from wsbench.core.chat import JOIN_SUFFIX, LEAVE_SUFFIX, Nicknames
 from wsbench.core.fanout import Completed, FanoutTracker
+from wsbench.core.intervals import IntervalRecord, Intervals, PhaseTotals
 
-#: the histograms of an interval record
-HISTOGRAM_NAMES = ("latency", "latency_uncorrected", "fanout", "connect", "connect_handshake", "send_lag")
-#: counters every interval record carries (others appear when non-zero)
-COUNTER_NAMES = (
-    "sent",
-    "delivered",
-    "expected",
-    "duplicated",
-    "reordered",
-    "connect_ok",
-    "connect_errors",
-    "closes",
-    "errors",
-)
 #: frames without a wsbench trailer described in warnings (the rest are only counted)
 DESCRIBED_FRAMES = 5
-
-
-class IntervalRecord(TypedDict, total=False):
-    """An ``interval`` record of the results file (docs/results-format.md), histograms as objects."""
-
-    index: int
-    start_s: float
-    end_s: float
-    phase: str
-    late: bool
-    counters: dict[str, int]
-    clients_connected: int
-    histograms: dict[str, HdrHistogram]
-    generator: dict[str, Any]
-    server: dict[str, Any] | None
 
 
 class Event(TypedDict, total=False):
@@ -106,58 +71,6 @@ class BatchView:
     actual_us: np.ndarray
 
 
-@dataclass
-class _Data:
-    """What one interval (or one interval's late supplement) collected."""
-
-    counters: Counter[str] = field(default_factory=Counter)
-    hist: dict[str, HdrHistogram] = field(default_factory=dict)
-    send_lag: histograms.BatchRecorder = field(default_factory=histograms.BatchRecorder)
-    send_lag_us_max: int = 0
-    # a driver's own values (record_values), recorded once when the record is taken: a bulk record per
-    # batch costs more than the few values (probe deliveries) a batch holds
-    pending: dict[str, list[np.ndarray]] = field(default_factory=dict)
-
-    def histogram(self, name: str) -> HdrHistogram:
-        h = self.hist.get(name)
-        if h is None:
-            h = self.hist[name] = histograms.new_histogram()
-        return h
-
-    def fold_pending(self) -> None:
-        for name, parts in self.pending.items():
-            histograms.record_many(self.histogram(name), np.concatenate(parts))
-        self.pending.clear()
-
-    def empty(self) -> bool:
-        return not any(self.counters.values()) and not self.hist and not self.pending and not len(self.send_lag)
-
-
-@dataclass
-class PhaseTotals:
-    """Every final record of one phase folded together (what a stage's verdict is judged on)."""
-
-    hist: dict[str, HdrHistogram] = field(default_factory=dict)
-    counters: Counter[str] = field(default_factory=Counter)
-    span_s: float = 0.0
-
-    def histogram(self, name: str) -> HdrHistogram:
-        h = self.hist.get(name)
-        if h is None:
-            h = self.hist[name] = histograms.new_histogram()
-        return h
-
-    def add_record(self, record: IntervalRecord, with_span: bool = True) -> None:
-        """Fold in one written record (a late supplement adds its deliveries, not its span): how a
-        process that only reads records (the Locust master) builds the same totals. ``with_span``:
-        False for further records of an interval already counted (another worker's)."""
-        self.counters.update(record.get("counters") or {})
-        for name, h in (record.get("histograms") or {}).items():
-            histograms.add(self.histogram(name), h)
-        if with_span and not record.get("late"):
-            self.span_s += record["end_s"] - record["start_s"]
-
-
 class Recorder:
     """The measurement of one process's clients (all of them for ``wsbench run``, a worker's for Locust).
 
@@ -180,22 +93,9 @@ class Recorder:
     ) -> None:
         self.acc = acc
         self.nicknames = nicknames
-        self.hold_us = hold_us
         self.local = local_completion
         self.fan = FanoutTracker(max(len(acc.senders), 1), timeout_us=fanout_timeout_us) if local_completion else None
-        # every interval so far: its index, start, end (None: the current one) and phase
-        self._index: list[int] = [first_index]
-        self._start: list[int] = [start_us]
-        self._end: list[int | None] = [None]
-        self._phase: list[str] = [phase]
-        self._starts = np.asarray(self._start, dtype=np.int64)
-        self._data: dict[int, _Data] = {0: _Data()}  # by position in the lists above: not yet taken
-        self._info: dict[int, dict[str, Any]] = {}  # by position: clients_connected, generator, server
-        self._late: dict[int, _Data] = {}  # by position: arrived after the interval was taken
-        self._taken_upto = 0  # positions below this were taken
-        self.phases: dict[str, PhaseTotals] = {}
-        self._phase_open: Counter[str] = Counter({phase: 1})
-        self._final_phases: list[str] = []
+        self.intervals = Intervals(hold_us=hold_us, first_index=first_index, start_us=start_us, phase=phase)
         self.events: list[Event] = []
         self.outbox: dict[str, list[tuple[int, ...]]] = {"joined": [], "left": [], "saw_join": [], "sent": []}
         self._fanout_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -204,83 +104,49 @@ class Recorder:
         self.latency_above_ceiling = 0
         self.last_batch: BatchView | None = None
 
-    # -- intervals ---------------------------------------------------------------------------------------
+    # -- intervals (kept by self.intervals: wsbench.core.intervals.Intervals) -----------------------------
+    @property
+    def phases(self) -> dict[str, PhaseTotals]:
+        """The totals of every phase, from the records taken so far."""
+        return self.intervals.phases
+
     @property
     def current_index(self) -> int:
-        return self._index[-1]
+        return self.intervals.current_index
 
     @property
     def current_phase(self) -> str:
-        return self._phase[-1]
+        return self.intervals.current_phase
 
     @property
     def current_start_us(self) -> int:
-        return self._start[-1]
+        return self.intervals.current_start_us
 
     def set_phase(self, phase: str) -> None:
-        """The current interval belongs to ``phase`` (a phase that starts exactly at its start)."""
-        old = self._phase[-1]
-        if old != phase:
-            self._phase_open[old] -= 1
-            self._phase_open[phase] += 1
-            self._phase[-1] = phase
+        """The current interval belongs to ``phase`` (:meth:`Intervals.set_phase`)."""
+        self.intervals.set_phase(phase)
 
     def relabel_open(self, phase: str) -> None:
-        """Every interval not taken yet after the last finished phase's now belongs to ``phase`` (a
-        capacity search that stopped: what the next stage sent meanwhile is the drain's)."""
-        done = set(self._phase[: self._taken_upto])
-        for pos in range(self._taken_upto, len(self._phase)):
-            old = self._phase[pos]
-            if old not in done and old != phase:
-                self._phase_open[old] -= 1
-                self._phase_open[phase] += 1
-                self._phase[pos] = phase
+        """Every interval not taken yet after the last finished phase's now belongs to ``phase``
+        (:meth:`Intervals.relabel_open`: a capacity search that stopped)."""
+        self.intervals.relabel_open(phase)
 
     def cut(self, t_us: int, phase: str, index: int | None = None, info: dict[str, Any] | None = None) -> None:
-        """Close the current interval at ``t_us`` (``info``: its ``clients_connected``, ``generator`` and
-        ``server``), open the next one (``index``: default the next number) in ``phase``.
-
-        The current interval is open-ended: whatever is recorded at or after its start goes into it. So a
-        driver cuts every boundary up to ``t`` (at the boundary's scheduled time, not when its timer ran)
-        before it records anything at ``t``: the Locust collector's ``advance``, the engine's ``_advance``."""
-        pos = len(self._index) - 1
-        self._end[pos] = t_us
-        self._info[pos] = info or {}
-        self._index.append(self._index[pos] + 1 if index is None else index)
-        self._start.append(t_us)
-        self._end.append(None)
-        self._phase.append(phase)
-        self._phase_open[phase] += 1
-        self._starts = np.asarray(self._start, dtype=np.int64)
-        self._data[pos + 1] = _Data()
-
-    def _positions(self, t_us: np.ndarray) -> np.ndarray:
-        return np.maximum(np.searchsorted(self._starts, t_us, side="right") - 1, 0)
-
-    def _at(self, pos: int) -> _Data:
-        data = self._data.get(pos)
-        if data is None:
-            data = self._late.get(pos)
-            if data is None:
-                data = self._late[pos] = _Data()
-        return data
-
-    def _now(self, t_us: int) -> _Data:
-        """The interval in which something happened at ``t_us``."""
-        return self._at(int(self._positions(np.asarray([t_us]))[0]))
+        """Close the current interval at ``t_us``, open the next one in ``phase`` (:meth:`Intervals.cut`: a
+        driver cuts every boundary up to ``t`` before it records anything at ``t``)."""
+        self.intervals.cut(t_us, phase, index, info)
 
     def group_by_interval(self, t_us: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """``(a time in the interval, mask)`` per interval the times ``t_us`` fall in."""
-        pos = self._positions(t_us)
-        return [(self._start[p], pos == p) for p in np.unique(pos).tolist()]
+        return self.intervals.group_by_interval(t_us)
 
     def record_values(self, name: str, t_us: int, values_us: np.ndarray) -> None:
         """A driver's own histogram ``name`` (e.g. the probes'), in the interval of ``t_us``."""
         if len(values_us):
-            self._now(t_us).pending.setdefault(name, []).append(np.asarray(values_us, dtype=np.int64))
+            self.intervals.at_time(t_us).pending.setdefault(name, []).append(np.asarray(values_us, dtype=np.int64))
 
     def count(self, name: str, t_us: int, n: int = 1) -> None:
-        self._now(t_us).counters[name] += n
+        self.intervals.at_time(t_us).counters[name] += n
 
     def warn_once(self, kind: str, t_us: int, detail: str, **fields: Any) -> None:
         if kind not in self._warned:
@@ -295,13 +161,13 @@ class Recorder:
         """``connect_us``: from the client's scheduled connect time; ``handshake_us``: login + handshake."""
         self.acc.joined(client, t_us)
         self.outbox["joined"].append((client, t_us))
-        data = self._now(t_us)
+        data = self.intervals.at_time(t_us)
         data.counters["connect_ok"] += 1
         histograms.record_many(data.histogram("connect"), [max(connect_us, 1)])
         histograms.record_many(data.histogram("connect_handshake"), [max(handshake_us, 1)])
 
     def connect_failed(self, t_us: int) -> None:
-        data = self._now(t_us)
+        data = self.intervals.at_time(t_us)
         data.counters["connect_errors"] += 1
         data.counters["errors"] += 1
 
@@ -315,10 +181,7 @@ class Recorder:
         """Message ``seq`` of client ``sender`` went out at ``actual_us`` (intended ``intended_us``)."""
         acc = self.acc
         acc.sent(sender, seq, actual_us)
-        pos = len(self._start) - 1
-        if intended_us < self._start[pos]:
-            pos = int(self._positions(np.asarray([intended_us]))[0])
-        data = self._data.get(pos) or self._at(pos)
+        data = self.intervals.of_message(intended_us)
         c = data.counters
         c["sent"] += 1
         lag = actual_us - intended_us
@@ -371,17 +234,8 @@ class Recorder:
         new = res.new
         n_new = res.delivered
         all_new = n_new == len(new)
-        last = len(self._start) - 1
-        groups: list[tuple[int, np.ndarray | None]]
-        if int(intended.min()) >= self._start[last]:  # the common case: every message of the current interval
-            groups = [(last, None)]
-        else:
-            pos = self._positions(intended)
-            one = bool(pos[0] == pos[-1]) and bool((pos == pos[0]).all())
-            groups = [(int(pos[0]), None)] if one else [(int(p), pos == p) for p in np.unique(pos).tolist()]
         ceiling = 0
-        for p, sel in groups:
-            data = self._data.get(p) or self._at(p)
+        for data, sel in self.intervals.of_messages(intended):
             c = data.counters
             if sel is None:
                 got = new if not all_new else None
@@ -508,14 +362,14 @@ class Recorder:
         self, fanout_us: np.ndarray, intended_us: np.ndarray | None, expired_us: np.ndarray | None
     ) -> None:
         if len(fanout_us) and intended_us is not None:
-            pos = self._positions(intended_us)
+            pos = self.intervals.positions(intended_us)
             for p in np.unique(pos).tolist():
                 values = fanout_us if len(pos) == 1 else fanout_us[pos == p]
-                histograms.record_many(self._at(p).histogram("fanout"), np.maximum(values, 0))
+                histograms.record_many(self.intervals.at(p).histogram("fanout"), np.maximum(values, 0))
         if expired_us is not None and len(expired_us):
-            pos = self._positions(expired_us)
+            pos = self.intervals.positions(expired_us)
             for p, n in zip(*np.unique(pos, return_counts=True), strict=True):
-                self._at(int(p)).counters["fanout_incomplete"] += int(n)
+                self.intervals.at(int(p)).counters["fanout_incomplete"] += int(n)
 
     def take_fanout_parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         parts, self._fanout_parts = self._fanout_parts, []
@@ -529,76 +383,16 @@ class Recorder:
     # -- records ---------------------------------------------------------------------------------------
     def take_records(self, now_us: int, *, final: bool = False, late: bool = True) -> list[IntervalRecord]:
         """Records that are final by ``now_us`` (every one when ``final``), and late supplements."""
-        out: list[IntervalRecord] = []
-        last = len(self._index) - 1
-        while self._taken_upto < last or (final and self._taken_upto == last):
-            pos = self._taken_upto
-            end = self._end[pos]
-            if end is None:  # the current interval: only at the very end (not when it just began, empty)
-                end = self._end[pos] = max(now_us, self._start[pos])
-                if end - self._start[pos] < 10_000 and self._data[pos].empty():
-                    self._data.pop(pos)
-                    self._taken_upto += 1
-                    self._phase_open[self._phase[pos]] -= 1
-                    break
-            elif not final and end + self.hold_us > now_us:
-                break
-            out.append(self._record(pos, self._data.pop(pos), late=False))
-            self._taken_upto += 1
-            phase = self._phase[pos]
-            self._phase_open[phase] -= 1
-            if self._phase_open[phase] == 0:
-                self._final_phases.append(phase)
-        if late or final:
-            for pos in sorted(self._late):
-                if pos < self._taken_upto:
-                    out.append(self._record(pos, self._late.pop(pos), late=True))
-        return out
+        return self.intervals.take_records(now_us, final=final, late=late)
 
     def has_due(self, now_us: int) -> bool:
         """Whether :meth:`take_records` has a record to give at ``now_us``."""
-        end = self._end[self._taken_upto] if self._taken_upto < len(self._end) else None
-        return end is not None and end + self.hold_us <= now_us
+        return self.intervals.has_due(now_us)
 
     def take_final_phases(self) -> list[str]:
         """Phases every record of which was taken since the last call (their totals are complete, but
         for late supplements)."""
-        names, self._final_phases = self._final_phases, []
-        return names
-
-    def _record(self, pos: int, data: _Data, late: bool) -> IntervalRecord:
-        start, end = self._start[pos], self._end[pos]
-        assert end is not None
-        data.fold_pending()
-        send_lag = data.send_lag.take()
-        if send_lag.get_total_count():
-            data.hist["send_lag"] = send_lag
-        phase = self._phase[pos]
-        totals = self.phases.setdefault(phase, PhaseTotals())
-        totals.counters.update(data.counters)
-        for name, h in data.hist.items():
-            histograms.add(totals.histogram(name), h)
-        record: IntervalRecord = {"index": self._index[pos], "start_s": start / 1e6, "end_s": end / 1e6, "phase": phase}
-        if late:
-            record["late"] = True
-            record["counters"] = {k: int(v) for k, v in data.counters.items() if v}
-            record["histograms"] = {k: h for k, h in data.hist.items() if h.get_total_count()}
-            return record
-        totals.span_s += (end - start) / 1e6
-        counters = {k: int(data.counters.get(k, 0)) for k in COUNTER_NAMES}
-        counters.update({k: int(v) for k, v in data.counters.items() if k not in counters})
-        record["counters"] = counters
-        hists = {name: data.hist.get(name) or histograms.new_histogram() for name in HISTOGRAM_NAMES}
-        hists.update({name: h for name, h in data.hist.items() if name not in hists})
-        info = self._info.pop(pos, {})
-        record["histograms"] = hists
-        record["clients_connected"] = int(info.get("clients_connected", 0))
-        generator = dict(info.get("generator") or {})
-        generator["send_lag_ms_max"] = round(data.send_lag_us_max / 1000.0, 3)
-        record["generator"] = generator
-        if "server" in info:
-            record["server"] = info["server"]
-        return record
+        return self.intervals.take_final_phases()
 
     def take_events(self) -> list[Event]:
         events, self.events = self.events, []

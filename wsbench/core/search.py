@@ -9,7 +9,7 @@ long, :mod:`wsbench.core.recorder`): the search thresholds are checked on that s
   totals of the messages *sent* in the stage (:meth:`DeliveryAccounting.totals` with the stage's
   bounds): a message of the stage not delivered by the verdict counts as lost;
 * latency, fan-out, counters and rates from the stage's folded interval records
-  (:class:`~wsbench.core.recorder.PhaseTotals`), the probe receivers' histograms included.
+  (:class:`~wsbench.core.intervals.PhaseTotals`), the probe receivers' histograms included.
 
 ``wsbench run`` (``drivers/stages.py``) and the Locust master (``locust/master.py``) both feed
 :class:`CapacitySearch` and write what it returns: the ``threshold`` event of each stage and, with
@@ -24,8 +24,8 @@ from typing import Any
 
 from wsbench.core import socket_latency
 from wsbench.core.accounting import Totals
+from wsbench.core.intervals import PhaseTotals
 from wsbench.core.pacing import MEASURED, Phase
-from wsbench.core.recorder import PhaseTotals
 from wsbench.core.scenario import Search
 from wsbench.core.summary import metrics
 from wsbench.core.thresholds import evaluate

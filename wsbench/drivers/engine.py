@@ -47,9 +47,10 @@ from picows import WSMsgType
 from wsbench.core import payload
 from wsbench.core.accounting import DeliveryAccounting
 from wsbench.core.chat import Nicknames
+from wsbench.core.intervals import IntervalRecord
 from wsbench.core.pacing import ClosedLoop, OpenSchedule, churn_schedule
 from wsbench.core.plan import RunPlan
-from wsbench.core.recorder import IntervalRecord, Recorder
+from wsbench.core.recorder import Recorder
 from wsbench.core.results import ResultsWriter
 from wsbench.core.scenario import Scenario
 from wsbench.core.search import CapacitySearch

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from wsbench.core.recorder import IntervalRecord
+from wsbench.core.intervals import IntervalRecord
 
 if TYPE_CHECKING:
     from wsbench.drivers.engine import Engine as _Base

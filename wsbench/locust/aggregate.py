@@ -27,7 +27,7 @@ from hdrh.histogram import HdrHistogram
 from wsbench.core import histograms
 from wsbench.core.accounting import NEVER, DeliveryAccounting, Receipts
 from wsbench.core.fanout import Completed, FanoutTracker
-from wsbench.core.recorder import PhaseTotals
+from wsbench.core.intervals import PhaseTotals
 from wsbench.core.results import UNMEASURED_PHASES, ResultsWriter
 from wsbench.core.search import stopped_plan
 from wsbench.core.selfcheck import BottleneckCheck

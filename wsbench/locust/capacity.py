@@ -8,7 +8,7 @@ stage's own messages. A Locust master holds the same three things, merged from e
   leaves come with every part; receipts come with a *verdict part*, which every process ships as soon
   as a stage's verdict is due (``wsbench_part``, :meth:`wsbench.locust.worker.ProcessSide.ship_for_verdict`),
   its receipt state replacing that process's earlier one;
-* the stage's folded records (:class:`~wsbench.core.recorder.PhaseTotals`): every record the master
+* the stage's folded records (:class:`~wsbench.core.intervals.PhaseTotals`): every record the master
   writes, the workers' (latency, counters, probe histograms) and its own (fan-out, ``expected``);
 * the stage's bounds, on the interval grid every process shares (records are whole intervals of the
   epoch's grid: a stage's last record ends at the first grid boundary at or after its end).
@@ -25,8 +25,8 @@ import math
 from typing import Any
 
 from wsbench.core import histograms
+from wsbench.core.intervals import IntervalRecord, PhaseTotals
 from wsbench.core.pacing import Phase
-from wsbench.core.recorder import IntervalRecord, PhaseTotals
 from wsbench.core.scenario import Search
 from wsbench.core.search import CapacitySearch
 

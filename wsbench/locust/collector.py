@@ -22,9 +22,9 @@ import numpy as np
 
 from wsbench.core import histograms, socket_latency
 from wsbench.core.accounting import DeliveryAccounting
+from wsbench.core.intervals import COUNTER_NAMES as COUNTER_NAMES
+from wsbench.core.intervals import HISTOGRAM_NAMES as HISTOGRAM_NAMES
 from wsbench.core.plan import RunPlan
-from wsbench.core.recorder import COUNTER_NAMES as COUNTER_NAMES
-from wsbench.core.recorder import HISTOGRAM_NAMES as HISTOGRAM_NAMES
 from wsbench.core.recorder import Delivered, Recorder
 
 HOLD_S = 1.0  # an interval's record is shipped this long after it ended (a search: its grace; late ones follow)
