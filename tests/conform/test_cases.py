@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from wsbench_servers.policy import VALID_CLOSE_CODES as SPEC_VALID_CLOSE_CODES
 
-from wsbench.conform.cases import BY_ID, CASES, CATEGORIES, INVALID_CLOSE_CODES, VALID_CLOSE_CODES, select
+from wsbench.conform.cases import BY_ID, CASES, CATEGORIES, select
+from wsbench.conform.cases_frames import INVALID_CLOSE_CODES, VALID_CLOSE_CODES
 from wsbench.conform.options import ServerOptions
 from wsbench.errors import UsageError
 

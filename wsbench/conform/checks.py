@@ -3,7 +3,8 @@ the server through :class:`~wsbench.conform.session.CaseContext` and says what i
 
 This module holds HTTP, login and the handshake (SPEC 2-6) and the helpers every check uses; the cases
 on an open WebSocket connection (SPEC 7-12) are in :mod:`wsbench.conform.ws_checks`. The table that
-names these checks, with clauses and expectations, is :mod:`wsbench.conform.cases`.
+names these checks, with clauses and expectations, is :mod:`wsbench.conform.cases` (their rows:
+:mod:`wsbench.conform.cases_http`).
 The load-based measurements (slow consumer, Nagle) are in :mod:`wsbench.conform.measure`.
 """
 

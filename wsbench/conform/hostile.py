@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from wsbench.conform import rfc as r
 from wsbench.conform.http_client import Endpoint, fmt_duration, open_socket
-from wsbench.conform.model import Case, Outcome
+from wsbench.conform.model import PROTOCOL_ERROR, Case, Outcome
 from wsbench.conform.rfc import F, cont, text
 from wsbench.conform.session import REPLY_TIMEOUT, CaseContext, open_link, server_close_frame
 from wsbench.conform.wire import OP_BINARY, OP_PING, OP_TEXT, RSV1, RSV2, encode_frame, handshake_key
@@ -292,8 +292,6 @@ async def pings_every_ping(ctx: CaseContext) -> Outcome:
 
 # --------------------------------------------------------------------------------------------------
 # The cases (appended to the table of :mod:`wsbench.conform.cases`)
-
-PROTOCOL_ERROR = "close 1002, or the connection dropped (reported as such)"
 
 
 def cases() -> list[Case]:

@@ -43,6 +43,9 @@ class Outcome:
 
 Check = Callable[["CaseContext"], Awaitable[Outcome]]
 
+#: The expectation of a protocol violation (SPEC 8.3), as the case tables state it.
+PROTOCOL_ERROR = "close 1002, or the connection dropped (reported as such)"
+
 
 @dataclass(frozen=True)
 class Case:

@@ -3,7 +3,9 @@ framing and UTF-8 (8.2, 8.3), the close handshake (8.4, 8.5), pings (10, 8.6), s
 bad start-up option (15.2). Each function (or factory) returns a check coroutine, as in
 :mod:`wsbench.conform.checks` (HTTP, login and the handshake, SPEC 2-6), whose helpers it uses.
 
-The table that names these checks, with clauses and expectations, is :mod:`wsbench.conform.cases`.
+The table that names these checks, with clauses and expectations, is :mod:`wsbench.conform.cases` (their
+rows: :mod:`~wsbench.conform.cases_messaging`, :mod:`~wsbench.conform.cases_frames`,
+:mod:`~wsbench.conform.cases_lifecycle`).
 """
 
 from __future__ import annotations
