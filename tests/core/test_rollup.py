@@ -15,6 +15,7 @@ from wsbench.core.results import ResultsWriter, read_results
 from wsbench.core.server_stats import theil_sen
 from wsbench.core.summary import summarize
 
+CPU_WAIT_KEYS = ("cpu_wait_s_measured", "cpu_got_ratio", "cpu_wait_ms_per_slice")
 SUMMARY_PARTS = ("latency", "latency_uncorrected", "fanout", "connect", "delivery", "messages", "rate", "closes")
 
 
@@ -55,7 +56,7 @@ def _close(a: object, b: object, where: str) -> None:
 def _same(a: dict, b: dict) -> None:
     for key in SUMMARY_PARTS:
         _close(a[key], b[key], key)
-    for key in ("cpu_s", "cpu_pct_max", "cpu_pct_mean", "loop_lag_ms_max", "open_fds_max"):
+    for key in ("cpu_s", "cpu_pct_max", "cpu_pct_mean", "loop_lag_ms_max", "open_fds_max", *CPU_WAIT_KEYS):
         assert a["generator"][key] == pytest.approx(b["generator"][key]), key
     for key in ("rss_bytes_max", "rss_bytes_min", "rss_bytes_last", "connections_max", "cpu_s_measured", "samples"):
         assert a["server"][key] == pytest.approx(b["server"][key]), key
@@ -64,7 +65,7 @@ def _same(a: dict, b: dict) -> None:
 def test_a_long_run_reads_from_its_rollups_with_the_summary_of_every_interval(
     tmp_path: Path, small_rollups: None
 ) -> None:
-    kw = {"measure_intervals": 200, "server_cpu_pct": 30.0, "seed": 3}
+    kw = {"measure_intervals": 200, "server_cpu_pct": 30.0, "seed": 3, "cpu_wait_s": 0.05}
     rolled = read_results(write_run(tmp_path / "rolled.jsonl", **kw))  # type: ignore[arg-type]
     plain = read_results(_without_rollups(tmp_path / "plain.jsonl", **kw))
     lines = [json.loads(line) for line in (tmp_path / "rolled.jsonl").read_text().splitlines()]
@@ -76,6 +77,8 @@ def test_a_long_run_reads_from_its_rollups_with_the_summary_of_every_interval(
     assert rolled.row_width >= 8 and len(rolled.intervals) <= 12 + 4  # bounded, a few phases aside
     assert rolled.interval_count == plain.interval_count == 204
     _same(summarize(rolled), summarize(plain))
+    # the wait for a CPU is summed across rolled-up intervals like CPU time: 0.05 s over 100 slices each
+    assert summarize(rolled)["generator"]["cpu_wait_ms_per_slice"] == 0.5
     assert histograms.same_counts(rolled.histogram("latency"), plain.histogram("latency"))
 
 

@@ -8,8 +8,10 @@ from wsbench.core import histograms
 from wsbench.core.selfcheck import (
     BUSY_EVENT,
     BottleneckCheck,
+    CpuWait,
     Signs,
     cpu_busy_ratio,
+    cpu_wait,
     delay_thirds,
     judge,
     signs_from_rows,
@@ -257,3 +259,35 @@ def test_a_capacity_search_whose_deciding_stage_was_generator_bound_says_so(tmp_
     assert f"in stage step-2: {top['generator_detail']}" in s["warnings"]
     assert s["capacity"]["stage_broke"] == "step-2" and generator_bound(s)
     assert not generator_bound({**s, "stages": [{**st, "generator_bottleneck": False} for st in s["stages"]]})
+
+
+def test_a_generator_that_got_less_than_half_the_cpu_it_asked_for_is_starved() -> None:
+    """The run-queue wait (wsbench.schedstat): ran 0.2 s, waited 0.8 s for a CPU, over 100 slices."""
+    starved = CpuWait(wait_s=0.8, got_ratio=0.2, ms_per_slice=8.0)
+    v = judge(signs(latency=pct(12.0, 30.0), delay=pct(9.0, 20.0), cpu_wait=starved))
+    said = "its event loop got 20% of the CPU time it asked for, waiting 8.00 ms for a CPU each time it ran"
+    assert v.saturation == [f"it was starved of CPU: {said}"]
+    assert v.bottleneck and v.detail is not None
+    assert v.detail.startswith("the generator was the bottleneck: it was starved")
+    # the informational line says it on every run that has the figures, starved or not
+    fed = judge(signs(cpu_wait=CpuWait(wait_s=0.01, got_ratio=0.97, ms_per_slice=0.02)))
+    assert not fed.bottleneck and fed.saturation == []
+    assert fed.added is not None and fed.added.endswith(
+        "; its event loop got 97% of the CPU time it asked for, waiting 0.02 ms for a CPU each time it ran"
+    )
+    # at the limit it is not starved: half is the line (ran as long as it waited)
+    assert judge(signs(cpu_wait=CpuWait(wait_s=1.0, got_ratio=0.5, ms_per_slice=1.0))).saturation == []
+    # starved, but a slow server's latency dwarfs the generator's share: named, not the bottleneck
+    slow = judge(signs(latency=pct(150.0, 200.0), delay=pct(0.9, 2.0), cpu_wait=starved))
+    assert not slow.bottleneck and slow.added is not None and "signs of saturation (it was starved of CPU" in slow.added
+
+
+def test_cpu_wait_sums_the_rows_and_is_absent_without_figures() -> None:
+    rows = [
+        {"generator": {"cpu_s": 0.3, "cpu_wait_s": 0.1, "cpu_slices": 40}},
+        {"generator": {"cpu_s": 0.1, "cpu_wait_s": 0.5, "cpu_slices": 10}},
+        {"generator": {"cpu_s": 5.0}},  # no figures (an old file, a kernel without schedstat): left out
+    ]
+    assert cpu_wait(rows) == CpuWait(wait_s=0.6, got_ratio=0.4, ms_per_slice=12.0)
+    assert cpu_wait(rows[2:]) is None and cpu_wait([]) is None
+    assert cpu_wait([{"generator": {"cpu_s": 0.0, "cpu_wait_s": 0.0, "cpu_slices": 0}}]) == CpuWait(0.0, None, None)

@@ -56,7 +56,9 @@ def test_socket_latency_is_the_relays_delay_plus_its_dwell(run_scenario) -> None
     dwell = stats["dwell_us_of_all"]  # the probes' deliveries, as the relay saw them
     assert dwell["count"] == s["latency_probes"]["count"], dwell
     dwell_p50_ms = dwell["p50"] / 1000
-    assert 20.0 <= dwell_p50_ms < 22.0, dwell
+    # the relay holds 20 ms, plus its own timer and scheduling lateness (a few ms on a loaded machine);
+    # what is checked against wsbench below is the dwell it measured, not 20 ms
+    assert 20.0 <= dwell_p50_ms < 30.0, dwell
     sock, sock_unc = s["latency_socket"], s["latency_socket_uncorrected"]
     assert abs(sock_unc["p50"] - dwell_p50_ms) < 1.0, (sock_unc, dwell)
     assert sock["min"] >= 20.0 and sock["p50"] >= sock_unc["p50"], sock

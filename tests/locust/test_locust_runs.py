@@ -123,6 +123,13 @@ def test_master_and_two_workers_merge_exactly(tmp_path: Path) -> None:
     assert {e["worker"] for e in clocks} == {"worker-0", "worker-1"}
     for e in clocks:
         assert e["method"] == "round-trip" and abs(e["offset_ms"]) <= e["bound_ms"] < 20
+    # each worker's event loop measured its wait for a CPU (wsbench.schedstat), and the summary sums them
+    timed = [r for r in lines if r.get("generator")]  # late records and the master's expected counts have none
+    assert timed and all(r["generator"]["cpu_wait_s"] >= 0 and r["generator"]["cpu_slices"] >= 0 for r in timed)
+    from wsbench.core.summary import summarize
+
+    got = summarize(results)["generator"]["cpu_got_ratio"]
+    assert got is not None and 0.0 < got <= 1.0
     # the master and both workers are gone
     pids = locust_pids(output)
     assert len(pids) == 3 and all(gone(pid) for pid in pids)

@@ -49,10 +49,12 @@ def write_run(
     server_cpu_pct: float | None = None,
     generator_bottleneck: bool = False,
     drift_min_span: float | None = None,
+    cpu_wait_s: float | None = None,
 ) -> Path:
     """Write a results file for a broadcast run; ``truncate_after`` intervals then stop with no footer.
 
-    ``generator_bottleneck``: the generator's CPU is at ~97 % of a core in every measured interval."""
+    ``generator_bottleneck``: the generator's CPU is at ~97 % of a core in every measured interval.
+    ``cpu_wait_s``: its event loop waited this long for a CPU in every interval, over 100 slices."""
     rng = np.random.default_rng(seed)
     phases = ["connect"] + ["warmup"] * 2 + ["measure"] * measure_intervals + ["drain"]
     fanout = clients - 1
@@ -150,6 +152,7 @@ def write_run(
                     "loop_lag_ms_max": round(float(rng.uniform(0.2, 3.0)), 3),
                     "send_lag_ms_max": round(float(rng.uniform(0.1, 2.0)), 3),
                     "open_fds": clients + 12,
+                    **({"cpu_wait_s": cpu_wait_s, "cpu_slices": 100} if cpu_wait_s is not None else {}),
                 },
                 "server": (
                     {

@@ -75,6 +75,9 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "send_lag_ms_max",
         "open_fds_max",
         "cpu_busy_ratio",
+        "cpu_wait_s_measured",
+        "cpu_got_ratio",
+        "cpu_wait_ms_per_slice",
     ),
     "server": (
         "rss_bytes_max",

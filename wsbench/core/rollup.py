@@ -63,6 +63,8 @@ def detailed(index: int, window: int = ROLLUP_INTERVALS) -> bool:
 _PROBE = histograms.new_histogram()
 COUNTS_LEN = _PROBE.counts_len
 _GEOMETRY = (histograms.LOWEST_US, histograms.HIGHEST_US, histograms.SIGNIFICANT_DIGITS)
+#: generator figures that add up, over intervals and over a Locust run's processes (times, counts)
+GENERATOR_SUMMED = ("cpu_s", "cpu_wait_s", "cpu_slices")
 SERVER_LAST_KEYS = ("rss_bytes", "connections", "messages_in", "deliveries_out", "slow_consumer_closes", "cpu_s")
 
 
@@ -183,7 +185,8 @@ def _merge_scalars(into: dict[str, Any], other: Mapping[str, Any]) -> None:
             if _number(value) is None:
                 continue
             old = _number(gen_a.get(key))
-            merged[key] = value if old is None else (old + value if key in ("cpu_s", "open_fds") else max(old, value))
+            summed = key in GENERATOR_SUMMED or key == "open_fds"  # each process its own
+            merged[key] = value if old is None else (old + value if summed else max(old, value))
         into["generator"] = merged
     if other.get("server") and not into.get("server"):
         into["server"] = other["server"]
@@ -247,7 +250,7 @@ def merge_generator(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[
     na, nb = int(a.get("intervals", 1)), int(b.get("intervals", 1))
     for key in set(a) | set(b):
         va, vb = _number(a.get(key)), _number(b.get(key))
-        if key in ("cpu_s", "cpu_pct_sum", "cpu_pct_n", "intervals", "batch_ms"):
+        if key in GENERATOR_SUMMED or key in ("cpu_pct_sum", "cpu_pct_n", "intervals", "batch_ms"):
             out[key] = (va or 0.0) + (vb or 0.0)
         elif key == "cpu_pct":
             out[key] = (
@@ -255,8 +258,9 @@ def merge_generator(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[
             )
         else:
             out[key] = _max(va, vb)
-    for key in ("cpu_pct_n", "intervals"):
-        out[key] = int(out[key])
+    for key in ("cpu_pct_n", "intervals", "cpu_slices"):
+        if key in out:
+            out[key] = int(out[key])
     if "open_fds" in out and out["open_fds"] is not None:
         out["open_fds"] = int(out["open_fds"])
     return out

@@ -33,6 +33,14 @@ it was saturated, judged over the measured sending intervals of the whole run (:
   A generator that keeps up has a stationary delay; one that reads slower than frames arrive builds a
   queue, and in an open model the queue (so the delay) grows with time. The median, so that a burst of
   a few slow frames does not count as growth.
+* **Starved of CPU**: over the measured sending intervals its event loop got less than
+  :data:`CPU_GOT_LIMIT` (half) of the CPU time it asked for: its CPU time against the time its
+  event-loop thread was runnable but waiting on a run queue (``cpu_wait_s``, the kernel's schedstat:
+  :mod:`wsbench.schedstat`). A loop that waits longer for a CPU than it runs is not limited by its own
+  work but by whoever holds its CPU (the server on the same cores, another job on a shared machine),
+  and every frame it reads waits with it. Unlike CPU % this is seen at any demand: a generator that
+  wants 30 % of a core and gets 10 % never reaches the CPU sign. The self-check line always gives the
+  share it got and the mean wait each time it ran, starved or not.
 
 and only when the generator's share of the latency is then no longer noise: its measured receive
 delay p99, or its send lag p99, is at least :data:`DELAY_P99_MS` (1 ms, above the timer and
@@ -81,6 +89,8 @@ GROWTH_FACTOR = 2.0
 #: ... and at least this much (ms) more, each third holding at least GROWTH_MIN_COUNT probe deliveries
 GROWTH_MS = 1.0
 GROWTH_MIN_COUNT = 20
+#: starved of CPU: the event loop got less than this share of the CPU time it asked for (ran / (ran + waited))
+CPU_GOT_LIMIT = 0.5
 #: phases whose intervals are not judged (nothing measured is sent in them)
 UNJUDGED_PHASES = frozenset({"connect", "warmup", "drain"})
 #: the per-interval sign's event kind, and the one files before the run-level rule used
@@ -152,6 +162,32 @@ def cpu_busy_ratio(rows: Sequence[Mapping[str, Any]]) -> float | None:
     return busy / total if total else None
 
 
+@dataclass(frozen=True)
+class CpuWait:
+    """The generator's wait for a CPU over some rows (``wsbench.schedstat``: its event-loop thread's run-queue
+    wait, against the process's CPU time): ``got_ratio`` = ran / (ran + waited), the share of the CPU time it
+    asked for that it got; ``ms_per_slice`` the mean wait each time it got a CPU."""
+
+    wait_s: float
+    got_ratio: float | None
+    ms_per_slice: float | None
+
+
+def cpu_wait(rows: Sequence[Mapping[str, Any]]) -> CpuWait | None:
+    """The rows' :class:`CpuWait`; ``None`` when no row has the figures (old files, no schedstat)."""
+    gens = [g for r in rows if (g := r.get("generator") or {}).get("cpu_wait_s") is not None]
+    if not gens:
+        return None
+    waited = sum(float(g["cpu_wait_s"]) for g in gens)
+    ran = sum(float(g.get("cpu_s", 0.0)) for g in gens)
+    slices = sum(int(g.get("cpu_slices", 0) or 0) for g in gens)
+    return CpuWait(
+        round(waited, 4),
+        round(ran / (ran + waited), 4) if ran + waited > 0 else None,
+        round(waited * 1e3 / slices, 3) if slices else None,
+    )
+
+
 def delay_thirds(rows: Sequence[Mapping[str, Any]], name: str = "generator_delay") -> tuple[Any, Any] | None:
     """The merged ``name`` histograms of the first and the last third of the rows' time span."""
     timed = [r for r in rows if r.get("end_s") is not None]
@@ -185,6 +221,7 @@ class Signs:
     delay_first: Mapping[str, Any] = field(default_factory=dict)  # generator_delay, first third
     delay_last: Mapping[str, Any] = field(default_factory=dict)  # generator_delay, last third
     busy_events: Sequence[Mapping[str, Any]] = ()
+    cpu_wait: CpuWait | None = None
 
 
 def signs_from_rows(
@@ -207,6 +244,7 @@ def signs_from_rows(
         delay_first=first,
         delay_last=last,
         busy_events=[e for e in busy_events if e.get("warning") in BUSY_EVENTS],
+        cpu_wait=cpu_wait(rows),
     )
 
 
@@ -254,7 +292,13 @@ def _added(s: Signs) -> str:
         + (f" and sent p50 {_ms(lag['p50'])} / p99 {_ms(lag['p99'])} late" if lag else "")
         + f"; at the socket the server's latency was p50 {_ms(s.socket.get('p50'))} / p99 {_ms(s.socket.get('p99'))}"
         + (f" (from the actual send: p50 {_ms(unc['p50'])} / p99 {_ms(unc['p99'])})" if unc else "")
+        + (f"; {_got(s.cpu_wait)}" if s.cpu_wait is not None and s.cpu_wait.got_ratio is not None else "")
     )
+
+
+def _got(w: CpuWait) -> str:
+    per = f", waiting {_ms(w.ms_per_slice)} for a CPU each time it ran" if w.ms_per_slice is not None else ""
+    return f"its event loop got {w.got_ratio:.0%} of the CPU time it asked for{per}"
 
 
 def saturation(s: Signs) -> list[str]:
@@ -266,6 +310,9 @@ def saturation(s: Signs) -> list[str]:
         )
     if _counted(s.send_lag) and float(s.send_lag["p99"]) >= SEND_LAG_MS_LIMIT:
         out.append(f"its send schedule fell behind: send lag p99 {_ms(s.send_lag['p99'])}")
+    w = s.cpu_wait
+    if w is not None and w.got_ratio is not None and w.got_ratio < CPU_GOT_LIMIT:
+        out.append(f"it was starved of CPU: {_got(w)}")
     first, last = s.delay_first, s.delay_last
     if (
         int(first.get("count") or 0) >= GROWTH_MIN_COUNT

@@ -65,6 +65,7 @@ from wsbench.drivers.selfcheck import LoopLagMonitor
 from wsbench.drivers.stages import Stages
 from wsbench.drivers.teardown import Teardown
 from wsbench.errors import describe_os_error
+from wsbench.schedstat import RunQueueWait
 from wsbench.target import ServerProcess
 
 INGEST_PERIOD_S = 0.01
@@ -147,6 +148,7 @@ class Engine(Connecting, Stages, Teardown):
         self.meter.lag = LoopLagMonitor(loop)
         self.meter.lag.start()
         self.meter.cpu.sample()
+        self.meter.wait = RunQueueWait()
         self.endpoint.open_session(s.connect.timeout)
         writer.event("phase", self.t_s(), name="connect", detail=f"connecting {s.clients} clients")
         short_drain = s.short_drain_warning()

@@ -35,6 +35,7 @@ from wsbench.core.selfcheck import BottleneckCheck
 from wsbench.drivers.chat_client import ClientState
 from wsbench.drivers.precise_timer import PreciseTimer
 from wsbench.drivers.selfcheck import CpuMeter, LoopLagMonitor
+from wsbench.schedstat import RunQueueWait
 
 _clock = time.monotonic_ns
 
@@ -200,18 +201,21 @@ class SelfMeter:
     bottleneck: BottleneckCheck
     cpu: CpuMeter = field(default_factory=CpuMeter)
     lag: LoopLagMonitor | None = None
+    wait: RunQueueWait | None = None  # the loop thread's wait for a CPU (made on the loop's thread)
     ingest_s: float = 0.0  # wall time spent decoding and accounting batches since the last interval
 
     def interval_fields(self) -> dict[str, Any]:
         """The interval record's ``generator`` figures (and a new interval for each meter)."""
         cpu_s, cpu_pct = self.cpu.sample()
         batch_s, self.ingest_s = self.ingest_s, 0.0
+        waited = self.wait.sample() if self.wait is not None else None
         return {
             "cpu_s": round(cpu_s, 4),
             "cpu_pct": round(cpu_pct, 1),
             "loop_lag_ms_max": self.lag.take_max_ms() if self.lag else 0.0,
             "batch_ms": round(batch_s * 1e3, 2),
             "open_fds": self.cpu.open_fds(),
+            **(waited.fields() if waited is not None else {}),
         }
 
 

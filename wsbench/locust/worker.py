@@ -28,6 +28,7 @@ from wsbench.locust.collector import Collector
 from wsbench.locust.plan import RunPlan
 from wsbench.locust.timer import PreciseTimer
 from wsbench.locust.wsclient import ChatConnection, ConnectFailure, Target
+from wsbench.schedstat import RunQueueWait, WaitSample
 
 if TYPE_CHECKING:
     from wsbench.locust.runtime import Node
@@ -65,6 +66,8 @@ class GeneratorMonitor:
         self._cpu = self._cpu_now()
         self._lag: dict[int, float] = {}
         self._cpu_by_index: dict[int, float] = {}
+        self._wait = RunQueueWait()  # the gevent hub's thread, where sample() runs too
+        self._wait_by_index: dict[int, WaitSample] = {}
         self._last_index: int | None = None
         self._greenlet = gevent.spawn(self._lag_loop)
         self.now_us: Callable[[], int] = lambda: 0
@@ -87,6 +90,10 @@ class GeneratorMonitor:
         index = max(now_us, 0) // self.interval_us
         self._cpu_by_index[index] = self._cpu_by_index.get(index, 0.0) + (cpu - self._cpu)
         self._cpu = cpu
+        waited = self._wait.sample()
+        if waited is not None:
+            had = self._wait_by_index.get(index)
+            self._wait_by_index[index] = waited if had is None else had + waited
 
     def take(self, index: int) -> dict[str, Any]:
         cpu_s = self._cpu_by_index.pop(index, 0.0)
@@ -94,11 +101,13 @@ class GeneratorMonitor:
             fds = self.proc.num_fds()
         except (psutil.Error, AttributeError):
             fds = 0
+        waited = self._wait_by_index.pop(index, WaitSample(0.0, 0) if self._wait.available else None)
         return {
             "cpu_s": round(cpu_s, 6),
             "cpu_pct": round(cpu_s / (self.interval_us / 1e6) * 100, 2),
             "loop_lag_ms_max": round(self._lag.pop(index, 0.0), 3),
             "open_fds": fds,
+            **(waited.fields() if waited is not None else {}),
         }
 
     def stop(self) -> None:

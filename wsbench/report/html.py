@@ -181,6 +181,8 @@ def _generator_table(summary: dict[str, Any]) -> TableView:
         ("loop_lag_ms_max", "event-loop lag max (ms)", "{:,.1f}"),
         ("send_lag_ms_max", "send lag max (ms)", "{:,.1f}"),
         ("open_fds_max", "open file descriptors max", "{:,}"),
+        ("cpu_got_ratio", "CPU time got, of what its event loop asked for", "{:.0%}"),
+        ("cpu_wait_ms_per_slice", "wait for a CPU each time it ran (ms)", "{:,.3f}"),
     ):
         if g.get(key) is not None:
             rows.append([title, fmt.format(g[key])])

@@ -152,6 +152,7 @@ def render(summary: dict[str, Any], console: Console | None = None) -> None:
         f"{_num(g.get('cpu_us_per_delivery'), '{:.2f}')} us/delivery  peak {_num(g.get('cpu_pct_max'), '{:.0f}')}%  "
         f"loop lag max {_num(g.get('loop_lag_ms_max'), '{:.1f}')} ms  "
         f"send lag max {_num(g.get('send_lag_ms_max'), '{:.1f}')} ms  fds {_num(g.get('open_fds_max'))}"
+        + (f"  got {g['cpu_got_ratio']:.0%} of the CPU it asked for" if g.get("cpu_got_ratio") is not None else "")
     )
     if g.get("delay_detail"):  # what the generator added (measured); a bottleneck is also a warning below
         c.print(f"[dim]self-check:[/] {escape(str(g['delay_detail']))}")
