@@ -126,6 +126,29 @@ def test_back_to_sender_and_trailerless_frames_are_counted_and_named() -> None:
     assert {"back_to_sender", "no_trailer"} <= kinds
 
 
+def test_a_message_its_sender_never_sent_is_counted_as_never_sent_not_delivered() -> None:
+    """A trailer with a sequence number its sender has not reached (a server replaying another run's messages,
+    or forging them): once crashed the fan-out tracker (an IndexError, a traceback); now named and counted."""
+    rec = recorder()
+    rec.cut(1 * S, "s1")
+    rec.sent(0, 0, int(1.1 * S), int(1.1 * S))
+    t = np.full(4, int(1.2 * S), dtype=np.int64)
+    # only replayed frames in a batch: the fan-out tracker gets nothing to do
+    rec.ingest([frame(0, 5, int(0.5 * S)), frame(0, 7, int(0.5 * S))], t[:2], np.array([1, 2], dtype=np.int64))
+    # mixed with real deliveries, a join line and a frame without a trailer
+    frames = [frame(0, 0, int(1.1 * S)), frame(0, 9, int(0.2 * S)), b"hello", frame(0, 0, int(1.1 * S))]
+    rec.ingest(frames, t, np.array([1, 1, 2, 2], dtype=np.int64))
+    rec.cut(2 * S, "drain")
+    records = rec.take_records(5 * S, final=True)
+    s1 = next(r for r in records if r["phase"] == "s1")
+    assert s1["counters"]["never_sent"] == 3 and s1["counters"]["no_trailer"] == 1
+    assert s1["counters"]["delivered"] == 2 and s1["counters"].get("duplicated", 0) == 0
+    assert rec.acc.totals().delivered == 2
+    warned = [e for e in rec.take_events() if e.get("warning") == "never_sent"]
+    assert len(warned) == 1 and "received a message its sender never sent" in warned[0]["detail"]
+    assert warned[0]["client"] == 1
+
+
 def test_latencies_above_the_ceiling_are_counted() -> None:
     """Issue 10 item 4: above the histograms' 60 s ceiling: recorded at the ceiling, counted, warned."""
     rec = recorder()

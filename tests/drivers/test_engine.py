@@ -343,3 +343,24 @@ def test_the_engines_state_is_a_few_objects_each_about_one_thing(tmp_path) -> No
         assert len(dataclasses.fields(part)) <= 15, type(part).__name__
     assert engine.endpoint.ws_url == "ws://[::1]:9/chat"
     assert len(engine.roster.clients) == 5 and engine.roster.churn_at
+
+
+def test_a_server_replaying_another_runs_messages_is_named_and_not_counted(run_scenario) -> None:
+    """The relay keeps its last 5 chat deliveries and writes them to every joiner (a room with history): a
+    second run against it gets the first run's messages at join, before any of its own were sent. Their
+    trailers name this run's senders with sequence numbers not yet reached: never sent by this run. They
+    once crashed the run (an IndexError in the fan-out tracker); now each is counted as never_sent, with a
+    warning, and none is a delivery."""
+    text = scenario(clients=4, senders=1, rate=100, duration=1)
+    argv = command_server_argv(f"{sys.executable} {RELAY} --history 5")
+    with start_server(argv, label="relay") as server:
+        first = run_scenario(text, "--url", server.url)
+        second = run_scenario(text, "--url", server.url)
+    assert first.code == 0 and first.summary["delivery"]["never_sent"] == 0, first.summary
+    s = second.summary
+    assert second.code == 0, s
+    d = s["delivery"]
+    assert d["never_sent"] == 4 * 5  # every client, the sender too, got the 5 kept messages at join
+    assert d["lost"] == 0 and d["duplicated"] == 0 and d["reordered"] == 0 and d["back_to_sender"] == 0
+    assert d["delivered"] == d["expected"] == 3 * s["messages"]["sent"]
+    assert any("received a message its sender never sent" in w for w in s["warnings"]), s["warnings"]

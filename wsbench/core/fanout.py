@@ -66,6 +66,8 @@ class FanoutTracker:
         ok = (sender_index >= 0) & (seqs >= 0) & (seqs < self.n_sent[np.maximum(sender_index, 0)])
         if not ok.all():
             sender_index, seqs, recv_us = sender_index[ok], seqs[ok], recv_us[ok]
+            if len(seqs) == 0:  # nothing this tracker was told about (the recorder counts it as never sent)
+                return
         # group by message (a sort), then one fancy update per message: several times faster than
         # np.add.at / np.maximum.at on the 2-D arrays
         flat = sender_index * self._cap + seqs

@@ -58,6 +58,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
         "fanout_incomplete",
         "loss_ratio",
         "back_to_sender",
+        "never_sent",
         "no_trailer",
     ),
     "messages": ("sent", "sent_measured", "send_skipped"),

@@ -218,8 +218,15 @@ class Recorder:
             return None
         batch = payload.decode_batch(frames)
         valid = batch.valid
+        others = ~valid
+        if self.fan is not None:  # every send is known here: a trailer for one that never went out is no delivery
+            never = self._never_sent(batch.sender, batch.seq, valid)
+            if never is not None:
+                self._count_never_sent(never, receivers, recv_us)
+                valid = valid & ~never
         if not valid.all():
-            self._other_frames(frames, np.flatnonzero(~valid), receivers, recv_us)
+            if others.any():
+                self._other_frames(frames, np.flatnonzero(others), receivers, recv_us)
             receivers, recv_us = receivers[valid], recv_us[valid]
             senders, seqs = batch.sender[valid], batch.seq[valid]
             intended, actual = batch.intended_us[valid], batch.actual_us[valid]
@@ -279,6 +286,33 @@ class Recorder:
             lengths = lengths[valid]
         i_new, r_all = (intended, recv_us) if all_new else (intended[new], recv_us[new])
         return Delivered((r_all - i_new) / 1000.0, lengths if all_new else lengths[new])
+
+    def _never_sent(self, senders: np.ndarray, seqs: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
+        """Per frame: a valid trailer naming a sender of this run and a sequence number it has not reached.
+
+        Sends are recorded before their frame is written, so with every send known (``local_completion``)
+        no relayed message can be ahead of its sender: such a frame was replayed from another run (a
+        server that keeps a history) or forged. ``None`` when there is none (the common case)."""
+        assert self.fan is not None
+        index = self.acc.sender_index
+        known = valid & (senders >= 0) & (senders < len(index))
+        si = np.where(known, index[np.where(known, senders, 0)], -1)
+        never = (si >= 0) & (seqs >= self.fan.n_sent[np.maximum(si, 0)])
+        return never if never.any() else None
+
+    def _count_never_sent(self, never: np.ndarray, receivers: np.ndarray, recv_us: np.ndarray) -> None:
+        n = int(np.count_nonzero(never))
+        first = int(np.flatnonzero(never)[0])
+        t = int(recv_us[first])
+        self.count("never_sent", t, n)
+        self.warn_once(
+            "never_sent",
+            t,
+            f"client {int(receivers[first])} received a message its sender never sent (a wsbench trailer with a "
+            "sequence number the sender had not reached: replayed from another run, or forged); not counted as "
+            "a delivery, counted as delivery.never_sent",
+            client=int(receivers[first]),
+        )
 
     def _ceiling(self, n: int, t_us: int) -> None:
         self.latency_above_ceiling += n

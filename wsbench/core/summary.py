@@ -18,7 +18,7 @@ from wsbench.core.thresholds import evaluate
 SUMMARY_VERSION = 1
 #: warning events (by their ``warning`` kind) that a summary repeats: they say a number may mislead
 SUMMARY_WARNINGS = frozenset(
-    {"short_drain", "latency_ceiling", "back_to_sender", "no_trailer", "send_skipped", "no_socket_stamps"}
+    {"short_drain", "latency_ceiling", "back_to_sender", "no_trailer", "never_sent", "send_skipped", "no_socket_stamps"}
 )
 EXIT_INTERRUPTED = 130
 
@@ -140,6 +140,8 @@ def summarize(results: Results) -> dict[str, Any]:
         # frame without a wsbench trailer (neither a join nor a leave line)
         "back_to_sender": _count(results.intervals, "back_to_sender"),
         "no_trailer": _count(results.intervals, "no_trailer"),
+        # a trailer its sender never sent (replayed from another run, or forged): `wsbench run` only
+        "never_sent": _count(results.intervals, "never_sent"),
     }
     delivery["loss_ratio"] = _ratio(delivery["lost"], delivery["expected"])
     if delivery["lost"] is None:

@@ -140,6 +140,7 @@ def _accounting_table(summary: dict[str, Any]) -> TableView:
     uncounted = (
         ("deliveries back to their sender (SPEC 7.2)", d.get("back_to_sender")),
         ("text frames without a wsbench trailer", d.get("no_trailer")),
+        ("messages their sender never sent (replayed from another run, or forged)", d.get("never_sent")),
         ("scheduled sends skipped (sender not connected)", messages.get("send_skipped")),
         ("latencies above the 60 s ceiling", (summary.get("latency") or {}).get("above_ceiling")),
     )

@@ -198,6 +198,7 @@ def _uncounted(summary: dict[str, Any]) -> list[tuple[str, int]]:
     out = [
         ("back to sender (SPEC 7.2)", d.get("back_to_sender")),
         ("frames without a trailer", d.get("no_trailer")),
+        ("messages never sent (replayed or forged)", d.get("never_sent")),
         ("sends skipped", (summary.get("messages") or {}).get("send_skipped")),
         ("latencies above 60 s", (summary.get("latency") or {}).get("above_ceiling")),
     ]
