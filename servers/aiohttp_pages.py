@@ -15,7 +15,6 @@ import hmac
 import html
 import json
 import time
-import unicodedata
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -23,21 +22,11 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .hardening import LOGIN_BODY_LIMIT, REQUEST_BODY_TIMEOUT, Throttle
-from .policy import COOKIE_MAX_AGE_DAYS, strip_nickname
+from .hardening import LOGIN_BODY_LIMIT, MAX_STATIC_PATH, REQUEST_BODY_TIMEOUT, Throttle
+from .policy import COOKIE_MAX_AGE_DAYS, HINT_ENCODING, HINT_IN_USE, NICKNAME_COOKIE, check_nickname
 
 if TYPE_CHECKING:
     from .aiohttp_room import Connection
-
-NICKNAME_COOKIE = "nickname"
-MAX_NICKNAME_LENGTH = 32
-HINT_EMPTY = "请输入昵称"
-HINT_TOO_LONG = f"昵称最多{MAX_NICKNAME_LENGTH}个字符"
-HINT_CONTROL = "昵称不能包含控制字符"
-HINT_ENCODING = "昵称不是有效的UTF-8文本"
-HINT_IN_USE = "昵称已被使用，请更换昵称"
-#: Longest static path looked up (SPEC 16.2: a longer one is 404, not the OS's "File name too long").
-MAX_STATIC_PATH = 1024
 
 
 def first_urlencoded_field(body: bytes, name: bytes) -> bytes | None:
@@ -162,14 +151,7 @@ class LoginPolicy:
 
     def validate_nickname(self, raw: str | None) -> tuple[str | None, str]:
         """(nickname, "") when valid, else (None, hint). SPEC 3.2."""
-        nickname = strip_nickname(raw or "")
-        if not nickname:
-            return None, HINT_EMPTY
-        if len(nickname) > MAX_NICKNAME_LENGTH:
-            return None, HINT_TOO_LONG
-        if any(unicodedata.category(ch) == "Cc" for ch in nickname):
-            return None, HINT_CONTROL
-        return nickname, ""
+        return check_nickname(raw)
 
     def nickname_in_use(self, nickname: str) -> bool:
         return nickname in self.room

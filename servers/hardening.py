@@ -36,6 +36,8 @@ LOGIN_BODY_LIMIT = 16384
 REQUEST_HEAD_TIMEOUT = 5.0
 #: Seconds a ``POST /login`` body may take (SPEC 16.1).
 REQUEST_BODY_TIMEOUT = 10.0
+#: Longest static path looked up (SPEC 16.2: a longer one is 404, not the OS's "File name too long").
+MAX_STATIC_PATH = 1024
 #: Open files a server needs beyond its ``max_connections`` WebSocket connections: listening
 #: sockets, the event loop, HTTP requests in progress, ``/stats`` reading /proc, logs (SPEC 16.3).
 FD_RESERVE = fdlimit.MARGIN

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 from typing import NamedTuple
 
 #: SPEC 3.2: the Unicode White_Space property, exactly (not Python's ``str.isspace``, which adds
@@ -47,9 +48,33 @@ _HOST_RE = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9._~!$&'()*+,;=%-]+)$")
 _PORT_RE = re.compile(r"^[0-9]{1,5}$")
 
 
+#: SPEC 3.4: the name of the login cookie.
+NICKNAME_COOKIE = "nickname"
+#: SPEC 3.2: the longest nickname, in code points, after stripping.
+MAX_NICKNAME_LENGTH = 32
+#: The login form's hints (SPEC 3.2: "a hint saying what is wrong"; 3.3's words are SPEC's own).
+HINT_EMPTY = "请输入昵称"
+HINT_TOO_LONG = f"昵称最多{MAX_NICKNAME_LENGTH}个字符"
+HINT_CONTROL = "昵称不能包含控制字符"
+HINT_ENCODING = "昵称不是有效的UTF-8文本"
+HINT_IN_USE = "昵称已被使用，请更换昵称"
+
+
 def strip_nickname(raw: str) -> str:
     """SPEC 3.2: strip leading and trailing White_Space code points, nothing else."""
     return raw.strip(WHITE_SPACE_CHARS)
+
+
+def check_nickname(raw: str | None) -> tuple[str | None, str]:
+    """SPEC 3.2: (nickname, "") when the form value makes a valid nickname, else (None, hint)."""
+    nickname = strip_nickname(raw or "")
+    if not nickname:
+        return None, HINT_EMPTY
+    if len(nickname) > MAX_NICKNAME_LENGTH:
+        return None, HINT_TOO_LONG
+    if any(unicodedata.category(ch) == "Cc" for ch in nickname):
+        return None, HINT_CONTROL
+    return nickname, ""
 
 
 class Origin(NamedTuple):

@@ -9,28 +9,25 @@ this nickname online" (3.3), the signed cookie (4.1) and the login body bound (3
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import tornado.httputil
 import tornado.web
 
-from .hardening import LOGIN_BODY_LIMIT
-from .policy import COOKIE_MAX_AGE_DAYS, METHODS_LOGIN, METHODS_PAGE, strip_nickname
+from .hardening import LOGIN_BODY_LIMIT, MAX_STATIC_PATH
+from .policy import (
+    COOKIE_MAX_AGE_DAYS,
+    HINT_ENCODING,
+    HINT_IN_USE,
+    METHODS_LOGIN,
+    METHODS_PAGE,
+    NICKNAME_COOKIE,
+    check_nickname,
+)
 
 if TYPE_CHECKING:
     from .tornado_server import ChatServer, ChatSocketHandler
-
-NICKNAME_COOKIE = "nickname"
-MAX_NICKNAME_LENGTH = 32
-HINT_EMPTY = "请输入昵称"
-HINT_TOO_LONG = f"昵称最多{MAX_NICKNAME_LENGTH}个字符"
-HINT_CONTROL = "昵称不能包含控制字符"
-HINT_ENCODING = "昵称不是有效的UTF-8文本"
-HINT_IN_USE = "昵称已被使用，请更换昵称"
-#: Longest static path looked up (SPEC 16.2: a longer one is 404).
-MAX_STATIC_PATH = 1024
 
 
 class LoginPolicy:
@@ -40,14 +37,7 @@ class LoginPolicy:
 
     def validate_nickname(self, raw: str | None) -> tuple[str | None, str]:
         """(nickname, "") when valid, else (None, hint). SPEC 3.2."""
-        nickname = strip_nickname(raw or "")
-        if not nickname:
-            return None, HINT_EMPTY
-        if len(nickname) > MAX_NICKNAME_LENGTH:
-            return None, HINT_TOO_LONG
-        if any(unicodedata.category(ch) == "Cc" for ch in nickname):
-            return None, HINT_CONTROL
-        return nickname, ""
+        return check_nickname(raw)
 
     def nickname_in_use(self, nickname: str) -> bool:
         return nickname in self.room
