@@ -7,7 +7,7 @@ import numpy as np
 from wsbench.core import histograms, payload
 from wsbench.core.accounting import DeliveryAccounting
 from wsbench.core.chat import Nicknames, join_line, message_line
-from wsbench.core.recorder import Recorder
+from wsbench.core.recorder import CAUSALITY_SLACK_US, Recorder
 
 S = 1_000_000
 NICKS = Nicknames("wsb", "t1")
@@ -147,6 +147,24 @@ def test_a_message_its_sender_never_sent_is_counted_as_never_sent_not_delivered(
     warned = [e for e in rec.take_events() if e.get("warning") == "never_sent"]
     assert len(warned) == 1 and "received a message its sender never sent" in warned[0]["detail"]
     assert warned[0]["client"] == 1
+
+
+def test_a_message_received_before_it_was_sent_is_never_sent_in_a_locust_worker_too() -> None:
+    """A Locust worker does not know the other workers' sends; a replay is still caught when its trailer says it
+    was sent after it arrived (beyond CAUSALITY_SLACK_US): another run's clock, not this one's."""
+    acc = DeliveryAccounting(3, [0], range(3))
+    rec = Recorder(acc, NICKS, hold_us=S, fanout_timeout_us=10 * S, local_completion=False)
+    for c in range(3):
+        rec.connected(c, 1000 + c, 5000, 2000)
+    rec.cut(1 * S, "s1")
+    t = np.full(3, int(1.2 * S), dtype=np.int64)
+    late = int(1.2 * S) + CAUSALITY_SLACK_US  # at the slack: still this run's (clocks bridged across hosts)
+    frames = [frame(0, 40, int(3.0 * S)), frame(0, 0, late - 5), frame(0, 41, int(2.0 * S))]
+    rec.ingest(frames, t, np.array([1, 1, 2], dtype=np.int64))
+    rec.cut(2 * S, "drain")
+    s1 = next(r for r in rec.take_records(5 * S, final=True) if r["phase"] == "s1")
+    assert s1["counters"]["never_sent"] == 2 and s1["counters"]["delivered"] == 1
+    assert s1["counters"].get("reordered", 0) == 0
 
 
 def test_latencies_above_the_ceiling_are_counted() -> None:

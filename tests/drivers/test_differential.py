@@ -302,3 +302,40 @@ def test_run_and_locust_with_two_workers_find_the_same_capacity(tmp_path: Path) 
         assert acc["expected"] == 3 * s["messages"]["sent"], acc
         assert acc["lost"] == dropped_here > 3 * (200 + 0.2 * 800), (acc, dropped_here)
     assert verdicts[0] == verdicts[1] == [("step-1", True), ("step-2", True), ("step-3", False)]
+
+
+REPLAYED = """\
+name: replayed
+clients: 4
+senders: 2
+rate: 100/s
+size: 64B
+warmup: 0s
+duration: {duration}
+drain: 1s
+stats: false
+"""
+
+
+@pytest.mark.slow
+def test_run_and_locust_agree_on_a_server_replaying_another_runs_messages(tmp_path: Path) -> None:
+    """The relay writes its last 5 chat deliveries to every joiner (a room with history). A first run fills
+    it with messages sent 4 s into that run; a Locust run with two workers, then a ``wsbench run``, each get
+    5 old messages per client at join. Both must count them as never sent (received before their trailer's
+    send time; the engine also sees sequence numbers its senders had not reached), and nothing else: no
+    false reordering, duplicates or deliveries back to the sender, and the same counts."""
+    relay = start_server(command_server_argv(f"{sys.executable} {RELAY} --history 5"), label="relay")
+    try:
+        run_driver(tmp_path, ["run", "--url", relay.url, "-q"], REPLAYED.format(duration="4s"))
+        loc = run_driver(tmp_path, ["locust", "--url", relay.url, "--headless", "--workers", "2"],
+                         REPLAYED.format(duration="1s"))  # fmt: skip
+        run = run_driver(tmp_path, ["run", "--url", relay.url, "-q"], REPLAYED.format(duration="1s"))
+    finally:
+        relay.stop()
+    for driver in (run, loc):
+        d = driver["summary"]["delivery"]
+        assert d["never_sent"] == 4 * 5, (driver["output"], d)
+        assert (d["duplicated"], d["reordered"], d["back_to_sender"], d["lost"]) == (0, 0, 0, 0), d
+        assert d["delivered"] == d["expected"] == 3 * driver["sent"] == 3 * 100
+    keys = ("expected", "delivered", "lost", "duplicated", "reordered", "pairs", "pairs_with_loss")
+    assert {k: run["footer"]["accounting"][k] for k in keys} == {k: loc["footer"]["accounting"][k] for k in keys}

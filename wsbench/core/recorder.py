@@ -42,6 +42,10 @@ from wsbench.core.intervals import IntervalRecord, Intervals, PhaseTotals
 DESCRIBED_FRAMES = 5
 
 
+#: a trailer's send time this far after its receipt cannot be this run's message (clocks: one in ``wsbench run``;
+#: Locust workers on other hosts are bridged by round trips to within a few ms, see ``wsbench.core.stamps``)
+CAUSALITY_SLACK_US = 50_000
+
 class Event(TypedDict, total=False):
     """An ``event`` record's fields (``t_s``, ``kind`` and the kind's own)."""
 
@@ -219,11 +223,10 @@ class Recorder:
         batch = payload.decode_batch(frames)
         valid = batch.valid
         others = ~valid
-        if self.fan is not None:  # every send is known here: a trailer for one that never went out is no delivery
-            never = self._never_sent(batch.sender, batch.seq, valid)
-            if never is not None:
-                self._count_never_sent(never, receivers, recv_us)
-                valid = valid & ~never
+        never = self._never_sent(batch, recv_us)
+        if never is not None:  # replayed from another run, or forged: no delivery of this run's
+            self._count_never_sent(never, receivers, recv_us)
+            valid = valid & ~never
         if not valid.all():
             if others.any():
                 self._other_frames(frames, np.flatnonzero(others), receivers, recv_us)
@@ -287,17 +290,23 @@ class Recorder:
         i_new, r_all = (intended, recv_us) if all_new else (intended[new], recv_us[new])
         return Delivered((r_all - i_new) / 1000.0, lengths if all_new else lengths[new])
 
-    def _never_sent(self, senders: np.ndarray, seqs: np.ndarray, valid: np.ndarray) -> np.ndarray | None:
-        """Per frame: a valid trailer naming a sender of this run and a sequence number it has not reached.
+    def _never_sent(self, batch: payload.DecodedBatch, recv_us: np.ndarray) -> np.ndarray | None:
+        """Per frame: a valid trailer of a message this run never sent; ``None`` when there is none (the
+        common case). Such a frame was replayed from another run (a server that keeps a history) or forged.
 
-        Sends are recorded before their frame is written, so with every send known (``local_completion``)
-        no relayed message can be ahead of its sender: such a frame was replayed from another run (a
-        server that keeps a history) or forged. ``None`` when there is none (the common case)."""
-        assert self.fan is not None
-        index = self.acc.sender_index
-        known = valid & (senders >= 0) & (senders < len(index))
-        si = np.where(known, index[np.where(known, senders, 0)], -1)
-        never = (si >= 0) & (seqs >= self.fan.n_sent[np.maximum(si, 0)])
+        * *Received before it was sent*: its trailer's actual send time is more than
+          :data:`CAUSALITY_SLACK_US` after its receipt (both on the run's clock). Both drivers.
+        * *Ahead of its sender*: with every send known here (``local_completion``, ``wsbench run``: a send is
+          recorded before its frame is written), a sequence number its sender has not reached. A Locust
+          worker does not know the other workers' sends, so a replay whose send times lie in the past of
+          this run is counted as it arrives there."""
+        valid = batch.valid
+        never = valid & (batch.actual_us > recv_us + CAUSALITY_SLACK_US)
+        if self.fan is not None:
+            senders, index = batch.sender, self.acc.sender_index
+            known = valid & (senders >= 0) & (senders < len(index))
+            si = np.where(known, index[np.where(known, senders, 0)], -1)
+            never |= (si >= 0) & (batch.seq >= self.fan.n_sent[np.maximum(si, 0)])
         return never if never.any() else None
 
     def _count_never_sent(self, never: np.ndarray, receivers: np.ndarray, recv_us: np.ndarray) -> None:
@@ -308,9 +317,9 @@ class Recorder:
         self.warn_once(
             "never_sent",
             t,
-            f"client {int(receivers[first])} received a message its sender never sent (a wsbench trailer with a "
-            "sequence number the sender had not reached: replayed from another run, or forged); not counted as "
-            "a delivery, counted as delivery.never_sent",
+            f"client {int(receivers[first])} received a message its sender never sent (a wsbench trailer sent "
+            "after it was received, or with a sequence number the sender had not reached: replayed from another "
+            "run, or forged); not counted as a delivery, counted as delivery.never_sent",
             client=int(receivers[first]),
         )
 

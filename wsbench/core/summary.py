@@ -140,7 +140,7 @@ def summarize(results: Results) -> dict[str, Any]:
         # frame without a wsbench trailer (neither a join nor a leave line)
         "back_to_sender": _count(results.intervals, "back_to_sender"),
         "no_trailer": _count(results.intervals, "no_trailer"),
-        # a trailer its sender never sent (replayed from another run, or forged): `wsbench run` only
+        # a trailer of a message this run never sent (replayed from another run, or forged)
         "never_sent": _count(results.intervals, "never_sent"),
     }
     delivery["loss_ratio"] = _ratio(delivery["lost"], delivery["expected"])
