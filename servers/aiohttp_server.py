@@ -246,18 +246,15 @@ class ChatServer(
         return app
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "server": self.name,
-            "framework_version": aiohttp.__version__,
-            "connections": len(self.sockets),
-            "online": len(self.room),
-            "messages_in": self.messages_in,
-            "deliveries_out": self.deliveries_out,
-            "slow_consumer_closes": self.slow_consumer_closes,
-            "rss_bytes": self.meter.rss_bytes(),
-            "uptime_s": self.meter.uptime_s(),
-            "cpu_s": self.meter.cpu_s(),
-        }
+        return self.meter.stats(
+            self.name,
+            aiohttp.__version__,
+            connections=len(self.sockets),
+            online=len(self.room),
+            messages_in=self.messages_in,
+            deliveries_out=self.deliveries_out,
+            slow_consumer_closes=self.slow_consumer_closes,
+        )
 
 
 def main(

@@ -1,12 +1,15 @@
-"""The process figures of ``GET /stats`` (SPEC 5): resident set size, uptime and CPU time.
+"""The body of ``GET /stats`` (SPEC 5): the server's counts and its process figures (resident set size,
+uptime, CPU time), under the SPEC's keys, in one place.
 
-Shared by the two servers: it reads the process, not the wire (no protocol handling here).
+Shared by the two servers: it reads the process and formats counts each server keeps, not the wire (no
+protocol handling here).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from typing import Any
 
 import psutil
 
@@ -30,3 +33,28 @@ class ProcessMeter:
 
     def cpu_s(self) -> float:
         return round(time.process_time(), 4)
+
+    def stats(
+        self,
+        server: str,
+        framework_version: str,
+        *,
+        connections: int,
+        online: int,
+        messages_in: int,
+        deliveries_out: int,
+        slow_consumer_closes: int,
+    ) -> dict[str, Any]:
+        """The ``/stats`` body (SPEC 5.1) from a server's own counts and this process's figures."""
+        return {
+            "server": server,
+            "framework_version": framework_version,
+            "connections": connections,
+            "online": online,
+            "messages_in": messages_in,
+            "deliveries_out": deliveries_out,
+            "slow_consumer_closes": slow_consumer_closes,
+            "rss_bytes": self.rss_bytes(),
+            "uptime_s": self.uptime_s(),
+            "cpu_s": self.cpu_s(),
+        }

@@ -268,18 +268,15 @@ class ChatServer(HandshakePolicy, LoginPolicy, RoomPolicy, RelayPolicy, PingPoli
             log.error("%d %s %s", status, handler.request.method, handler.request.uri[:200])
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "server": self.name,
-            "framework_version": tornado.version,
-            "connections": len(self.sockets),
-            "online": len(self.room),
-            "messages_in": self.messages_in,
-            "deliveries_out": self.deliveries_out,
-            "slow_consumer_closes": self.slow_consumer_closes,
-            "rss_bytes": self.meter.rss_bytes(),
-            "uptime_s": self.meter.uptime_s(),
-            "cpu_s": self.meter.cpu_s(),
-        }
+        return self.meter.stats(
+            self.name,
+            tornado.version,
+            connections=len(self.sockets),
+            online=len(self.room),
+            messages_in=self.messages_in,
+            deliveries_out=self.deliveries_out,
+            slow_consumer_closes=self.slow_consumer_closes,
+        )
 
 
 def main(
