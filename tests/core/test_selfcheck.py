@@ -265,7 +265,7 @@ def test_a_generator_that_got_less_than_half_the_cpu_it_asked_for_is_starved() -
     """The run-queue wait (wsbench.schedstat): ran 0.2 s, waited 0.8 s for a CPU, over 100 slices."""
     starved = CpuWait(wait_s=0.8, got_ratio=0.2, ms_per_slice=8.0)
     v = judge(signs(latency=pct(12.0, 30.0), delay=pct(9.0, 20.0), cpu_wait=starved))
-    said = "its event loop got 20% of the CPU time it asked for, waiting 8.00 ms for a CPU each time it ran"
+    said = "its event loop got 20% of the CPU time it asked for, waiting 8.000 ms for a CPU each time it ran"
     assert v.saturation == [f"it was starved of CPU: {said}"]
     assert v.bottleneck and v.detail is not None
     assert v.detail.startswith("the generator was the bottleneck: it was starved")
@@ -273,7 +273,7 @@ def test_a_generator_that_got_less_than_half_the_cpu_it_asked_for_is_starved() -
     fed = judge(signs(cpu_wait=CpuWait(wait_s=0.01, got_ratio=0.97, ms_per_slice=0.02)))
     assert not fed.bottleneck and fed.saturation == []
     assert fed.added is not None and fed.added.endswith(
-        "; its event loop got 97% of the CPU time it asked for, waiting 0.02 ms for a CPU each time it ran"
+        "; its event loop got 97% of the CPU time it asked for, waiting 0.020 ms for a CPU each time it ran"
     )
     # at the limit it is not starved: half is the line (ran as long as it waited)
     assert judge(signs(cpu_wait=CpuWait(wait_s=1.0, got_ratio=0.5, ms_per_slice=1.0))).saturation == []

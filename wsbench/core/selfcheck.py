@@ -297,7 +297,7 @@ def _added(s: Signs) -> str:
 
 
 def _got(w: CpuWait) -> str:
-    per = f", waiting {_ms(w.ms_per_slice)} for a CPU each time it ran" if w.ms_per_slice is not None else ""
+    per = f", waiting {w.ms_per_slice:.3f} ms for a CPU each time it ran" if w.ms_per_slice is not None else ""
     return f"its event loop got {w.got_ratio:.0%} of the CPU time it asked for{per}"
 
 
