@@ -42,8 +42,12 @@ def measure(messages: int = 100_000, batches: int = 200) -> tuple[float, float, 
     from wsbench.core import payload
     from wsbench.core.chat import message_line
     from wsbench.core.results import ResultsWriter
-    from wsbench.core.scenario_loading import load_text
     from wsbench.drivers.engine import Engine
+
+    try:
+        from wsbench.core.scenario_loading import load_text
+    except ImportError:  # a base tree from before the scenario split (a8ccb4f)
+        from wsbench.core.scenario import load_text  # type: ignore[attr-defined,no-redef]
 
     scenario = load_text("clients: 100\nsenders: 10\nrate: 1000/s\nduration: 60s\nwarmup: 0s\nprobes: 0\n", "b.yaml")
     with tempfile.TemporaryDirectory() as tmp, ResultsWriter(Path(tmp) / "x.jsonl") as writer:
