@@ -9,10 +9,15 @@ from pathlib import Path
 
 from wsbench.schedstat import RunQueueWait, WaitSample, read
 
+KERNEL_FIGURES = os.path.exists("/proc/thread-self/schedstat")
+
 
 def test_the_calling_threads_figures_are_read_and_its_cpu_time_counts_in_them() -> None:
     before = read()
-    assert before is not None, "/proc/thread-self/schedstat is unreadable: wsbench's CPU-wait figures need it"
+    if not KERNEL_FIGURES:  # a kernel without CONFIG_SCHED_INFO: no figures, never a guess
+        assert before is None and not RunQueueWait().available and RunQueueWait().sample() is None
+        return
+    assert before is not None
     end = time.thread_time() + 0.05
     while time.thread_time() < end:  # 50 ms on a CPU
         pass
@@ -23,6 +28,9 @@ def test_the_calling_threads_figures_are_read_and_its_cpu_time_counts_in_them() 
 
 
 def test_another_threads_cpu_time_is_not_this_threads() -> None:
+    if not KERNEL_FIGURES:
+        assert read() is None
+        return
     before = read()
 
     def spin() -> None:
@@ -54,4 +62,3 @@ def test_no_figures_without_the_file(tmp_path: Path) -> None:
     garbled = tmp_path / "garbled"
     garbled.write_text("not numbers\n")
     assert read(str(garbled)) is None and RunQueueWait(str(garbled)).sample() is None
-    assert os.path.exists("/proc/thread-self/schedstat")

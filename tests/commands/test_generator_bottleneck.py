@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tests.commands.test_environment import assert_clean, injected
 from tests.drivers.conftest import relay_cmd
+from wsbench import schedstat
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,11 +109,15 @@ def test_a_generator_starved_of_cpu_says_how_little_it_got(tmp_path: Path) -> No
     assert_clean(stderr)
     summary = json.loads(stdout)
     g = summary["generator"]
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    intervals = [r for r in records if r["type"] == "interval" and r["phase"] == "measure" and not r.get("late")]
+    if schedstat.read() is None:  # a kernel without the figures: left out, null, never a guess
+        assert intervals and not any("cpu_wait_s" in r["generator"] for r in intervals)
+        assert g["cpu_got_ratio"] is None and not any("starved" in sign for sign in g["saturation"])
+        return
     assert g["cpu_got_ratio"] is not None and g["cpu_got_ratio"] < 0.5, json.dumps(g, indent=1)
     assert g["cpu_wait_s_measured"] > 0 and g["cpu_wait_ms_per_slice"] > 0
     starved = [sign for sign in g["saturation"] if sign.startswith("it was starved of CPU: its event loop got ")]
     assert starved, json.dumps(g, indent=1)
     # and every interval record of the run carries the figures it was judged from
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    intervals = [r for r in records if r["type"] == "interval" and r["phase"] == "measure" and not r.get("late")]
     assert intervals and all(r["generator"]["cpu_wait_s"] >= 0 and r["generator"]["cpu_slices"] >= 0 for r in intervals)

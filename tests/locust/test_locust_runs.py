@@ -123,13 +123,18 @@ def test_master_and_two_workers_merge_exactly(tmp_path: Path) -> None:
     assert {e["worker"] for e in clocks} == {"worker-0", "worker-1"}
     for e in clocks:
         assert e["method"] == "round-trip" and abs(e["offset_ms"]) <= e["bound_ms"] < 20
-    # each worker's event loop measured its wait for a CPU (wsbench.schedstat), and the summary sums them
-    timed = [r for r in lines if r.get("generator")]  # late records and the master's expected counts have none
-    assert timed and all(r["generator"]["cpu_wait_s"] >= 0 and r["generator"]["cpu_slices"] >= 0 for r in timed)
+    # each worker's event loop measured its wait for a CPU (wsbench.schedstat), and the summary sums them; a
+    # kernel without the figures leaves them out and the summary says null (docs/results-format.md)
+    from wsbench import schedstat
     from wsbench.core.summary import summarize
 
+    timed = [r for r in lines if r.get("generator")]  # late records and the master's expected counts have none
     got = summarize(results)["generator"]["cpu_got_ratio"]
-    assert got is not None and 0.0 < got <= 1.0
+    if schedstat.read() is not None:
+        assert timed and all(r["generator"]["cpu_wait_s"] >= 0 and r["generator"]["cpu_slices"] >= 0 for r in timed)
+        assert got is not None and 0.0 < got <= 1.0
+    else:
+        assert timed and not any("cpu_wait_s" in r["generator"] for r in timed) and got is None
     # the master and both workers are gone
     pids = locust_pids(output)
     assert len(pids) == 3 and all(gone(pid) for pid in pids)
