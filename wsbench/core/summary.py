@@ -180,18 +180,17 @@ def summarize(results: Results) -> dict[str, Any]:
         "send_lag_ms_max": max((float(g.get("send_lag_ms_max", 0.0)) for g in gen_recs), default=None),
         "open_fds_max": max((int(g.get("open_fds", 0)) for g in gen_all), default=None),
     }
-    waited = selfcheck.cpu_wait(sending)  # its event loop's wait for a CPU (wsbench.schedstat)
+    # the self-check (wsbench.core.selfcheck): what the generator added, and whether it was the limit
+    signs = selfcheck.signs_from_rows(
+        sending, latency, probe, _latency(results.histogram("send_lag")), results.events_of("warning")
+    )
+    waited = signs.cpu_wait  # its event loop's wait for a CPU (wsbench.schedstat)
     generator.update(
         cpu_wait_s_measured=waited.wait_s if waited else None,
         cpu_got_ratio=waited.got_ratio if waited else None,
         cpu_wait_ms_per_slice=waited.ms_per_slice if waited else None,
     )
-    # the self-check (wsbench.core.selfcheck): what the generator added, and whether it was the limit
-    verdict = selfcheck.judge(
-        selfcheck.signs_from_rows(
-            sending, latency, probe, _latency(results.histogram("send_lag")), results.events_of("warning")
-        )
-    )
+    verdict = selfcheck.judge(signs)
     generator.update(
         bottleneck=verdict.bottleneck,
         bottleneck_detail=verdict.detail,
