@@ -46,6 +46,7 @@ DESCRIBED_FRAMES = 5
 #: Locust workers on other hosts are bridged by round trips to within a few ms, see ``wsbench.core.stamps``)
 CAUSALITY_SLACK_US = 50_000
 
+
 class Event(TypedDict, total=False):
     """An ``event`` record's fields (``t_s``, ``kind`` and the kind's own)."""
 
